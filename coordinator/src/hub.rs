@@ -1,0 +1,564 @@
+//! The coordinator's decision logic: browser sessions, worker registrations and the signaling
+//! relay between them. Sans-IO: inputs are method calls with the current time, outputs are
+//! queued [`Output`]s that the network drivers deliver.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use retrofarm_proto::browser::{ChosenWorker, ClientMsg, IceServer, ServerMsg};
+use retrofarm_proto::control::{CoordMsg, WorkerMsg, PROTOCOL_VERSION};
+use retrofarm_proto::ids::{RoomId, SessionId, WorkerId};
+use retrofarm_proto::{DecodeError, ErrorCode};
+use tracing::{debug, info, warn};
+
+use crate::registry::{ConnId, Departed, Registration, Registry};
+use crate::selection::{self, SelectError};
+
+/// Something for a driver to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send to a browser.
+    Browser(SessionId, ServerMsg),
+    /// Send to a worker connection.
+    Worker(ConnId, CoordMsg),
+    /// Close a worker connection (refused, or its heartbeats stopped).
+    CloseWorker(ConnId, String),
+}
+
+/// Where a browser session stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the browser's latency results.
+    Checking,
+    /// A worker is chosen (or none was free); the browser may start a game.
+    Ready,
+    /// `start_session` sent to the worker.
+    Starting,
+    /// In a room.
+    Playing(RoomId),
+}
+
+#[derive(Debug)]
+struct Session {
+    zone: Option<String>,
+    worker: Option<WorkerId>,
+    phase: Phase,
+}
+
+/// Coordinator settings the hub needs.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// ICE servers handed to browsers and workers.
+    pub ice_servers: Vec<IceServer>,
+    /// How often workers must heartbeat.
+    pub heartbeat: Duration,
+    /// Silence after which a worker is dropped.
+    pub heartbeat_timeout: Duration,
+}
+
+/// Counters for observability.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    /// Malformed / oversized / unknown browser messages.
+    pub bad_messages: u64,
+    /// Placements that found no free worker.
+    pub no_capacity: u64,
+    /// Sessions started on a worker.
+    pub placed: u64,
+}
+
+/// Sessions, workers and rooms.
+#[derive(Debug)]
+pub struct Hub {
+    cfg: HubConfig,
+    registry: Registry,
+    sessions: HashMap<SessionId, Session>,
+    out: VecDeque<Output>,
+    stats: Stats,
+}
+
+impl Hub {
+    /// An empty hub.
+    pub fn new(cfg: HubConfig) -> Self {
+        Self {
+            registry: Registry::new(cfg.heartbeat_timeout),
+            cfg,
+            sessions: HashMap::new(),
+            out: VecDeque::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// The next thing to deliver.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// The registry (read-only).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Browser sessions connected.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    fn to_browser(&mut self, s: &SessionId, msg: ServerMsg) {
+        self.out.push_back(Output::Browser(s.clone(), msg));
+    }
+
+    fn error(&mut self, s: &SessionId, code: ErrorCode, message: impl Into<String>) {
+        self.to_browser(s, ServerMsg::error(code, message));
+    }
+
+    // ---- browsers ------------------------------------------------------------------------
+
+    /// A browser opened `/ws`, maybe with a share-link room and a zone.
+    pub fn browser_connected(&mut self, id: SessionId, room: Option<RoomId>, zone: Option<String>) {
+        self.sessions.insert(id.clone(), Session { zone, worker: None, phase: Phase::Ready });
+        if let Some(room) = room {
+            match self.registry.room(&room) {
+                Some((worker, _)) => {
+                    let worker = worker.clone();
+                    self.init(&id, worker, Some(room));
+                    return;
+                }
+                None => self.error(
+                    &id,
+                    ErrorCode::UnknownRoom,
+                    format!("room {room} does not exist (it may have ended); you can start a new game"),
+                ),
+            }
+        }
+        self.check_latency(&id);
+    }
+
+    fn check_latency(&mut self, id: &SessionId) {
+        let zone = self.sessions.get(id).and_then(|s| s.zone.clone());
+        match selection::ping_targets(&self.registry.candidates(), zone.as_deref()) {
+            Ok(workers) => {
+                self.set_phase(id, Phase::Checking);
+                self.to_browser(id, ServerMsg::CheckLatency { workers });
+            }
+            Err(e) => self.no_capacity(id, e),
+        }
+    }
+
+    fn no_capacity(&mut self, id: &SessionId, e: SelectError) {
+        self.stats.no_capacity += 1;
+        self.set_phase(id, Phase::Ready);
+        self.error(id, ErrorCode::NoFreeWorker, e.to_string());
+    }
+
+    fn set_phase(&mut self, id: &SessionId, phase: Phase) {
+        if let Some(s) = self.sessions.get_mut(id) {
+            s.phase = phase;
+        }
+    }
+
+    fn init(&mut self, id: &SessionId, worker: WorkerId, room: Option<RoomId>) {
+        let Some(w) = self.registry.get(&worker) else { return };
+        let msg = ServerMsg::Init {
+            session: id.clone(),
+            ice_servers: self.cfg.ice_servers.clone(),
+            games: w.games.clone(),
+            worker: ChosenWorker { id: worker.clone(), zone: w.zone.clone() },
+            room,
+        };
+        if let Some(s) = self.sessions.get_mut(id) {
+            s.worker = Some(worker);
+            s.phase = Phase::Ready;
+        }
+        self.to_browser(id, msg);
+    }
+
+    /// A browser sent something that did not decode.
+    pub fn browser_bad_message(&mut self, id: &SessionId, err: &DecodeError) {
+        self.stats.bad_messages += 1;
+        self.error(id, err.code(), err.to_string());
+    }
+
+    /// A browser sent a valid message.
+    pub fn browser_message(&mut self, id: &SessionId, msg: ClientMsg) {
+        let Some(s) = self.sessions.get(id) else { return };
+        let (phase, worker, zone) = (s.phase.clone(), s.worker.clone(), s.zone.clone());
+        match (msg, phase) {
+            (ClientMsg::Latency { results }, Phase::Checking) => {
+                match selection::choose(&self.registry.candidates(), zone.as_deref(), &results) {
+                    Ok(w) => self.init(id, w, None),
+                    Err(e) => self.no_capacity(id, e),
+                }
+            }
+            (ClientMsg::StartGame { game, room, port }, Phase::Ready) => self.start(id, worker, game, room, port),
+            (ClientMsg::Answer { sdp }, Phase::Starting | Phase::Playing(_)) => {
+                self.to_worker_of(id, worker, |session| CoordMsg::Answer { session, sdp })
+            }
+            (ClientMsg::Ice { candidate }, Phase::Starting | Phase::Playing(_)) => {
+                self.to_worker_of(id, worker, |session| CoordMsg::Ice { session, candidate })
+            }
+            (ClientMsg::Quit, Phase::Starting | Phase::Playing(_)) => {
+                self.to_worker_of(id, worker, |session| CoordMsg::EndSession { session });
+                self.set_phase(id, Phase::Ready);
+            }
+            (msg, phase) => {
+                let kind = msg.kind();
+                self.error(id, ErrorCode::BadState, format!("{kind} is not allowed now (session is {phase:?})"));
+            }
+        }
+    }
+
+    fn to_worker_of(&mut self, id: &SessionId, worker: Option<WorkerId>, msg: impl FnOnce(SessionId) -> CoordMsg) {
+        if let Some(conn) = worker.and_then(|w| self.registry.get(&w).map(|w| w.conn)) {
+            self.out.push_back(Output::Worker(conn, msg(id.clone())));
+        }
+    }
+
+    fn start(&mut self, id: &SessionId, chosen: Option<WorkerId>, game: String, room: Option<RoomId>, port: u8) {
+        let worker = if let Some(room) = &room {
+            match self.registry.room(room) {
+                Some((w, _)) => w.clone(),
+                None => {
+                    return self.error(id, ErrorCode::UnknownRoom, format!("room {room} does not exist (it may have ended)"));
+                }
+            }
+        } else {
+            let chosen = chosen.filter(|w| self.registry.get(w).is_some_and(|w| w.free() > 0));
+            let zone = self.sessions.get(id).and_then(|s| s.zone.clone());
+            // The chosen worker filled up (or left) since init: fall back to any free one.
+            let chosen = match chosen {
+                Some(w) => Ok(w),
+                None => selection::choose(&self.registry.candidates(), zone.as_deref(), &Default::default()),
+            };
+            let w = match chosen {
+                Ok(w) => w,
+                Err(e) => return self.no_capacity(id, e),
+            };
+            let has_game = self.registry.get(&w).is_some_and(|w| w.games.iter().any(|g| g.name == game));
+            if !has_game {
+                return self.error(id, ErrorCode::UnknownGame, format!("no game named {game:?} on this server"));
+            }
+            self.registry.start_pending(&w);
+            w
+        };
+        let Some(conn) = self.registry.get(&worker).map(|w| w.conn) else { return };
+        self.stats.placed += 1;
+        if let Some(s) = self.sessions.get_mut(id) {
+            s.worker = Some(worker);
+            s.phase = Phase::Starting;
+        }
+        let ice_servers = self.cfg.ice_servers.clone();
+        self.out.push_back(Output::Worker(
+            conn,
+            CoordMsg::StartSession { session: id.clone(), game, room, port, ice_servers },
+        ));
+    }
+
+    /// A browser's WebSocket closed.
+    pub fn browser_disconnected(&mut self, id: &SessionId) {
+        if let Some(s) = self.sessions.remove(id) {
+            if matches!(s.phase, Phase::Starting | Phase::Playing(_)) {
+                self.to_worker_of(id, s.worker, |session| CoordMsg::EndSession { session });
+            }
+        }
+    }
+
+    // ---- workers -------------------------------------------------------------------------
+
+    /// A message arrived on worker connection `conn`.
+    pub fn worker_message(&mut self, conn: ConnId, now: Instant, msg: WorkerMsg) {
+        let registered = self.registry.worker_of(conn).cloned();
+        match (msg, registered) {
+            (WorkerMsg::Register { protocol, id, zone, ping_url, games, rooms, load }, None) => {
+                if protocol != PROTOCOL_VERSION {
+                    let reason = format!(
+                        "worker speaks control protocol {protocol}, this coordinator speaks {PROTOCOL_VERSION}: upgrade them to the same release"
+                    );
+                    return self.refuse(conn, reason);
+                }
+                info!(worker = %id, %zone, games = games.len(), rooms = rooms.len(), "worker registered");
+                let reg = Registration { id, zone, ping_url, games, rooms, load };
+                if let Some(old) = self.registry.register(conn, now, reg) {
+                    self.out.push_back(Output::CloseWorker(old.conn, "replaced by a new connection".into()));
+                }
+                let heartbeat_ms = self.cfg.heartbeat.as_millis() as u64;
+                self.out.push_back(Output::Worker(conn, CoordMsg::Registered { heartbeat_ms }));
+            }
+            (WorkerMsg::Register { .. }, Some(_)) => self.refuse(conn, "registered twice on one connection".into()),
+            (_, None) => self.refuse(conn, "the first message must be register".into()),
+            (WorkerMsg::Heartbeat { load }, Some(_)) => self.registry.heartbeat(conn, now, load),
+            (WorkerMsg::SessionStarted { session, room, game, port }, Some(w)) => {
+                if self.owns(&session, &w) {
+                    self.registry.room_opened(conn, room.clone(), game.clone());
+                    self.set_phase(&session, Phase::Playing(room.clone()));
+                    self.to_browser(&session, ServerMsg::GameStarted { room, game, port });
+                }
+            }
+            (WorkerMsg::Offer { session, sdp }, Some(w)) => {
+                if self.owns(&session, &w) {
+                    self.to_browser(&session, ServerMsg::Offer { sdp });
+                }
+            }
+            (WorkerMsg::Ice { session, candidate }, Some(w)) => {
+                if self.owns(&session, &w) {
+                    self.to_browser(&session, ServerMsg::Ice { candidate });
+                }
+            }
+            (WorkerMsg::SessionEnded { session, code, message }, Some(w)) => {
+                if self.owns(&session, &w) {
+                    self.set_phase(&session, Phase::Ready);
+                    self.error(&session, code, message);
+                }
+            }
+            (WorkerMsg::RoomClosed { room }, Some(_)) => self.registry.room_closed(conn, &room),
+        }
+    }
+
+    /// Whether `session` is served by `worker` (a worker cannot speak for others' sessions).
+    fn owns(&self, session: &SessionId, worker: &WorkerId) -> bool {
+        let ok = self.sessions.get(session).is_some_and(|s| s.worker.as_ref() == Some(worker));
+        if !ok {
+            debug!(%session, %worker, "dropping worker message for a session it does not serve");
+        }
+        ok
+    }
+
+    fn refuse(&mut self, conn: ConnId, reason: String) {
+        warn!(?conn, %reason, "refusing worker");
+        self.out.push_back(Output::Worker(conn, CoordMsg::Refused { reason: reason.clone() }));
+        self.out.push_back(Output::CloseWorker(conn, reason));
+    }
+
+    /// A worker connection closed.
+    pub fn worker_disconnected(&mut self, conn: ConnId) {
+        if let Some(d) = self.registry.remove(conn) {
+            info!(worker = %d.id, "worker disconnected");
+            self.worker_gone(d, "disconnected");
+        }
+    }
+
+    /// Advances time: drops workers whose heartbeats stopped.
+    pub fn tick(&mut self, now: Instant) {
+        for d in self.registry.expire(now) {
+            warn!(worker = %d.id, "worker stopped heartbeating");
+            self.out.push_back(Output::CloseWorker(d.conn, "heartbeat timeout".into()));
+            self.worker_gone(d, "stopped responding");
+        }
+    }
+
+    fn worker_gone(&mut self, d: Departed, how: &str) {
+        let affected: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.worker.as_ref() == Some(&d.id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in affected {
+            if let Some(s) = self.sessions.get_mut(&id) {
+                s.worker = None;
+                s.phase = Phase::Ready;
+            }
+            self.error(
+                &id,
+                ErrorCode::WorkerLost,
+                format!("the game server {} {how}; reload the page to continue on another one", d.id),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use retrofarm_proto::browser::GameInfo;
+    use retrofarm_proto::control::{Load, RoomInfo};
+
+    fn hub() -> Hub {
+        Hub::new(HubConfig {
+            ice_servers: vec![IceServer { urls: vec!["stun:s:3478".into()], username: None, credential: None }],
+            heartbeat: Duration::from_secs(1),
+            heartbeat_timeout: Duration::from_secs(3),
+        })
+    }
+    fn sid(s: &str) -> SessionId {
+        SessionId::new(s).unwrap()
+    }
+    fn drain(h: &mut Hub) -> Vec<Output> {
+        std::iter::from_fn(|| h.poll_output()).collect()
+    }
+    fn register(h: &mut Hub, conn: u64, id: &str, zone: &str, free: u32, rooms: &[&str], now: Instant) {
+        h.worker_message(
+            ConnId(conn),
+            now,
+            WorkerMsg::Register {
+                protocol: PROTOCOL_VERSION,
+                id: WorkerId::new(id).unwrap(),
+                zone: zone.into(),
+                ping_url: format!("http://{id}/ping"),
+                games: vec![GameInfo { name: "walk".into(), system: "nes".into() }],
+                rooms: rooms.iter().map(|r| RoomInfo { id: RoomId::new(*r).unwrap(), game: "walk".into() }).collect(),
+                load: Load { rooms: 0, sessions: 0, free },
+            },
+        );
+    }
+    fn error_code(o: &Output) -> Option<ErrorCode> {
+        match o {
+            Output::Browser(_, ServerMsg::Error { code, .. }) => Some(*code),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn full_flow_relays_signaling_both_ways() {
+        let t = Instant::now();
+        let mut h = hub();
+        register(&mut h, 1, "w1", "eu", 4, &[], t);
+        assert_eq!(drain(&mut h), vec![Output::Worker(ConnId(1), CoordMsg::Registered { heartbeat_ms: 1000 })]);
+
+        h.browser_connected(sid("s"), None, Some("eu".into()));
+        let out = drain(&mut h);
+        assert!(matches!(&out[..], [Output::Browser(_, ServerMsg::CheckLatency { workers })] if workers.len() == 1));
+
+        let results = [(WorkerId::new("w1").unwrap(), 10)].into_iter().collect();
+        h.browser_message(&sid("s"), ClientMsg::Latency { results });
+        let out = drain(&mut h);
+        assert!(matches!(&out[..], [Output::Browser(_, ServerMsg::Init { games, .. })] if games.len() == 1));
+
+        h.browser_message(&sid("s"), ClientMsg::StartGame { game: "walk".into(), room: None, port: 1 });
+        let out = drain(&mut h);
+        assert!(matches!(&out[..], [Output::Worker(ConnId(1), CoordMsg::StartSession { port: 1, .. })]));
+
+        let r = RoomId::new("r1").unwrap();
+        h.worker_message(ConnId(1), t, WorkerMsg::SessionStarted { session: sid("s"), room: r.clone(), game: "walk".into(), port: 1 });
+        h.worker_message(ConnId(1), t, WorkerMsg::Offer { session: sid("s"), sdp: "offer".into() });
+        h.worker_message(ConnId(1), t, WorkerMsg::Ice { session: sid("s"), candidate: None });
+        let out = drain(&mut h);
+        assert_eq!(out.len(), 3);
+        assert!(matches!(&out[1], Output::Browser(_, ServerMsg::Offer { sdp }) if sdp == "offer"));
+        assert_eq!(h.registry().room(&r).unwrap().0.as_str(), "w1");
+
+        h.browser_message(&sid("s"), ClientMsg::Answer { sdp: "answer".into() });
+        h.browser_message(&sid("s"), ClientMsg::Ice { candidate: None });
+        let out = drain(&mut h);
+        assert!(matches!(&out[0], Output::Worker(_, CoordMsg::Answer { sdp, .. }) if sdp == "answer"));
+        assert!(matches!(&out[1], Output::Worker(_, CoordMsg::Ice { candidate: None, .. })));
+
+        // A second browser with the share link reaches the same worker directly.
+        h.browser_connected(sid("t"), Some(r.clone()), None);
+        let out = drain(&mut h);
+        assert!(matches!(&out[..], [Output::Browser(_, ServerMsg::Init { room: Some(_), .. })]));
+        h.browser_message(&sid("t"), ClientMsg::StartGame { game: String::new(), room: Some(r), port: 2 });
+        assert!(matches!(&drain(&mut h)[..], [Output::Worker(ConnId(1), CoordMsg::StartSession { port: 2, room: Some(_), .. })]));
+
+        h.browser_disconnected(&sid("s"));
+        assert!(matches!(&drain(&mut h)[..], [Output::Worker(_, CoordMsg::EndSession { .. })]));
+    }
+
+    #[test]
+    fn errors_for_unknown_room_game_and_bad_state() {
+        let t = Instant::now();
+        let mut h = hub();
+        register(&mut h, 1, "w1", "eu", 4, &[], t);
+        drain(&mut h);
+        h.browser_connected(sid("s"), Some(RoomId::new("nope").unwrap()), None);
+        let out = drain(&mut h);
+        assert_eq!(error_code(&out[0]), Some(ErrorCode::UnknownRoom));
+        assert!(matches!(out[1], Output::Browser(_, ServerMsg::CheckLatency { .. })));
+
+        h.browser_message(&sid("s"), ClientMsg::Answer { sdp: String::new() });
+        assert_eq!(error_code(&drain(&mut h)[0]), Some(ErrorCode::BadState));
+
+        h.browser_message(&sid("s"), ClientMsg::Latency { results: Default::default() });
+        drain(&mut h);
+        h.browser_message(&sid("s"), ClientMsg::StartGame { game: "tetris".into(), room: None, port: 1 });
+        assert_eq!(error_code(&drain(&mut h)[0]), Some(ErrorCode::UnknownGame));
+        h.browser_message(&sid("s"), ClientMsg::StartGame { game: String::new(), room: Some(RoomId::new("gone").unwrap()), port: 1 });
+        assert_eq!(error_code(&drain(&mut h)[0]), Some(ErrorCode::UnknownRoom));
+
+        h.browser_bad_message(&sid("s"), &DecodeError::Malformed("x".into()));
+        assert_eq!(error_code(&drain(&mut h)[0]), Some(ErrorCode::Malformed));
+        assert_eq!(h.stats().bad_messages, 1);
+    }
+
+    #[test]
+    fn no_free_worker_when_all_full() {
+        let t = Instant::now();
+        let mut h = hub();
+        register(&mut h, 1, "w1", "eu", 1, &[], t);
+        drain(&mut h);
+        h.browser_connected(sid("a"), None, None);
+        h.browser_message(&sid("a"), ClientMsg::Latency { results: Default::default() });
+        h.browser_message(&sid("a"), ClientMsg::StartGame { game: "walk".into(), room: None, port: 1 });
+        drain(&mut h);
+        // The only slot is pending: the next browser hears "no free worker" at once.
+        h.browser_connected(sid("b"), None, None);
+        assert_eq!(error_code(&drain(&mut h)[0]), Some(ErrorCode::NoFreeWorker));
+        h.browser_connected(sid("c"), None, Some("us".into()));
+        assert_eq!(error_code(&drain(&mut h)[0]), Some(ErrorCode::NoFreeWorker));
+    }
+
+    #[test]
+    fn heartbeat_loss_tells_users_and_drops_rooms() {
+        let t = Instant::now();
+        let mut h = hub();
+        register(&mut h, 1, "w1", "eu", 4, &["r1"], t);
+        drain(&mut h);
+        h.browser_connected(sid("s"), Some(RoomId::new("r1").unwrap()), None);
+        drain(&mut h);
+        h.tick(t + Duration::from_secs(2));
+        assert!(drain(&mut h).is_empty());
+        h.tick(t + Duration::from_secs(4));
+        let out = drain(&mut h);
+        assert!(out.contains(&Output::CloseWorker(ConnId(1), "heartbeat timeout".into())));
+        assert!(out.iter().any(|o| error_code(o) == Some(ErrorCode::WorkerLost)));
+        assert_eq!(h.registry().room_count(), 0);
+    }
+
+    #[test]
+    fn workers_must_register_first_with_our_version_and_cannot_speak_for_others() {
+        let t = Instant::now();
+        let mut h = hub();
+        h.worker_message(ConnId(9), t, WorkerMsg::Heartbeat { load: Load::default() });
+        assert!(matches!(&drain(&mut h)[..], [Output::Worker(_, CoordMsg::Refused { .. }), Output::CloseWorker(..)]));
+        h.worker_message(
+            ConnId(8),
+            t,
+            WorkerMsg::Register {
+                protocol: 99,
+                id: WorkerId::new("x").unwrap(),
+                zone: String::new(),
+                ping_url: String::new(),
+                games: vec![],
+                rooms: vec![],
+                load: Load::default(),
+            },
+        );
+        assert!(matches!(&drain(&mut h)[0], Output::Worker(_, CoordMsg::Refused { reason }) if reason.contains("protocol 99")));
+
+        register(&mut h, 1, "w1", "eu", 4, &[], t);
+        register(&mut h, 2, "w2", "eu", 4, &[], t);
+        drain(&mut h);
+        h.browser_connected(sid("s"), None, None);
+        h.browser_message(&sid("s"), ClientMsg::Latency { results: [(WorkerId::new("w1").unwrap(), 1)].into_iter().collect() });
+        drain(&mut h);
+        h.worker_message(ConnId(2), t, WorkerMsg::Offer { session: sid("s"), sdp: "evil".into() });
+        assert!(drain(&mut h).is_empty());
+    }
+
+    #[test]
+    fn disconnect_tells_users() {
+        let t = Instant::now();
+        let mut h = hub();
+        register(&mut h, 1, "w1", "eu", 4, &["r1"], t);
+        drain(&mut h);
+        h.browser_connected(sid("s"), Some(RoomId::new("r1").unwrap()), None);
+        drain(&mut h);
+        h.worker_disconnected(ConnId(1));
+        assert_eq!(error_code(&drain(&mut h)[0]), Some(ErrorCode::WorkerLost));
+    }
+}

@@ -1,0 +1,125 @@
+//! `retrofarm-coordinator`: run the coordinator, or manage the cluster PKI.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use retrofarm_coordinator::config::Config;
+use retrofarm_link::pki;
+
+#[derive(Debug, Parser)]
+#[command(version, about = "retrofarm coordinator: pairs browsers with game workers")]
+struct Cli {
+    /// Configuration file (TOML); defaults apply without one.
+    #[arg(long, short, global = true, env = "RETROFARM_COORDINATOR_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the coordinator (the default).
+    Run(RunArgs),
+    /// Manage the cluster certificates that authenticate workers.
+    Pki {
+        #[command(subcommand)]
+        cmd: PkiCmd,
+    },
+}
+
+#[derive(Debug, Default, clap::Args)]
+struct RunArgs {
+    /// HTTP/WebSocket listen address [default: 0.0.0.0:8000].
+    #[arg(long, env = "RETROFARM_HTTP_LISTEN")]
+    http_listen: Option<SocketAddr>,
+    /// QUIC listen address for workers [default: 0.0.0.0:8443].
+    #[arg(long, env = "RETROFARM_QUIC_LISTEN")]
+    quic_listen: Option<SocketAddr>,
+    /// Folder of the web client [default: web].
+    #[arg(long, env = "RETROFARM_WEB_ROOT")]
+    web_root: Option<PathBuf>,
+    /// Cluster PKI folder [default: .retrofarm/pki].
+    #[arg(long, env = "RETROFARM_PKI_DIR")]
+    pki_dir: Option<PathBuf>,
+    /// Never create a local CA; require `pki init` to have been run.
+    #[arg(long, env = "RETROFARM_NO_AUTO_PKI")]
+    no_auto_pki: bool,
+    /// Worker heartbeat timeout in milliseconds [default: 5000].
+    #[arg(long, env = "RETROFARM_HEARTBEAT_TIMEOUT_MS")]
+    heartbeat_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+enum PkiCmd {
+    /// Create a cluster CA and the coordinator's certificate.
+    Init {
+        /// Where to write the files.
+        #[arg(long, default_value = ".retrofarm/pki")]
+        dir: PathBuf,
+        /// DNS names or IPs workers use to reach the coordinator.
+        #[arg(long = "server-name", default_values = ["localhost", "127.0.0.1"])]
+        server_names: Vec<String>,
+    },
+    /// Issue a worker certificate (writes <name>.pem and <name>.key).
+    IssueWorker {
+        /// Folder holding ca.pem and ca.key.
+        #[arg(long, default_value = ".retrofarm/pki")]
+        dir: PathBuf,
+        /// File name and certificate name of the worker.
+        #[arg(long, default_value = "worker")]
+        name: String,
+    },
+}
+
+impl RunArgs {
+    fn apply(self, c: &mut Config) {
+        if let Some(v) = self.http_listen {
+            c.http_listen = v;
+        }
+        if let Some(v) = self.quic_listen {
+            c.quic_listen = v;
+        }
+        if let Some(v) = self.web_root {
+            c.web_root = v;
+        }
+        if let Some(v) = self.pki_dir {
+            c.pki_dir = v;
+        }
+        if self.no_auto_pki {
+            c.auto_pki = false;
+        }
+        if let Some(v) = self.heartbeat_timeout_ms {
+            c.heartbeat_timeout_ms = v;
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RETROFARM_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.cmd.unwrap_or(Cmd::Run(RunArgs::default())) {
+        Cmd::Run(args) => {
+            let mut cfg = Config::load(cli.config.as_deref())?;
+            args.apply(&mut cfg);
+            retrofarm_coordinator::server::run(cfg).await
+        }
+        Cmd::Pki { cmd: PkiCmd::Init { dir, server_names } } => {
+            pki::init_ca(&dir)?;
+            pki::issue(&dir, pki::Role::Coordinator, "coordinator", &server_names)?;
+            println!("created {0}/ca.pem, ca.key, coordinator.pem, coordinator.key; keep ca.key off worker hosts", dir.display());
+            Ok(())
+        }
+        Cmd::Pki { cmd: PkiCmd::IssueWorker { dir, name } } => {
+            pki::issue(&dir, pki::Role::Worker, &name, std::slice::from_ref(&name))?;
+            println!("created {0}/{name}.pem and {0}/{name}.key; copy them with ca.pem to the worker host", dir.display());
+            Ok(())
+        }
+    }
+}

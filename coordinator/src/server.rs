@@ -1,0 +1,260 @@
+//! Network drivers: the browser WebSocket (axum) and the worker QUIC endpoint (quinn), both
+//! feeding one [`Hub`] and delivering its outputs.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use futures_util::{SinkExt, StreamExt};
+use retrofarm_link::stream::{self, FramedRecv};
+use retrofarm_link::{endpoint, pki};
+use retrofarm_proto::browser::{ClientMsg, ServerMsg, MAX_CLIENT_MESSAGE};
+use retrofarm_proto::control::{CoordMsg, WorkerMsg};
+use retrofarm_proto::ids::{RoomId, SessionId};
+use retrofarm_proto::DecodeError;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tower_http::services::ServeDir;
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+use crate::hub::{Hub, HubConfig, Output};
+use crate::registry::ConnId;
+
+/// What the QUIC writer task of one worker connection is asked to do.
+#[derive(Debug)]
+enum ToWorker {
+    Msg(CoordMsg),
+    Close(String),
+}
+
+struct Inner {
+    hub: Hub,
+    browsers: HashMap<SessionId, mpsc::Sender<ServerMsg>>,
+    workers: HashMap<ConnId, mpsc::Sender<ToWorker>>,
+}
+
+/// The hub plus the channels to every connected browser and worker.
+#[derive(Clone)]
+pub struct Shared(Arc<Mutex<Inner>>);
+
+impl Shared {
+    fn new(hub: Hub) -> Self {
+        Self(Arc::new(Mutex::new(Inner { hub, browsers: HashMap::new(), workers: HashMap::new() })))
+    }
+
+    /// Runs `f` on the hub, then delivers everything it queued.
+    fn with<R>(&self, f: impl FnOnce(&mut Hub) -> R) -> R {
+        let mut inner = self.0.lock().expect("hub lock poisoned");
+        let r = f(&mut inner.hub);
+        while let Some(out) = inner.hub.poll_output() {
+            match out {
+                Output::Browser(s, msg) => {
+                    if let Some(tx) = inner.browsers.get(&s) {
+                        if tx.try_send(msg).is_err() {
+                            warn!(session = %s, "browser is not reading its WebSocket; message dropped");
+                        }
+                    }
+                }
+                Output::Worker(c, msg) => {
+                    if let Some(tx) = inner.workers.get(&c) {
+                        if tx.try_send(ToWorker::Msg(msg)).is_err() {
+                            warn!(conn = c.0, "worker control stream is backed up; message dropped");
+                        }
+                    }
+                }
+                Output::CloseWorker(c, reason) => {
+                    if let Some(tx) = inner.workers.get(&c) {
+                        let _ = tx.try_send(ToWorker::Close(reason));
+                    }
+                }
+            }
+        }
+        r
+    }
+}
+
+/// Runs the coordinator until the process is stopped.
+pub async fn run(cfg: Config) -> Result<()> {
+    let (http, quic) = bind(&cfg).await?;
+    info!(http = %http.local_addr()?, quic = %quic.local_addr()?, "coordinator listening");
+    serve(cfg, http, quic).await
+}
+
+/// Binds the listening sockets (and creates the local PKI if configured), so callers learn
+/// the bound addresses before serving.
+pub async fn bind(cfg: &Config) -> Result<(tokio::net::TcpListener, quinn::Endpoint)> {
+    if cfg.auto_pki && pki::ensure_local(&cfg.pki_dir, &cfg.server_names)? {
+        info!(dir = %cfg.pki_dir.display(), "created a local cluster CA and certificates");
+    }
+    let id = pki::Identity::in_dir(&cfg.pki_dir, "coordinator").load()?;
+    let quic = endpoint::server(cfg.quic_listen, id, cfg.heartbeat_timeout())?;
+    let http = tokio::net::TcpListener::bind(cfg.http_listen)
+        .await
+        .with_context(|| format!("cannot listen on TCP {}: is the port in use?", cfg.http_listen))?;
+    Ok((http, quic))
+}
+
+/// Serves browsers on `http` and workers on `quic`.
+pub async fn serve(cfg: Config, http: tokio::net::TcpListener, quic: quinn::Endpoint) -> Result<()> {
+    let shared = Shared::new(Hub::new(HubConfig {
+        ice_servers: cfg.ice_servers.clone(),
+        heartbeat: cfg.heartbeat(),
+        heartbeat_timeout: cfg.heartbeat_timeout(),
+    }));
+
+    let ticker = shared.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            every.tick().await;
+            ticker.with(|h| h.tick(Instant::now()));
+        }
+    });
+    tokio::spawn(accept_workers(quic, shared.clone()));
+
+    let app = Router::new()
+        .route("/ws", get(ws_handler))
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback_service(ServeDir::new(&cfg.web_root))
+        .with_state(shared);
+    axum::serve(http, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
+    Ok(())
+}
+
+// ---- browsers --------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+struct WsQuery {
+    room: Option<String>,
+    zone: Option<String>,
+}
+
+async fn ws_handler(ws: WebSocketUpgrade, Query(q): Query<WsQuery>, State(shared): State<Shared>) -> impl IntoResponse {
+    // Frames a little over the protocol limit still reach the decoder, which answers with a
+    // `too_large` error; far larger ones are cut off by the WebSocket layer.
+    ws.max_message_size(4 * MAX_CLIENT_MESSAGE).on_upgrade(move |socket| browser(socket, q, shared))
+}
+
+fn new_session_id() -> SessionId {
+    SessionId::new(format!("{:016x}", rand::random::<u64>())).expect("hex is a valid id")
+}
+
+async fn browser(socket: WebSocket, q: WsQuery, shared: Shared) {
+    let id = new_session_id();
+    let (tx, mut rx) = mpsc::channel::<ServerMsg>(256);
+    let (mut sink, mut source) = socket.split();
+    shared.0.lock().expect("hub lock poisoned").browsers.insert(id.clone(), tx);
+    let zone = q.zone.filter(|z| !z.is_empty());
+    match q.room.filter(|r| !r.is_empty()).map(RoomId::new).transpose() {
+        Ok(room) => shared.with(|h| h.browser_connected(id.clone(), room, zone)),
+        Err(e) => shared.with(|h| {
+            h.browser_connected(id.clone(), None, zone);
+            h.browser_bad_message(&id, &DecodeError::Malformed(e.to_string()));
+        }),
+    }
+    debug!(session = %id, "browser connected");
+    loop {
+        tokio::select! {
+            out = rx.recv() => {
+                let Some(msg) = out else { break };
+                if sink.send(Message::Text(msg.encode().into())).await.is_err() {
+                    break;
+                }
+            }
+            inc = source.next() => {
+                match inc {
+                    Some(Ok(Message::Text(text))) => match ClientMsg::decode(&text) {
+                        Ok(msg) => shared.with(|h| h.browser_message(&id, msg)),
+                        Err(e) => {
+                            debug!(session = %id, error = %e, "bad browser message");
+                            shared.with(|h| h.browser_bad_message(&id, &e));
+                        }
+                    },
+                    Some(Ok(Message::Binary(_))) => shared.with(|h| {
+                        h.browser_bad_message(&id, &DecodeError::Malformed("binary frames are not part of the protocol".into()))
+                    }),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                }
+            }
+        }
+    }
+    shared.0.lock().expect("hub lock poisoned").browsers.remove(&id);
+    shared.with(|h| h.browser_disconnected(&id));
+    debug!(session = %id, "browser disconnected");
+}
+
+// ---- workers ---------------------------------------------------------------------------
+
+async fn accept_workers(endpoint: quinn::Endpoint, shared: Shared) {
+    let next = AtomicU64::new(1);
+    while let Some(incoming) = endpoint.accept().await {
+        let conn = ConnId(next.fetch_add(1, Ordering::Relaxed));
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            match incoming.await {
+                Ok(c) => worker(conn, c, shared).await,
+                // Includes workers without a certificate signed by the cluster CA.
+                Err(e) => warn!(%remote, error = %e, "worker connection refused"),
+            }
+        });
+    }
+}
+
+async fn worker(conn: ConnId, c: quinn::Connection, shared: Shared) {
+    let remote = c.remote_address();
+    let (mut send, recv) = match tokio::time::timeout(Duration::from_secs(10), c.accept_bi()).await {
+        Ok(Ok(s)) => s,
+        _ => {
+            warn!(%remote, "worker opened no control stream");
+            return;
+        }
+    };
+    let (tx, mut rx) = mpsc::channel::<ToWorker>(1024);
+    shared.0.lock().expect("hub lock poisoned").workers.insert(conn, tx);
+    let writer_conn = c.clone();
+    let writer = tokio::spawn(async move {
+        while let Some(cmd) = rx.recv().await {
+            match cmd {
+                ToWorker::Msg(m) => {
+                    if stream::send(&mut send, &m).await.is_err() {
+                        break;
+                    }
+                }
+                ToWorker::Close(reason) => {
+                    let _ = send.finish();
+                    writer_conn.close(1u32.into(), reason.as_bytes());
+                    break;
+                }
+            }
+        }
+    });
+    let mut recv = FramedRecv::new(recv);
+    loop {
+        match recv.recv::<WorkerMsg>().await {
+            Ok(msg) => shared.with(|h| h.worker_message(conn, Instant::now(), msg)),
+            Err(e) => {
+                if let stream::RecvError::Decode(d) = &e {
+                    warn!(%remote, error = %d, "worker sent a bad message; closing its connection");
+                    c.close(2u32.into(), b"bad message");
+                } else {
+                    debug!(%remote, error = %e, "worker connection ended");
+                }
+                break;
+            }
+        }
+    }
+    writer.abort();
+    shared.0.lock().expect("hub lock poisoned").workers.remove(&conn);
+    shared.with(|h| h.worker_disconnected(conn));
+}

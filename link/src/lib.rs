@@ -1,0 +1,13 @@
+//! The worker ⇄ coordinator link over QUIC.
+//!
+//! - [`pki`]: the cluster certificate authority and the certificates it issues; only a process
+//!   holding a certificate signed by it can register as a worker (mutual TLS).
+//! - [`endpoint`]: quinn client and server endpoints built from those certificates.
+//! - [`stream`]: reading and writing framed control messages on a QUIC stream.
+
+pub mod endpoint;
+pub mod pki;
+pub mod stream;
+
+/// ALPN protocol name of the control link.
+pub const ALPN: &[u8] = b"retrofarm-control/1";

@@ -1,0 +1,55 @@
+//! Framed control messages on a QUIC stream.
+
+use retrofarm_proto::control::ControlMessage;
+use retrofarm_proto::frame::{self, FrameDecoder};
+use retrofarm_proto::DecodeError;
+
+/// Why reading a control stream stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RecvError {
+    /// The peer sent something that is not a valid message; the stream is closed.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The stream or connection failed.
+    #[error(transparent)]
+    Read(#[from] quinn::ReadError),
+    /// The peer finished the stream.
+    #[error("stream finished by the peer")]
+    Finished,
+}
+
+/// Reads framed messages from a QUIC receive stream.
+#[derive(Debug)]
+pub struct FramedRecv {
+    recv: quinn::RecvStream,
+    decoder: FrameDecoder,
+    buf: Vec<u8>,
+}
+
+impl FramedRecv {
+    /// Wraps a receive stream.
+    pub fn new(recv: quinn::RecvStream) -> Self {
+        Self { recv, decoder: FrameDecoder::new(), buf: vec![0; 64 * 1024] }
+    }
+
+    /// The next message.
+    pub async fn recv<M: ControlMessage>(&mut self) -> Result<M, RecvError> {
+        loop {
+            if let Some(m) = self.decoder.next::<M>()? {
+                return Ok(m);
+            }
+            match self.recv.read(&mut self.buf).await? {
+                Some(n) => self.decoder.push(&self.buf[..n]),
+                None => return Err(RecvError::Finished),
+            }
+        }
+    }
+}
+
+/// Writes one framed message.
+pub async fn send<M: ControlMessage>(
+    send: &mut quinn::SendStream,
+    msg: &M,
+) -> Result<(), quinn::WriteError> {
+    send.write_all(&frame::encode(msg)).await
+}

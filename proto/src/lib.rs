@@ -1,0 +1,15 @@
+//! Wire types of retrofarm, with no IO and no async.
+//!
+//! - [`browser`]: JSON messages between a browser and the coordinator (WebSocket).
+//! - [`control`]: messages between a worker and the coordinator (QUIC), framed by [`frame`].
+//! - [`ids`]: identifiers shared by both protocols.
+//!
+//! Every decoder takes untrusted bytes and returns a typed [`DecodeError`]; none panics.
+
+pub mod browser;
+pub mod control;
+mod error;
+pub mod frame;
+pub mod ids;
+
+pub use error::{DecodeError, ErrorCode};
