@@ -109,12 +109,12 @@ impl Hub {
         self.sessions.len()
     }
 
-    fn to_browser(&mut self, s: &SessionId, msg: ServerMsg) {
+    fn send_browser(&mut self, s: &SessionId, msg: ServerMsg) {
         self.out.push_back(Output::Browser(s.clone(), msg));
     }
 
     fn error(&mut self, s: &SessionId, code: ErrorCode, message: impl Into<String>) {
-        self.to_browser(s, ServerMsg::error(code, message));
+        self.send_browser(s, ServerMsg::error(code, message));
     }
 
     // ---- browsers ------------------------------------------------------------------------
@@ -144,7 +144,7 @@ impl Hub {
         match selection::ping_targets(&self.registry.candidates(), zone.as_deref()) {
             Ok(workers) => {
                 self.set_phase(id, Phase::Checking);
-                self.to_browser(id, ServerMsg::CheckLatency { workers });
+                self.send_browser(id, ServerMsg::CheckLatency { workers });
             }
             Err(e) => self.no_capacity(id, e),
         }
@@ -175,7 +175,7 @@ impl Hub {
             s.worker = Some(worker);
             s.phase = Phase::Ready;
         }
-        self.to_browser(id, msg);
+        self.send_browser(id, msg);
     }
 
     /// A browser sent something that did not decode.
@@ -197,13 +197,13 @@ impl Hub {
             }
             (ClientMsg::StartGame { game, room, port }, Phase::Ready) => self.start(id, worker, game, room, port),
             (ClientMsg::Answer { sdp }, Phase::Starting | Phase::Playing(_)) => {
-                self.to_worker_of(id, worker, |session| CoordMsg::Answer { session, sdp })
+                self.send_worker_of(id, worker, |session| CoordMsg::Answer { session, sdp })
             }
             (ClientMsg::Ice { candidate }, Phase::Starting | Phase::Playing(_)) => {
-                self.to_worker_of(id, worker, |session| CoordMsg::Ice { session, candidate })
+                self.send_worker_of(id, worker, |session| CoordMsg::Ice { session, candidate })
             }
             (ClientMsg::Quit, Phase::Starting | Phase::Playing(_)) => {
-                self.to_worker_of(id, worker, |session| CoordMsg::EndSession { session });
+                self.send_worker_of(id, worker, |session| CoordMsg::EndSession { session });
                 self.set_phase(id, Phase::Ready);
             }
             (msg, phase) => {
@@ -213,7 +213,7 @@ impl Hub {
         }
     }
 
-    fn to_worker_of(&mut self, id: &SessionId, worker: Option<WorkerId>, msg: impl FnOnce(SessionId) -> CoordMsg) {
+    fn send_worker_of(&mut self, id: &SessionId, worker: Option<WorkerId>, msg: impl FnOnce(SessionId) -> CoordMsg) {
         if let Some(conn) = worker.and_then(|w| self.registry.get(&w).map(|w| w.conn)) {
             self.out.push_back(Output::Worker(conn, msg(id.clone())));
         }
@@ -224,7 +224,11 @@ impl Hub {
             match self.registry.room(room) {
                 Some((w, _)) => w.clone(),
                 None => {
-                    return self.error(id, ErrorCode::UnknownRoom, format!("room {room} does not exist (it may have ended)"));
+                    return self.error(
+                        id,
+                        ErrorCode::UnknownRoom,
+                        format!("room {room} does not exist (it may have ended)"),
+                    );
                 }
             }
         } else {
@@ -263,7 +267,7 @@ impl Hub {
     pub fn browser_disconnected(&mut self, id: &SessionId) {
         if let Some(s) = self.sessions.remove(id) {
             if matches!(s.phase, Phase::Starting | Phase::Playing(_)) {
-                self.to_worker_of(id, s.worker, |session| CoordMsg::EndSession { session });
+                self.send_worker_of(id, s.worker, |session| CoordMsg::EndSession { session });
             }
         }
     }
@@ -296,17 +300,17 @@ impl Hub {
                 if self.owns(&session, &w) {
                     self.registry.room_opened(conn, room.clone(), game.clone());
                     self.set_phase(&session, Phase::Playing(room.clone()));
-                    self.to_browser(&session, ServerMsg::GameStarted { room, game, port });
+                    self.send_browser(&session, ServerMsg::GameStarted { room, game, port });
                 }
             }
             (WorkerMsg::Offer { session, sdp }, Some(w)) => {
                 if self.owns(&session, &w) {
-                    self.to_browser(&session, ServerMsg::Offer { sdp });
+                    self.send_browser(&session, ServerMsg::Offer { sdp });
                 }
             }
             (WorkerMsg::Ice { session, candidate }, Some(w)) => {
                 if self.owns(&session, &w) {
-                    self.to_browser(&session, ServerMsg::Ice { candidate });
+                    self.send_browser(&session, ServerMsg::Ice { candidate });
                 }
             }
             (WorkerMsg::SessionEnded { session, code, message }, Some(w)) => {
@@ -352,12 +356,8 @@ impl Hub {
     }
 
     fn worker_gone(&mut self, d: Departed, how: &str) {
-        let affected: Vec<SessionId> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.worker.as_ref() == Some(&d.id))
-            .map(|(id, _)| id.clone())
-            .collect();
+        let affected: Vec<SessionId> =
+            self.sessions.iter().filter(|(_, s)| s.worker.as_ref() == Some(&d.id)).map(|(id, _)| id.clone()).collect();
         for id in affected {
             if let Some(s) = self.sessions.get_mut(&id) {
                 s.worker = None;
@@ -434,7 +434,11 @@ mod tests {
         assert!(matches!(&out[..], [Output::Worker(ConnId(1), CoordMsg::StartSession { port: 1, .. })]));
 
         let r = RoomId::new("r1").unwrap();
-        h.worker_message(ConnId(1), t, WorkerMsg::SessionStarted { session: sid("s"), room: r.clone(), game: "walk".into(), port: 1 });
+        h.worker_message(
+            ConnId(1),
+            t,
+            WorkerMsg::SessionStarted { session: sid("s"), room: r.clone(), game: "walk".into(), port: 1 },
+        );
         h.worker_message(ConnId(1), t, WorkerMsg::Offer { session: sid("s"), sdp: "offer".into() });
         h.worker_message(ConnId(1), t, WorkerMsg::Ice { session: sid("s"), candidate: None });
         let out = drain(&mut h);
@@ -453,7 +457,10 @@ mod tests {
         let out = drain(&mut h);
         assert!(matches!(&out[..], [Output::Browser(_, ServerMsg::Init { room: Some(_), .. })]));
         h.browser_message(&sid("t"), ClientMsg::StartGame { game: String::new(), room: Some(r), port: 2 });
-        assert!(matches!(&drain(&mut h)[..], [Output::Worker(ConnId(1), CoordMsg::StartSession { port: 2, room: Some(_), .. })]));
+        assert!(matches!(
+            &drain(&mut h)[..],
+            [Output::Worker(ConnId(1), CoordMsg::StartSession { port: 2, room: Some(_), .. })]
+        ));
 
         h.browser_disconnected(&sid("s"));
         assert!(matches!(&drain(&mut h)[..], [Output::Worker(_, CoordMsg::EndSession { .. })]));
@@ -477,7 +484,10 @@ mod tests {
         drain(&mut h);
         h.browser_message(&sid("s"), ClientMsg::StartGame { game: "tetris".into(), room: None, port: 1 });
         assert_eq!(error_code(&drain(&mut h)[0]), Some(ErrorCode::UnknownGame));
-        h.browser_message(&sid("s"), ClientMsg::StartGame { game: String::new(), room: Some(RoomId::new("gone").unwrap()), port: 1 });
+        h.browser_message(
+            &sid("s"),
+            ClientMsg::StartGame { game: String::new(), room: Some(RoomId::new("gone").unwrap()), port: 1 },
+        );
         assert_eq!(error_code(&drain(&mut h)[0]), Some(ErrorCode::UnknownRoom));
 
         h.browser_bad_message(&sid("s"), &DecodeError::Malformed("x".into()));
@@ -538,13 +548,18 @@ mod tests {
                 load: Load::default(),
             },
         );
-        assert!(matches!(&drain(&mut h)[0], Output::Worker(_, CoordMsg::Refused { reason }) if reason.contains("protocol 99")));
+        assert!(
+            matches!(&drain(&mut h)[0], Output::Worker(_, CoordMsg::Refused { reason }) if reason.contains("protocol 99"))
+        );
 
         register(&mut h, 1, "w1", "eu", 4, &[], t);
         register(&mut h, 2, "w2", "eu", 4, &[], t);
         drain(&mut h);
         h.browser_connected(sid("s"), None, None);
-        h.browser_message(&sid("s"), ClientMsg::Latency { results: [(WorkerId::new("w1").unwrap(), 1)].into_iter().collect() });
+        h.browser_message(
+            &sid("s"),
+            ClientMsg::Latency { results: [(WorkerId::new("w1").unwrap(), 1)].into_iter().collect() },
+        );
         drain(&mut h);
         h.worker_message(ConnId(2), t, WorkerMsg::Offer { session: sid("s"), sdp: "evil".into() });
         assert!(drain(&mut h).is_empty());

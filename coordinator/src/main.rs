@@ -99,9 +99,7 @@ impl RunArgs {
 #[tokio::main]
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RETROFARM_LOG").unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RETROFARM_LOG").unwrap_or_else(|_| "info".into()))
         .init();
     let cli = Cli::parse();
     match cli.cmd.unwrap_or(Cmd::Run(RunArgs::default())) {
@@ -113,12 +111,18 @@ async fn main() -> Result<()> {
         Cmd::Pki { cmd: PkiCmd::Init { dir, server_names } } => {
             pki::init_ca(&dir)?;
             pki::issue(&dir, pki::Role::Coordinator, "coordinator", &server_names)?;
-            println!("created {0}/ca.pem, ca.key, coordinator.pem, coordinator.key; keep ca.key off worker hosts", dir.display());
+            println!(
+                "created {0}/ca.pem, ca.key, coordinator.pem, coordinator.key; keep ca.key off worker hosts",
+                dir.display()
+            );
             Ok(())
         }
         Cmd::Pki { cmd: PkiCmd::IssueWorker { dir, name } } => {
             pki::issue(&dir, pki::Role::Worker, &name, std::slice::from_ref(&name))?;
-            println!("created {0}/{name}.pem and {0}/{name}.key; copy them with ca.pem to the worker host", dir.display());
+            println!(
+                "created {0}/{name}.pem and {0}/{name}.key; copy them with ca.pem to the worker host",
+                dir.display()
+            );
             Ok(())
         }
     }

@@ -159,8 +159,7 @@ impl Registry {
     pub fn remove(&mut self, conn: ConnId) -> Option<Departed> {
         let id = self.by_conn.remove(&conn)?;
         self.workers.remove(&id);
-        let mut rooms: Vec<RoomId> =
-            self.rooms.iter().filter(|(_, (w, _))| *w == id).map(|(r, _)| r.clone()).collect();
+        let mut rooms: Vec<RoomId> = self.rooms.iter().filter(|(_, (w, _))| *w == id).map(|(r, _)| r.clone()).collect();
         rooms.sort();
         for r in &rooms {
             self.rooms.remove(r);
@@ -183,7 +182,12 @@ impl Registry {
     pub fn candidates(&self) -> Vec<Candidate> {
         self.workers
             .iter()
-            .map(|(id, w)| Candidate { id: id.clone(), zone: w.zone.clone(), ping_url: w.ping_url.clone(), free: w.free() })
+            .map(|(id, w)| Candidate {
+                id: id.clone(),
+                zone: w.zone.clone(),
+                ping_url: w.ping_url.clone(),
+                free: w.free(),
+            })
             .collect()
     }
 

@@ -42,9 +42,8 @@ fn no_free_message(zone: Option<&str>) -> String {
 
 /// Workers the browser should ping: those in `zone` (any zone when `None`) with free capacity.
 pub fn ping_targets(workers: &[Candidate], zone: Option<&str>) -> Result<Vec<PingTarget>, SelectError> {
-    let targets: Vec<PingTarget> = eligible(workers, zone)
-        .map(|c| PingTarget { id: c.id.clone(), ping_url: c.ping_url.clone() })
-        .collect();
+    let targets: Vec<PingTarget> =
+        eligible(workers, zone).map(|c| PingTarget { id: c.id.clone(), ping_url: c.ping_url.clone() }).collect();
     if targets.is_empty() {
         return Err(SelectError::NoFreeWorker { zone: zone.map(str::to_string) });
     }
@@ -74,12 +73,7 @@ mod tests {
     use super::*;
 
     fn w(id: &str, zone: &str, free: u32) -> Candidate {
-        Candidate {
-            id: WorkerId::new(id).unwrap(),
-            zone: zone.into(),
-            ping_url: format!("http://{id}/ping"),
-            free,
-        }
+        Candidate { id: WorkerId::new(id).unwrap(), zone: zone.into(), ping_url: format!("http://{id}/ping"), free }
     }
 
     fn pings(p: &[(&str, u32)]) -> BTreeMap<WorkerId, u32> {
@@ -122,7 +116,10 @@ mod tests {
     fn no_candidate_is_no_free_worker() {
         let ws = [w("a", "eu", 0), w("b", "us", 4)];
         assert_eq!(ping_targets(&ws, Some("eu")), Err(SelectError::NoFreeWorker { zone: Some("eu".into()) }));
-        assert_eq!(choose(&ws, Some("asia"), &pings(&[])), Err(SelectError::NoFreeWorker { zone: Some("asia".into()) }));
+        assert_eq!(
+            choose(&ws, Some("asia"), &pings(&[])),
+            Err(SelectError::NoFreeWorker { zone: Some("asia".into()) })
+        );
         assert!(ping_targets(&[], None).unwrap_err().to_string().contains("busy"));
     }
 }

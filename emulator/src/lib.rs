@@ -1,1 +1,45 @@
-//! retrofarm-emulator
+//! retrofarm-emulator: runs one libretro core per child process and shares its frames, audio
+//! and input with the worker through shared memory.
+//!
+//! - [`host`]: the parent's API ([`Emulator::spawn`], frames, audio, input, health).
+//! - [`child`]: the child's loop (the `retrofarm-emulator` binary).
+//! - [`shm`]: the shared-memory layout, frame ring, PCM ring and input block.
+//! - [`pacing`]: the drift-free frame schedule.
+//! - [`libretro`]: loading a core and answering its callbacks.
+//! - [`cores`]: where cores (and test ROMs) are found.
+//!
+//! Why a process per room, the memory layout and the pacing are explained in
+//! `docs/decisions/emulator.md`.
+
+pub mod args;
+pub mod av;
+pub mod buttons;
+pub mod child;
+pub mod cores;
+pub mod host;
+pub mod libretro;
+pub mod pacing;
+pub mod script;
+pub mod shm;
+pub mod synthetic;
+mod sys;
+
+pub use av::{AvInfo, PixelFormat};
+pub use cores::find_core;
+pub use host::{find_binary, Emulator, EmulatorConfig, Error, Health};
+pub use pacing::{Pacer, PacingMode, Tick};
+pub use script::InputScript;
+pub use shm::frame_ring::{Frame, FrameMeta};
+pub use shm::input::PortInput;
+pub use shm::Counters;
+pub use synthetic::TestPattern;
+
+/// CPU time (user + system) this process has used so far.
+pub fn process_cpu_time() -> std::time::Duration {
+    sys::process_cpu_time()
+}
+
+/// CLOCK_MONOTONIC in nanoseconds, the clock of [`FrameMeta::emulated_at_ns`] and heartbeats.
+pub fn monotonic_ns() -> u64 {
+    sys::monotonic_ns()
+}

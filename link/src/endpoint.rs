@@ -59,8 +59,8 @@ pub fn client(id: LoadedIdentity, idle: Duration) -> Result<quinn::Endpoint> {
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let mut cfg = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
     cfg.transport_config(transport(idle));
-    let mut ep = quinn::Endpoint::client("0.0.0.0:0".parse().expect("valid addr"))
-        .context("cannot open a UDP socket")?;
+    let mut ep =
+        quinn::Endpoint::client("0.0.0.0:0".parse().expect("valid addr")).context("cannot open a UDP socket")?;
     ep.set_default_client_config(cfg);
     Ok(ep)
 }

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -32,11 +32,7 @@ pub struct Identity {
 impl Identity {
     /// The standard file names of `role` (`coordinator` or `worker`) inside `dir`.
     pub fn in_dir(dir: &Path, role: &str) -> Self {
-        Self {
-            ca: dir.join("ca.pem"),
-            cert: dir.join(format!("{role}.pem")),
-            key: dir.join(format!("{role}.key")),
-        }
+        Self { ca: dir.join("ca.pem"), cert: dir.join(format!("{role}.pem")), key: dir.join(format!("{role}.key")) }
     }
 
     /// Whether all three files exist.
@@ -139,8 +135,7 @@ pub enum Role {
 /// one is also its common name.
 pub fn issue(dir: &Path, role: Role, out_name: &str, names: &[String]) -> Result<()> {
     let ca_pem = fs::read_to_string(dir.join("ca.pem")).with_context(|| read_hint(&dir.join("ca.pem")))?;
-    let ca_key_pem =
-        fs::read_to_string(dir.join("ca.key")).with_context(|| read_hint(&dir.join("ca.key")))?;
+    let ca_key_pem = fs::read_to_string(dir.join("ca.key")).with_context(|| read_hint(&dir.join("ca.key")))?;
     let ca_key = KeyPair::from_pem(&ca_key_pem).context("ca.key is not a valid key")?;
     let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).context("ca.pem is not a valid CA")?;
 

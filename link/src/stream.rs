@@ -35,7 +35,7 @@ impl FramedRecv {
     /// The next message.
     pub async fn recv<M: ControlMessage>(&mut self) -> Result<M, RecvError> {
         loop {
-            if let Some(m) = self.decoder.next::<M>()? {
+            if let Some(m) = self.decoder.decode_next::<M>()? {
                 return Ok(m);
             }
             match self.recv.read(&mut self.buf).await? {
@@ -47,9 +47,6 @@ impl FramedRecv {
 }
 
 /// Writes one framed message.
-pub async fn send<M: ControlMessage>(
-    send: &mut quinn::SendStream,
-    msg: &M,
-) -> Result<(), quinn::WriteError> {
+pub async fn send<M: ControlMessage>(send: &mut quinn::SendStream, msg: &M) -> Result<(), quinn::WriteError> {
     send.write_all(&frame::encode(msg)).await
 }

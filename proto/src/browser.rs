@@ -222,8 +222,7 @@ pub(crate) fn decode_tagged<T: serde::de::DeserializeOwned>(
         #[serde(borrow)]
         t: std::borrow::Cow<'a, str>,
     }
-    let tag: Tag<'_> =
-        serde_json::from_str(text).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let tag: Tag<'_> = serde_json::from_str(text).map_err(|e| DecodeError::Malformed(e.to_string()))?;
     if !known.contains(&tag.t.as_ref()) {
         let mut t = tag.t.into_owned();
         t.truncate(64);
@@ -252,9 +251,7 @@ mod tests {
     fn all_client() -> Vec<ClientMsg> {
         vec![
             ClientMsg::Latency {
-                results: [(WorkerId::new("w1").unwrap(), 12), (WorkerId::new("w2").unwrap(), 40)]
-                    .into_iter()
-                    .collect(),
+                results: [(WorkerId::new("w1").unwrap(), 12), (WorkerId::new("w2").unwrap(), 40)].into_iter().collect(),
             },
             ClientMsg::StartGame { game: "walk".into(), room: None, port: 1 },
             ClientMsg::StartGame { game: String::new(), room: Some(room("r1")), port: 2 },
@@ -329,10 +326,7 @@ mod tests {
         assert!(matches!(ClientMsg::decode("not json"), Err(DecodeError::Malformed(_))));
         assert!(matches!(ClientMsg::decode("{}"), Err(DecodeError::Malformed(_))));
         assert!(matches!(ClientMsg::decode(r#"{"t":7}"#), Err(DecodeError::Malformed(_))));
-        assert_eq!(
-            ClientMsg::decode(r#"{"t":"format_disk"}"#),
-            Err(DecodeError::UnknownType("format_disk".into()))
-        );
+        assert_eq!(ClientMsg::decode(r#"{"t":"format_disk"}"#), Err(DecodeError::UnknownType("format_disk".into())));
         assert!(matches!(
             ClientMsg::decode(r#"{"t":"start_game","p":{"game":"walk"}}"#),
             Err(DecodeError::Malformed(_))

@@ -153,8 +153,7 @@ pub enum CoordMsg {
 
 const WORKER_TYPES: &[&str] =
     &["register", "heartbeat", "session_started", "offer", "ice", "session_ended", "room_closed"];
-const COORD_TYPES: &[&str] =
-    &["registered", "refused", "start_session", "answer", "ice", "end_session"];
+const COORD_TYPES: &[&str] = &["registered", "refused", "start_session", "answer", "ice", "end_session"];
 
 /// A control message type: JSON on the wire, bounded by [`MAX_CONTROL_MESSAGE`].
 pub trait ControlMessage: Sized + Serialize + serde::de::DeserializeOwned {
@@ -163,8 +162,7 @@ pub trait ControlMessage: Sized + Serialize + serde::de::DeserializeOwned {
 
     /// Parses one message body.
     fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| DecodeError::Malformed(format!("not UTF-8: {e}")))?;
+        let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::Malformed(format!("not UTF-8: {e}")))?;
         decode_tagged(text, MAX_CONTROL_MESSAGE, Self::TYPES)
     }
 

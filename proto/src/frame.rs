@@ -35,7 +35,7 @@ impl FrameDecoder {
     ///
     /// An oversized length is an error as soon as the prefix arrives, before its body is
     /// buffered. After an error the stream is out of sync and must be closed.
-    pub fn next<M: ControlMessage>(&mut self) -> Result<Option<M>, DecodeError> {
+    pub fn decode_next<M: ControlMessage>(&mut self) -> Result<Option<M>, DecodeError> {
         let Some(prefix) = self.buf.get(..4) else { return Ok(None) };
         let len = u32::from_be_bytes(prefix.try_into().expect("4 bytes")) as usize;
         if len > MAX_CONTROL_MESSAGE {
@@ -72,11 +72,11 @@ mod tests {
             let mut d = FrameDecoder::new();
             let mut out = vec![];
             d.push(&wire[..split]);
-            while let Some(m) = d.next::<WorkerMsg>().unwrap() {
+            while let Some(m) = d.decode_next::<WorkerMsg>().unwrap() {
                 out.push(m);
             }
             d.push(&wire[split..]);
-            while let Some(m) = d.next::<WorkerMsg>().unwrap() {
+            while let Some(m) = d.decode_next::<WorkerMsg>().unwrap() {
                 out.push(m);
             }
             assert_eq!(out, msgs);
@@ -88,7 +88,7 @@ mod tests {
     fn oversized_frame_is_refused_before_buffering() {
         let mut d = FrameDecoder::new();
         d.push(&(MAX_CONTROL_MESSAGE as u32 + 1).to_be_bytes());
-        assert!(matches!(d.next::<CoordMsg>(), Err(DecodeError::TooLarge { .. })));
+        assert!(matches!(d.decode_next::<CoordMsg>(), Err(DecodeError::TooLarge { .. })));
     }
 
     #[test]
@@ -96,7 +96,7 @@ mod tests {
         let mut d = FrameDecoder::new();
         d.push(&3u32.to_be_bytes());
         d.push(b"{{{");
-        assert!(matches!(d.next::<CoordMsg>(), Err(DecodeError::Malformed(_))));
+        assert!(matches!(d.decode_next::<CoordMsg>(), Err(DecodeError::Malformed(_))));
     }
 
     proptest! {
@@ -105,7 +105,7 @@ mod tests {
             let mut d = FrameDecoder::new();
             d.push(&bytes);
             for _ in 0..8 {
-                match d.next::<WorkerMsg>() {
+                match d.decode_next::<WorkerMsg>() {
                     Ok(Some(_)) => continue,
                     _ => break,
                 }

@@ -1,0 +1,99 @@
+//! A browser stand-in on the signaling WebSocket.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use futures_util::{SinkExt, StreamExt};
+use retrofarm_proto::browser::{ClientMsg, PingTarget, ServerMsg};
+use retrofarm_proto::ids::WorkerId;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// A signaling connection.
+pub struct Browser {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Browser {
+    /// Connects to `url`.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.with_context(|| format!("connecting {url}"))?;
+        Ok(Self { ws })
+    }
+
+    /// Sends a message.
+    pub async fn send(&mut self, msg: &ClientMsg) -> Result<()> {
+        self.send_raw(&msg.encode()).await
+    }
+
+    /// Sends arbitrary text.
+    pub async fn send_raw(&mut self, text: &str) -> Result<()> {
+        self.ws.send(Message::Text(text.into())).await?;
+        Ok(())
+    }
+
+    /// The next server message.
+    pub async fn recv(&mut self, timeout: Duration) -> Result<ServerMsg> {
+        let end = Instant::now() + timeout;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            let msg = tokio::time::timeout(left, self.ws.next())
+                .await
+                .map_err(|_| anyhow!("no message within {timeout:?}"))?
+                .ok_or_else(|| anyhow!("WebSocket closed"))??;
+            if let Message::Text(t) = msg {
+                return ServerMsg::decode(&t).map_err(|e| anyhow!("bad server message {t}: {e}"));
+            }
+        }
+    }
+
+    /// Receives until `pick` accepts a message, skipping others.
+    pub async fn recv_until<T>(
+        &mut self,
+        timeout: Duration,
+        mut pick: impl FnMut(&ServerMsg) -> Option<T>,
+    ) -> Result<T> {
+        let end = Instant::now() + timeout;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                bail!("expected message not received within {timeout:?}");
+            }
+            let m = self.recv(left).await?;
+            if let Some(t) = pick(&m) {
+                return Ok(t);
+            }
+        }
+    }
+
+    /// Pings each target like the web client does and answers with the results. Returns them.
+    pub async fn answer_latency(&mut self, workers: &[PingTarget]) -> Result<BTreeMap<WorkerId, u32>> {
+        let mut results = BTreeMap::new();
+        for w in workers {
+            if let Ok(ms) = http_ping(&w.ping_url).await {
+                results.insert(w.id.clone(), ms);
+            }
+        }
+        self.send(&ClientMsg::Latency { results: results.clone() }).await?;
+        Ok(results)
+    }
+}
+
+/// `GET url` over plain HTTP; returns the round trip in ms.
+pub async fn http_ping(url: &str) -> Result<u32> {
+    let rest = url.strip_prefix("http://").context("only http:// ping URLs")?;
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let start = Instant::now();
+    let mut s = TcpStream::connect(host).await?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let head = String::from_utf8_lossy(&buf);
+    if !head.starts_with("HTTP/1.1 204") {
+        bail!("ping {url}: {head}");
+    }
+    Ok(start.elapsed().as_millis().max(1) as u32)
+}

@@ -1,0 +1,192 @@
+//! Coordinator and worker processes for tests.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// A built binary of the workspace (`cargo build --workspace --bins` puts them next to the
+/// test's `deps/` folder).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>");
+    let p = dir.join(name);
+    assert!(p.exists(), "{} is missing: run `cargo build --workspace --bins` before the tests", p.display());
+    p
+}
+
+/// A free loopback TCP port.
+pub fn tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A free loopback UDP port.
+pub fn udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A child process that is killed when dropped; its output goes to a log file.
+pub struct Proc {
+    child: Child,
+    log: PathBuf,
+    name: String,
+}
+
+impl Proc {
+    fn spawn(name: &str, cmd: &mut Command, dir: &Path) -> Result<Self> {
+        // A restarted process gets a log of its own, so waits see only its lines.
+        let log = (1..)
+            .map(|i| dir.join(if i == 1 { format!("{name}.log") } else { format!("{name}-{i}.log") }))
+            .find(|p| !p.exists())
+            .expect("a free log name");
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let child = cmd
+            .env("RETROFARM_LOG", "info,retrofarm=debug,farm_worker=debug,retrofarm_coordinator=debug")
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("spawning {name}"))?;
+        Ok(Self { child, log, name: name.to_string() })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Everything the process logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> Result<()> {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if self.log().contains(needle) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("{} did not log {needle:?} within {timeout:?}; log:\n{}", self.name, self.log())
+    }
+
+    /// Sends a signal (SIGSTOP, SIGCONT, SIGKILL…).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+    }
+
+    /// Kills the process and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.signal(libc::SIGCONT);
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("----- {} log -----\n{}", self.name, self.log());
+        }
+    }
+}
+
+/// Ports of a coordinator.
+#[derive(Debug, Clone, Copy)]
+pub struct CoordinatorAddrs {
+    /// HTTP/WebSocket.
+    pub http: SocketAddr,
+    /// QUIC.
+    pub quic: SocketAddr,
+}
+
+impl CoordinatorAddrs {
+    /// Fresh loopback ports.
+    pub fn fresh() -> Self {
+        Self {
+            http: SocketAddr::from(([127, 0, 0, 1], tcp_port())),
+            quic: SocketAddr::from(([127, 0, 0, 1], udp_port())),
+        }
+    }
+
+    /// The browser WebSocket URL with a query.
+    pub fn ws_url(&self, query: &str) -> String {
+        format!("ws://{}/ws{}{}", self.http, if query.is_empty() { "" } else { "?" }, query)
+    }
+}
+
+/// Starts a coordinator with its PKI in `pki`, logging into `dir`; waits until it serves.
+pub fn coordinator(dir: &Path, pki: &Path, addrs: CoordinatorAddrs, extra: &[&str]) -> Result<Proc> {
+    let mut cmd = Command::new(bin("retrofarm-coordinator"));
+    cmd.arg("run")
+        .arg("--http-listen")
+        .arg(addrs.http.to_string())
+        .arg("--quic-listen")
+        .arg(addrs.quic.to_string())
+        .arg("--pki-dir")
+        .arg(pki)
+        .arg("--web-root")
+        .arg(crate::repo_root().join("web"))
+        .args(extra);
+    let p = Proc::spawn("coordinator", &mut cmd, dir)?;
+    p.wait_log("coordinator listening", Duration::from_secs(20))?;
+    Ok(p)
+}
+
+/// Worker options.
+#[derive(Debug, Clone)]
+pub struct WorkerOpts {
+    /// Worker id.
+    pub id: String,
+    /// Zone.
+    pub zone: String,
+    /// PKI folder.
+    pub pki: PathBuf,
+    /// Games folder.
+    pub games: PathBuf,
+    /// Extra flags.
+    pub extra: Vec<String>,
+}
+
+impl WorkerOpts {
+    /// A worker `id` in `zone` using `pki` and the project's own games.
+    pub fn new(id: &str, zone: &str, pki: &Path) -> Self {
+        Self {
+            id: id.into(),
+            zone: zone.into(),
+            pki: pki.to_path_buf(),
+            games: crate::repo_root().join("games"),
+            extra: vec![],
+        }
+    }
+}
+
+/// Starts a worker connecting to `coord`.
+pub fn worker(dir: &Path, coord: CoordinatorAddrs, o: &WorkerOpts) -> Result<Proc> {
+    let mut cmd = Command::new(bin("retrofarm-worker"));
+    cmd.arg("--id")
+        .arg(&o.id)
+        .arg("--zone")
+        .arg(&o.zone)
+        .arg("--coordinator")
+        .arg(coord.quic.to_string())
+        .arg("--pki-dir")
+        .arg(&o.pki)
+        .arg("--http-listen")
+        .arg("127.0.0.1:0")
+        .arg("--rtc-listen")
+        .arg("127.0.0.1:0")
+        .arg("--games-dir")
+        .arg(&o.games)
+        .args(&o.extra);
+    Proc::spawn(&format!("worker-{}", o.id), &mut cmd, dir)
+}

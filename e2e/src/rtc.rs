@@ -1,0 +1,170 @@
+//! A WebRTC peer playing the browser's part: it answers the worker's offer with str0m over a
+//! loopback UDP socket and reports what it receives.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use retrofarm_proto::browser::IceCandidate;
+use str0m::change::SdpOffer;
+use str0m::channel::ChannelId;
+use str0m::media::MediaKind;
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+/// Something the peer saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RtcEvent {
+    /// ICE + DTLS up.
+    Connected,
+    /// A data channel opened.
+    ChannelOpen(String),
+    /// A depacketized media frame.
+    Media {
+        /// Audio or video.
+        kind: MediaKind,
+        /// Codec name, e.g. `H264`, `Opus`.
+        codec: String,
+        /// The frame (an H264 access unit in Annex B, an Opus packet…).
+        data: Vec<u8>,
+    },
+    /// A data-channel message from the worker.
+    ChannelData(Vec<u8>),
+    /// The peer went away.
+    Disconnected,
+}
+
+/// The peer's handle.
+pub struct RtcClient {
+    /// SDP answer to send back.
+    pub answer: String,
+    /// Our ICE candidate, to trickle.
+    pub candidate: IceCandidate,
+    events: mpsc::UnboundedReceiver<RtcEvent>,
+    input: mpsc::UnboundedSender<Vec<u8>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RtcClient {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RtcClient {
+    /// Accepts `offer` and starts the peer.
+    pub async fn answer(offer: &str) -> Result<Self> {
+        let socket = UdpSocket::bind("127.0.0.1:0").await?;
+        let local = socket.local_addr()?;
+        let mut rtc = Rtc::builder().build(Instant::now());
+        let cand = Candidate::host(local, "udp").map_err(|e| anyhow!("{e}"))?;
+        let candidate =
+            IceCandidate { candidate: cand.to_sdp_string(), sdp_mid: Some("0".into()), sdp_m_line_index: Some(0) };
+        let offer = SdpOffer::from_sdp_string(offer).context("worker offer is not SDP")?;
+        let answer = rtc.sdp_api().accept_offer(offer).context("offer refused")?.to_sdp_string();
+        // Trickled, not in the answer: the candidate reaches the worker through the relay.
+        rtc.add_local_candidate(cand);
+        let (ev_tx, events) = mpsc::unbounded_channel();
+        let (input, in_rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(drive(rtc, socket, local, ev_tx, in_rx));
+        Ok(Self { answer, candidate, events, input, task })
+    }
+
+    /// Waits for an event that `pick` accepts.
+    pub async fn wait_for<T>(&mut self, timeout: Duration, mut pick: impl FnMut(&RtcEvent) -> Option<T>) -> Result<T> {
+        let end = tokio::time::Instant::now() + timeout;
+        loop {
+            let ev = tokio::time::timeout_at(end, self.events.recv())
+                .await
+                .map_err(|_| anyhow!("event not seen within {timeout:?}"))?
+                .ok_or_else(|| anyhow!("peer task ended"))?;
+            if let Some(t) = pick(&ev) {
+                return Ok(t);
+            }
+        }
+    }
+
+    /// Collects events for `d`.
+    pub async fn collect(&mut self, d: Duration) -> Vec<RtcEvent> {
+        let end = tokio::time::Instant::now() + d;
+        let mut out = vec![];
+        while let Ok(Some(ev)) = tokio::time::timeout_at(end, self.events.recv()).await {
+            out.push(ev);
+        }
+        out
+    }
+
+    /// Sends bytes on the input data channel.
+    pub fn send_input(&self, bytes: Vec<u8>) {
+        let _ = self.input.send(bytes);
+    }
+}
+
+async fn drive(
+    mut rtc: Rtc,
+    socket: UdpSocket,
+    local: SocketAddr,
+    ev: mpsc::UnboundedSender<RtcEvent>,
+    mut input: mpsc::UnboundedReceiver<Vec<u8>>,
+) {
+    let mut buf = vec![0u8; 2048];
+    let mut channel: Option<ChannelId> = None;
+    loop {
+        let timeout = loop {
+            match rtc.poll_output() {
+                Ok(Output::Timeout(t)) => break t,
+                Ok(Output::Transmit(t)) => {
+                    let _ = socket.send_to(&t.contents, t.destination).await;
+                }
+                Ok(Output::Event(e)) => {
+                    let out = match e {
+                        Event::Connected => Some(RtcEvent::Connected),
+                        Event::ChannelOpen(id, label) => {
+                            channel = Some(id);
+                            Some(RtcEvent::ChannelOpen(label))
+                        }
+                        Event::ChannelData(d) => Some(RtcEvent::ChannelData(d.data)),
+                        Event::MediaData(m) => Some(RtcEvent::Media {
+                            kind: if m.params.spec().codec.is_audio() { MediaKind::Audio } else { MediaKind::Video },
+                            codec: format!("{:?}", m.params.spec().codec),
+                            data: m.data.to_vec(),
+                        }),
+                        _ => None,
+                    };
+                    if let Some(o) = out {
+                        let _ = ev.send(o);
+                    }
+                }
+                Err(_) => {
+                    let _ = ev.send(RtcEvent::Disconnected);
+                    return;
+                }
+            }
+        };
+        if !rtc.is_alive() {
+            let _ = ev.send(RtcEvent::Disconnected);
+            return;
+        }
+        let wait = timeout.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => {
+                if let Ok((n, source)) = r {
+                    if let Ok(contents) = buf[..n].try_into() {
+                        let _ = rtc.handle_input(Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: local, contents }));
+                    }
+                }
+            }
+            bytes = input.recv() => {
+                let Some(bytes) = bytes else { return };
+                if let Some(mut ch) = channel.and_then(|id| rtc.channel(id)) {
+                    let _ = ch.write(true, &bytes);
+                }
+            }
+            _ = tokio::time::sleep(wait) => {
+                let _ = rtc.handle_input(Input::Timeout(Instant::now()));
+            }
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! Foundation 1/3: coordinator and worker as real processes over QUIC on loopback, a Rust
+//! browser stand-in on the WebSocket.
+
+use std::time::Duration;
+
+use retrofarm_e2e::browser::Browser;
+use retrofarm_e2e::procs::{self, CoordinatorAddrs, WorkerOpts};
+use retrofarm_e2e::rtc::{RtcClient, RtcEvent};
+use retrofarm_proto::browser::{ClientMsg, ServerMsg};
+use retrofarm_proto::ids::RoomId;
+use retrofarm_proto::ErrorCode;
+
+const T: Duration = Duration::from_secs(15);
+const GAME: &str = "Retrofarm Walk";
+
+/// Connects and waits until the latency check lists `n` workers (registration done).
+async fn browser_seeing(addrs: CoordinatorAddrs, query: &str, n: usize) -> Browser {
+    let end = std::time::Instant::now() + T;
+    loop {
+        let mut b = Browser::connect(&addrs.ws_url(query)).await.unwrap();
+        if let Ok(ServerMsg::CheckLatency { workers }) = b.recv(Duration::from_secs(2)).await {
+            if workers.len() == n {
+                return b;
+            }
+        }
+        assert!(std::time::Instant::now() < end, "{n} workers never registered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn error_code(m: &ServerMsg) -> Option<ErrorCode> {
+    match m {
+        ServerMsg::Error { code, .. } => Some(*code),
+        _ => None,
+    }
+}
+
+/// Latency check, init, start: returns the room and the worker's offer.
+async fn start_game(
+    b: &mut Browser,
+    workers: Option<Vec<retrofarm_proto::browser::PingTarget>>,
+    port: u8,
+) -> (RoomId, String) {
+    if let Some(w) = workers {
+        b.answer_latency(&w).await.unwrap();
+        b.recv_until(T, |m| matches!(m, ServerMsg::Init { .. }).then_some(())).await.unwrap();
+    }
+    b.send(&ClientMsg::StartGame { game: GAME.into(), room: None, port }).await.unwrap();
+    let room = b
+        .recv_until(T, |m| match m {
+            ServerMsg::GameStarted { room, .. } => Some(room.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    let sdp = b
+        .recv_until(T, |m| match m {
+            ServerMsg::Offer { sdp } => Some(sdp.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    (room, sdp)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registration_session_init_and_signaling_relay() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let addrs = CoordinatorAddrs::fresh();
+    let _coord = procs::coordinator(dir.path(), &pki, addrs, &[]).unwrap();
+    let worker = procs::worker(dir.path(), addrs, &WorkerOpts::new("w1", "eu", &pki)).unwrap();
+    worker.wait_log("registered with the coordinator", T).unwrap();
+
+    // Session init: the worker list for the latency check, then init with games and worker.
+    let mut b = Browser::connect(&addrs.ws_url("zone=eu")).await.unwrap();
+    let ServerMsg::CheckLatency { workers } = b.recv(T).await.unwrap() else { panic!("expected check_latency") };
+    assert_eq!(workers.len(), 1);
+    assert_eq!(workers[0].id.as_str(), "w1");
+    let results = b.answer_latency(&workers).await.unwrap();
+    assert!(results.contains_key(&workers[0].id), "the worker's ping endpoint answers");
+    let ServerMsg::Init { games, worker: chosen, ice_servers: _, .. } = b.recv(T).await.unwrap() else {
+        panic!("expected init")
+    };
+    assert_eq!(chosen.id.as_str(), "w1");
+    assert!(games.iter().any(|g| g.name == GAME && g.system == "nes"), "{games:?}");
+
+    // Start: the worker's offer and end-of-candidates come through the coordinator.
+    let (room, offer) = start_game(&mut b, None, 1).await;
+    assert!(offer.contains("m=video") && offer.contains("m=application"));
+    let end = b
+        .recv_until(T, |m| match m {
+            ServerMsg::Ice { candidate } => Some(candidate.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert!(end.is_none(), "worker candidates are in the offer, then end-of-candidates");
+
+    // The other way: our answer and trickled candidate reach the worker, and the peer connects
+    // (it can only connect if the worker applied both).
+    let mut peer = RtcClient::answer(&offer).await.unwrap();
+    b.send(&ClientMsg::Answer { sdp: peer.answer.clone() }).await.unwrap();
+    b.send(&ClientMsg::Ice { candidate: Some(peer.candidate.clone()) }).await.unwrap();
+    b.send(&ClientMsg::Ice { candidate: None }).await.unwrap();
+    peer.wait_for(T, |e| (*e == RtcEvent::Connected).then_some(())).await.unwrap();
+    peer.wait_for(T, |e| matches!(e, RtcEvent::ChannelOpen(l) if l == "input").then_some(())).await.unwrap();
+
+    // A second browser with the share link lands on the same room.
+    let mut b2 = Browser::connect(&addrs.ws_url(&format!("room={room}"))).await.unwrap();
+    let init_room = b2
+        .recv_until(T, |m| match m {
+            ServerMsg::Init { room, .. } => Some(room.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(init_room.as_ref(), Some(&room));
+    b2.send(&ClientMsg::StartGame { game: String::new(), room: Some(room.clone()), port: 1 }).await.unwrap();
+    let taken = b2.recv_until(T, error_code).await.unwrap();
+    assert_eq!(taken, ErrorCode::PortTaken);
+    b2.send(&ClientMsg::StartGame { game: String::new(), room: Some(room.clone()), port: 2 }).await.unwrap();
+    let (joined, port) = b2
+        .recv_until(T, |m| match m {
+            ServerMsg::GameStarted { room, port, .. } => Some((room.clone(), *port)),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!((joined, port), (room, 2));
+
+    b.send(&ClientMsg::Quit).await.unwrap();
+    worker.wait_log("session", T).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_messages_get_errors_and_the_connection_stays_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let addrs = CoordinatorAddrs::fresh();
+    let _coord = procs::coordinator(dir.path(), &pki, addrs, &[]).unwrap();
+    let _w = procs::worker(dir.path(), addrs, &WorkerOpts::new("w1", "eu", &pki)).unwrap();
+    let mut b = browser_seeing(addrs, "", 1).await;
+
+    b.send_raw("{not json").await.unwrap();
+    assert_eq!(b.recv_until(T, error_code).await.unwrap(), ErrorCode::Malformed);
+    b.send_raw(r#"{"t":"self_destruct"}"#).await.unwrap();
+    assert_eq!(b.recv_until(T, error_code).await.unwrap(), ErrorCode::UnknownType);
+    b.send_raw(&format!(r#"{{"t":"answer","p":{{"sdp":"{}"}}}}"#, "x".repeat(100_000))).await.unwrap();
+    assert_eq!(b.recv_until(T, error_code).await.unwrap(), ErrorCode::TooLarge);
+    b.send(&ClientMsg::Answer { sdp: "v=0".into() }).await.unwrap();
+    assert_eq!(b.recv_until(T, error_code).await.unwrap(), ErrorCode::BadState);
+
+    // Still usable: the latency answer gets init, an unknown game its error, then a real start.
+    b.send(&ClientMsg::Latency { results: Default::default() }).await.unwrap();
+    b.recv_until(T, |m| matches!(m, ServerMsg::Init { .. }).then_some(())).await.unwrap();
+    b.send(&ClientMsg::StartGame { game: "Nope".into(), room: None, port: 1 }).await.unwrap();
+    assert_eq!(b.recv_until(T, error_code).await.unwrap(), ErrorCode::UnknownGame);
+    start_game(&mut b, None, 1).await;
+
+    // Unknown room from a share link: a clear error, then the normal latency check.
+    let mut b2 = Browser::connect(&addrs.ws_url("room=deadbeef")).await.unwrap();
+    let (code, message) = match b2.recv(T).await.unwrap() {
+        ServerMsg::Error { code, message } => (code, message),
+        other => panic!("expected an error, got {other:?}"),
+    };
+    assert_eq!(code, ErrorCode::UnknownRoom);
+    assert!(message.contains("deadbeef"));
+    assert!(matches!(b2.recv(T).await.unwrap(), ServerMsg::CheckLatency { .. }));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lost_heartbeats_and_disconnects_are_told_to_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let addrs = CoordinatorAddrs::fresh();
+    let _coord = procs::coordinator(dir.path(), &pki, addrs, &["--heartbeat-timeout-ms", "1500"]).unwrap();
+    let w1 = procs::worker(dir.path(), addrs, &WorkerOpts::new("w1", "eu", &pki)).unwrap();
+    let mut b = browser_seeing(addrs, "", 1).await;
+    b.send(&ClientMsg::Latency { results: Default::default() }).await.unwrap();
+    let (room, _) = start_game(&mut b, None, 1).await;
+
+    // A frozen worker stops heartbeating: its user hears worker_lost, its room is gone.
+    w1.signal(libc::SIGSTOP);
+    let (code, message) = b
+        .recv_until(Duration::from_secs(10), |m| match m {
+            ServerMsg::Error { code, message } => Some((*code, message.clone())),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(code, ErrorCode::WorkerLost);
+    assert!(message.contains("w1"), "{message}");
+    let mut b2 = Browser::connect(&addrs.ws_url(&format!("room={room}"))).await.unwrap();
+    assert_eq!(error_code(&b2.recv(T).await.unwrap()), Some(ErrorCode::UnknownRoom));
+    assert_eq!(error_code(&b2.recv(T).await.unwrap()), Some(ErrorCode::NoFreeWorker));
+    w1.signal(libc::SIGCONT);
+
+    // A worker process that dies: the connection closes and its user is told.
+    let mut w2 = procs::worker(dir.path(), addrs, &WorkerOpts::new("w2", "eu", &pki)).unwrap();
+    let mut b3 = browser_seeing(addrs, "", 2).await;
+    let results = [(retrofarm_proto::ids::WorkerId::new("w2").unwrap(), 1)].into_iter().collect();
+    b3.send(&ClientMsg::Latency { results }).await.unwrap();
+    let chosen = b3
+        .recv_until(T, |m| match m {
+            ServerMsg::Init { worker, .. } => Some(worker.id.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(chosen.as_str(), "w2");
+    start_game(&mut b3, None, 1).await;
+    w2.kill();
+    assert_eq!(b3.recv_until(Duration::from_secs(10), error_code).await.unwrap(), ErrorCode::WorkerLost);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn worker_reconnects_and_reregisters_rooms_after_coordinator_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let addrs = CoordinatorAddrs::fresh();
+    let mut coord = procs::coordinator(dir.path(), &pki, addrs, &[]).unwrap();
+    let w = procs::worker(dir.path(), addrs, &WorkerOpts::new("w1", "eu", &pki)).unwrap();
+    let mut b = browser_seeing(addrs, "", 1).await;
+    b.send(&ClientMsg::Latency { results: Default::default() }).await.unwrap();
+    let (room, _) = start_game(&mut b, None, 1).await;
+
+    coord.kill();
+    drop(b);
+    let _coord = procs::coordinator(dir.path(), &pki, addrs, &[]).unwrap();
+    // The worker comes back by itself, with the room that kept running.
+    let mut b2 = browser_seeing(addrs, "", 1).await;
+    drop(b2);
+    b2 = Browser::connect(&addrs.ws_url(&format!("room={room}"))).await.unwrap();
+    let init_room = b2
+        .recv_until(T, |m| match m {
+            ServerMsg::Init { room, .. } => Some(room.clone()),
+            ServerMsg::Error { code, .. } => panic!("room not re-registered: {code:?}"),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(init_room, Some(room));
+    assert!(w.log().matches("registered with the coordinator").count() >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn worker_without_valid_credentials_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let rogue = dir.path().join("rogue");
+    let addrs = CoordinatorAddrs::fresh();
+    let coord = procs::coordinator(dir.path(), &pki, addrs, &[]).unwrap();
+
+    // A certificate from another CA: the coordinator refuses the handshake.
+    let status = std::process::Command::new(procs::bin("retrofarm-coordinator"))
+        .args(["pki", "init", "--dir"])
+        .arg(&rogue)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = std::process::Command::new(procs::bin("retrofarm-coordinator"))
+        .args(["pki", "issue-worker", "--dir"])
+        .arg(&rogue)
+        .args(["--name", "worker"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rogue_worker = procs::worker(dir.path(), addrs, &WorkerOpts::new("rogue", "eu", &rogue)).unwrap();
+    coord.wait_log("worker connection refused", T).unwrap();
+    rogue_worker.wait_log("coordinator link down", T).unwrap();
+    assert!(!rogue_worker.log().contains("registered with the coordinator"));
+
+    // No credentials at all: the worker says what to do.
+    let none = procs::worker(dir.path(), addrs, &WorkerOpts::new("none", "eu", &dir.path().join("empty"))).unwrap();
+    none.wait_log("pki init", T).unwrap();
+
+    let mut b = Browser::connect(&addrs.ws_url("")).await.unwrap();
+    assert_eq!(error_code(&b.recv(T).await.unwrap()), Some(ErrorCode::NoFreeWorker));
+
+    // The cluster's own certificate works.
+    let good = procs::worker(dir.path(), addrs, &WorkerOpts::new("good", "eu", &pki)).unwrap();
+    good.wait_log("registered with the coordinator", T).unwrap();
+    browser_seeing(addrs, "", 1).await;
+}

@@ -1,0 +1,77 @@
+//! Finding libretro cores (and, for tests, the shared ROMs).
+//!
+//! Search order for a core: an explicit directory, `$RETROFARM_CORES_DIR`, the repository's
+//! `.deps/cores/usr/lib/x86_64-linux-gnu/libretro` (filled by `scripts/fetch-cores.sh`), then
+//! Debian's `/usr/lib/x86_64-linux-gnu/libretro`.
+
+use std::path::{Path, PathBuf};
+
+/// Environment variable naming a directory of `*_libretro.so` files.
+pub const CORES_DIR_ENV: &str = "RETROFARM_CORES_DIR";
+/// Where Debian installs cores.
+pub const SYSTEM_CORES_DIR: &str = "/usr/lib/x86_64-linux-gnu/libretro";
+/// Where `scripts/fetch-cores.sh` extracts cores, relative to the repository root.
+pub const REPO_CORES_DIR: &str = ".deps/cores/usr/lib/x86_64-linux-gnu/libretro";
+
+/// The repository root this crate was built from.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_owned).unwrap_or_default()
+}
+
+/// The shared test ROMs: `<repo>/../shared/roms`.
+pub fn shared_roms_dir() -> PathBuf {
+    repo_root().join("../shared/roms")
+}
+
+/// Directories searched for cores, in order.
+pub fn core_dirs(explicit: Option<&Path>) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(d) = explicit {
+        dirs.push(d.to_owned());
+    }
+    if let Some(d) = std::env::var_os(CORES_DIR_ENV).filter(|d| !d.is_empty()) {
+        dirs.push(PathBuf::from(d));
+    }
+    dirs.push(repo_root().join(REPO_CORES_DIR));
+    dirs.push(PathBuf::from(SYSTEM_CORES_DIR));
+    dirs
+}
+
+/// The file name of core `name`: `"mgba"` → `mgba_libretro.so` (names ending in `.so` are
+/// taken as they are).
+pub fn core_file_name(name: &str) -> String {
+    if name.ends_with(".so") {
+        name.to_owned()
+    } else {
+        format!("{name}_libretro.so")
+    }
+}
+
+/// Finds core `name` (e.g. `"nestopia"`, `"mgba"`) in [`core_dirs`].
+pub fn find_core(name: &str, explicit_dir: Option<&Path>) -> Option<PathBuf> {
+    let file = core_file_name(name);
+    core_dirs(explicit_dir).into_iter().map(|d| d.join(&file)).find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_dir_wins() {
+        let dir = std::env::temp_dir().join(format!("retrofarm-cores-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("fake_libretro.so"), b"").unwrap();
+        assert_eq!(find_core("fake", Some(&dir)), Some(dir.join("fake_libretro.so")));
+        assert_eq!(find_core("surely-not-a-core", Some(&dir)), None);
+        assert_eq!(core_dirs(Some(&dir))[0], dir);
+        assert!(core_dirs(None).last().unwrap().ends_with("libretro"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn names_map_to_files() {
+        assert_eq!(core_file_name("nestopia"), "nestopia_libretro.so");
+        assert_eq!(core_file_name("x.so"), "x.so");
+    }
+}

@@ -1,0 +1,634 @@
+//! The parent's API: spawn an emulator child for a room and talk to it through shared memory.
+//!
+//! ```no_run
+//! use retrofarm_emulator::{buttons, Emulator, EmulatorConfig};
+//! # fn main() -> Result<(), retrofarm_emulator::Error> {
+//! let emu = Emulator::spawn(EmulatorConfig::core("mgba_libretro.so", "game.gba"))?;
+//! println!("{:?}", emu.av_info());
+//! emu.set_input(1, buttons::START, [0; 4])?;
+//! while emu.wait_frame(std::time::Duration::from_secs(1))? {
+//!     while let Some(frame) = emu.next_frame() {
+//!         let pixels = frame.data(); // borrowed from shared memory, no copy
+//!         let _ = pixels;
+//!         if !frame.is_intact() { /* the writer lapped us: discard */ }
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::collections::VecDeque;
+use std::io::{BufRead as _, BufReader};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::args::{ChildArgs, SourceSpec};
+use crate::av::AvInfo;
+use crate::pacing::PacingMode;
+use crate::script::InputScript;
+use crate::shm::frame_ring::Frame;
+use crate::shm::input::PortInput;
+use crate::shm::layout::{Layout, WriterState, HEADER_LEN, MAX_PORTS};
+use crate::shm::region::Region;
+use crate::shm::{self, AttachError, Counters, ReaderShm};
+use crate::synthetic::TestPattern;
+use crate::sys;
+
+/// Environment variable naming the `retrofarm-emulator` binary to spawn.
+pub const BIN_ENV: &str = "RETROFARM_EMULATOR_BIN";
+/// File name of the child binary.
+pub const BIN_NAME: &str = "retrofarm-emulator";
+
+/// How to start an emulator child.
+#[derive(Clone, Debug)]
+pub struct EmulatorConfig {
+    /// What to run.
+    pub source: SourceSpec,
+    /// GET_SYSTEM_DIRECTORY for the core (BIOS files).
+    pub system_dir: PathBuf,
+    /// GET_SAVE_DIRECTORY for the core (battery saves).
+    pub save_dir: PathBuf,
+    /// Paced at the core's rate, or as fast as possible.
+    pub pacing: PacingMode,
+    /// Stop after this many frames.
+    pub frame_limit: Option<u64>,
+    /// Frame ring slots (default 8).
+    pub frame_slots: u32,
+    /// PCM ring capacity in stereo frames, a power of two (default 65536: ~1.4 s at 48 kHz).
+    pub pcm_capacity: u64,
+    /// Scripted input replayed by the child instead of the input block.
+    pub input_script: Option<InputScript>,
+    /// Core option overrides (key, value).
+    pub options: Vec<(String, String)>,
+    /// The child binary; else `$RETROFARM_EMULATOR_BIN`, else next to the current executable.
+    pub binary: Option<PathBuf>,
+    /// How long the child may take to load the core and game.
+    pub startup_timeout: Duration,
+    /// How old the child's heartbeat may get before it counts as hung.
+    pub stall_timeout: Duration,
+}
+
+impl EmulatorConfig {
+    /// Runs `rom` on the libretro core at `core`, paced, with defaults.
+    pub fn core(core: impl Into<PathBuf>, rom: impl Into<PathBuf>) -> Self {
+        Self::with_source(SourceSpec::Core { core: core.into(), rom: rom.into() })
+    }
+
+    /// Runs the built-in test pattern.
+    pub fn test_pattern(pattern: TestPattern) -> Self {
+        Self::with_source(SourceSpec::TestPattern(pattern))
+    }
+
+    fn with_source(source: SourceSpec) -> Self {
+        Self {
+            source,
+            system_dir: std::env::temp_dir(),
+            save_dir: std::env::temp_dir(),
+            pacing: PacingMode::Paced,
+            frame_limit: None,
+            frame_slots: 8,
+            pcm_capacity: 1 << 16,
+            input_script: None,
+            options: Vec::new(),
+            binary: None,
+            startup_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// Sets paced/unpaced.
+    pub fn pacing(mut self, pacing: PacingMode) -> Self {
+        self.pacing = pacing;
+        self
+    }
+
+    /// Stops the child after `frames` frames.
+    pub fn frame_limit(mut self, frames: u64) -> Self {
+        self.frame_limit = Some(frames);
+        self
+    }
+
+    /// Sets the number of frame slots.
+    pub fn frame_slots(mut self, slots: u32) -> Self {
+        self.frame_slots = slots;
+        self
+    }
+
+    /// Replays `script` instead of reading the input block.
+    pub fn input_script(mut self, script: InputScript) -> Self {
+        self.input_script = Some(script);
+        self
+    }
+
+    /// Uses this child binary.
+    pub fn binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.binary = Some(path.into());
+        self
+    }
+}
+
+/// What can go wrong with an emulator child.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The child binary was not found.
+    #[error("emulator binary '{BIN_NAME}' not found (set {BIN_ENV}); looked at: {searched:?}")]
+    BinaryNotFound {
+        /// Paths tried.
+        searched: Vec<PathBuf>,
+    },
+    /// A system call failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What we were doing.
+        context: &'static str,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The child could not be started.
+    #[error("cannot start {binary}: {source}")]
+    Spawn {
+        /// The binary.
+        binary: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The child failed while loading the core or the game.
+    #[error("emulator failed to start: {message}{}", stderr_suffix(.stderr))]
+    Startup {
+        /// What the child reported (or how it died).
+        message: String,
+        /// The exit status, once known.
+        status: Option<ExitStatus>,
+        /// The last lines of its stderr.
+        stderr: String,
+    },
+    /// The child neither started nor failed in time.
+    #[error("emulator did not start within {after:?}{}", stderr_suffix(.stderr))]
+    StartupTimeout {
+        /// The timeout.
+        after: Duration,
+        /// The last lines of its stderr.
+        stderr: String,
+    },
+    /// The child's shared memory was unusable.
+    #[error(transparent)]
+    Attach(#[from] AttachError),
+    /// The child is gone.
+    #[error("emulator process {pid} died: {status}{}{}", .message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default(), stderr_suffix(.stderr))]
+    ChildExited {
+        /// Its pid.
+        pid: u32,
+        /// How it ended.
+        status: ExitStatus,
+        /// The message it left in shared memory, if any.
+        message: Option<String>,
+        /// The last lines of its stderr.
+        stderr: String,
+    },
+    /// The child is alive but has not advanced its heartbeat.
+    #[error("emulator process {pid} is hung: no heartbeat for {since:?}")]
+    Stalled {
+        /// Its pid.
+        pid: u32,
+        /// Age of the last heartbeat.
+        since: Duration,
+    },
+    /// Ports are 1..=4.
+    #[error("input port {0} outside 1..=4")]
+    InvalidPort(u8),
+}
+
+fn stderr_suffix(stderr: &str) -> String {
+    if stderr.trim().is_empty() {
+        String::new()
+    } else {
+        format!("; stderr:\n{}", stderr.trim_end())
+    }
+}
+
+/// The writer's condition when it is not an error.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// Producing frames.
+    Running,
+    /// Stopped on purpose (frame limit, core shutdown); remaining frames can still be read.
+    Finished,
+}
+
+/// Looks for the child binary: `explicit`, then `$RETROFARM_EMULATOR_BIN`, then next to the
+/// current executable, then in its parent directory (test binaries live in target/*/deps).
+pub fn find_binary(explicit: Option<&Path>) -> Result<PathBuf, Error> {
+    let mut searched = Vec::new();
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(p) = explicit {
+        candidates.push(p.to_owned());
+    } else if let Some(p) = std::env::var_os(BIN_ENV).filter(|p| !p.is_empty()) {
+        candidates.push(PathBuf::from(p));
+    } else if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            candidates.push(dir.join(BIN_NAME));
+            if let Some(up) = dir.parent() {
+                candidates.push(up.join(BIN_NAME));
+            }
+        }
+    }
+    for c in candidates {
+        if c.is_file() {
+            return Ok(c);
+        }
+        searched.push(c);
+    }
+    Err(Error::BinaryNotFound { searched })
+}
+
+/// The last lines of the child's stderr (and stdout), collected by a thread.
+#[derive(Debug, Default)]
+struct StderrTail {
+    lines: Mutex<VecDeque<String>>,
+    done: AtomicBool,
+}
+
+const STDERR_LINES: usize = 40;
+
+impl StderrTail {
+    fn text(&self) -> String {
+        let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        lines.iter().map(|l| format!("{l}\n")).collect()
+    }
+
+    /// Waits (briefly) for the child's stderr to close so the tail is complete.
+    fn settle(&self, timeout: Duration) -> String {
+        let end = Instant::now() + timeout;
+        while !self.done.load(Ordering::Acquire) && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.text()
+    }
+}
+
+#[derive(Debug)]
+struct ChildSlot {
+    child: Child,
+    status: Option<ExitStatus>,
+}
+
+impl ChildSlot {
+    fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait()?;
+        }
+        Ok(self.status)
+    }
+}
+
+/// A running emulator child and its shared memory. Dropping it kills the child.
+#[derive(Debug)]
+pub struct Emulator {
+    shm: ReaderShm,
+    memfd: OwnedFd,
+    event: OwnedFd,
+    child: Mutex<ChildSlot>,
+    pid: u32,
+    stderr: Arc<StderrTail>,
+    stall_timeout: Duration,
+    last_av: Mutex<AvInfo>,
+}
+
+impl Emulator {
+    /// Creates the shared memory and eventfd, starts the child with both inherited, and waits
+    /// until it has loaded the game and published its av info.
+    pub fn spawn(config: EmulatorConfig) -> Result<Self, Error> {
+        let binary = find_binary(config.binary.as_deref())?;
+        let io = |context| move |source| Error::Io { context, source };
+        let memfd = sys::memfd_create("retrofarm-room").map_err(io("memfd_create"))?;
+        std::fs::File::from(memfd.try_clone().map_err(io("dup memfd"))?)
+            .set_len(HEADER_LEN)
+            .map_err(io("sizing shared memory"))?;
+        // The child may grow the file but never shrink it under our mappings.
+        sys::seal_shrink(memfd.as_fd()).map_err(io("sealing shared memory"))?;
+        let event = sys::eventfd().map_err(io("eventfd"))?;
+        let header = Region::map(memfd.as_fd(), HEADER_LEN).map_err(io("mapping shared memory header"))?;
+
+        let mut args = ChildArgs::new(config.source.clone());
+        args.shm_fd = Some(memfd.as_raw_fd());
+        args.event_fd = Some(event.as_raw_fd());
+        args.system_dir = config.system_dir.clone();
+        args.save_dir = config.save_dir.clone();
+        args.pacing = config.pacing;
+        args.frame_limit = config.frame_limit;
+        args.frame_slots = config.frame_slots;
+        args.pcm_capacity = config.pcm_capacity;
+        args.input_script = config.input_script.as_ref().map(InputScript::to_text);
+        args.options = config.options.clone();
+
+        let (out_r, out_w) = std::io::pipe().map_err(io("pipe"))?;
+        let out_w2 = out_w.try_clone().map_err(io("pipe"))?;
+        let mut cmd = Command::new(&binary);
+        cmd.args(args.to_args()).stdin(Stdio::null()).stdout(out_w2).stderr(out_w);
+        sys::keep_across_exec(&mut cmd, vec![memfd.as_raw_fd(), event.as_raw_fd()]);
+        let child = cmd.spawn().map_err(|source| Error::Spawn { binary: binary.clone(), source })?;
+        drop(cmd); // closes our copies of the pipe's write end
+        let pid = child.id();
+        let stderr = Arc::new(StderrTail::default());
+        {
+            let tail = stderr.clone();
+            std::thread::Builder::new()
+                .name(format!("emu-{pid}-stderr"))
+                .spawn(move || {
+                    for line in BufReader::new(out_r).lines() {
+                        let Ok(line) = line else { break };
+                        tracing::debug!(target: "retrofarm_emulator::child", pid, "{line}");
+                        let mut l = tail.lines.lock().unwrap_or_else(|e| e.into_inner());
+                        if l.len() == STDERR_LINES {
+                            l.pop_front();
+                        }
+                        l.push_back(line);
+                    }
+                    tail.done.store(true, Ordering::Release);
+                })
+                .map_err(io("spawning stderr reader"))?;
+        }
+        let mut slot = ChildSlot { child, status: None };
+
+        let deadline = Instant::now() + config.startup_timeout;
+        loop {
+            match shm::read_state(header.header()) {
+                Some(WriterState::Running | WriterState::Finished) => break,
+                Some(WriterState::Failed) => {
+                    let message = shm::read_error(header.header()).unwrap_or_else(|| "unknown error".into());
+                    let status = wait_briefly(&mut slot, Duration::from_secs(2));
+                    return Err(Error::Startup { message, status, stderr: stderr.settle(Duration::from_secs(1)) });
+                }
+                Some(WriterState::Starting) | None => {}
+            }
+            if let Some(status) = slot.try_wait().map_err(io("waiting for child"))? {
+                let message = shm::read_error(header.header()).unwrap_or_else(|| format!("child exited: {status}"));
+                return Err(Error::Startup {
+                    message,
+                    status: Some(status),
+                    stderr: stderr.settle(Duration::from_secs(1)),
+                });
+            }
+            if Instant::now() >= deadline {
+                let _ = slot.child.kill();
+                let _ = slot.child.wait();
+                return Err(Error::StartupTimeout {
+                    after: config.startup_timeout,
+                    stderr: stderr.settle(Duration::from_secs(1)),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let shm = match ReaderShm::attach(memfd.as_fd(), &header) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = slot.child.kill();
+                let _ = slot.child.wait();
+                return Err(e.into());
+            }
+        };
+        drop(header);
+        let av = shm.av_info().ok_or(Error::Attach(AttachError::NoAvInfo))?;
+        Ok(Self {
+            shm,
+            memfd,
+            event,
+            child: Mutex::new(slot),
+            pid,
+            stderr,
+            stall_timeout: config.stall_timeout,
+            last_av: Mutex::new(av),
+        })
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The core's current av info (exact fps, geometry, sample rate, pixel format).
+    pub fn av_info(&self) -> AvInfo {
+        let mut last = self.last_av.lock().unwrap_or_else(|e| e.into_inner());
+        // A writer that died mid-update leaves the seqlock odd: keep the last good value.
+        if let Some(av) = self.shm.av_info() {
+            *last = av;
+        }
+        *last
+    }
+
+    /// Sets the controls of `player` (1..=4): RetroPad bitmask ([`crate::buttons`]) and axes
+    /// (left x, left y, right x, right y). The child sees it at its next `retro_input_poll`.
+    pub fn set_input(&self, player: u8, buttons: u16, axes: [i16; 4]) -> Result<(), Error> {
+        if !(1..=MAX_PORTS as u8).contains(&player) {
+            return Err(Error::InvalidPort(player));
+        }
+        self.shm.set_input(usize::from(player - 1), PortInput { buttons, axes });
+        Ok(())
+    }
+
+    /// The oldest unread frame still in the ring, borrowed without copying. Frames come in
+    /// order; frames the writer overwrote before we got to them are skipped and counted.
+    pub fn next_frame(&self) -> Option<Frame<'_>> {
+        self.shm.next_frame()
+    }
+
+    /// The newest frame, skipping (and counting) older unread ones.
+    pub fn latest_frame(&self) -> Option<Frame<'_>> {
+        self.shm.latest_frame()
+    }
+
+    /// Appends new audio (interleaved i16 stereo at `av_info().sample_rate`) to `out`; returns
+    /// the number of stereo frames appended.
+    pub fn drain_audio(&self, out: &mut Vec<i16>) -> usize {
+        self.shm.drain_audio(out)
+    }
+
+    /// Frames, drops, late frames, audio and heartbeat counters.
+    pub fn counters(&self) -> Counters {
+        self.shm.counters()
+    }
+
+    /// The eventfd the child signals once per published frame (for `tokio::io::unix::AsyncFd`);
+    /// read it with [`Self::clear_event`].
+    pub fn event_fd(&self) -> BorrowedFd<'_> {
+        self.event.as_fd()
+    }
+
+    /// Resets the eventfd; returns how many frames were signalled since the last call.
+    pub fn clear_event(&self) -> u64 {
+        sys::eventfd_drain(self.event.as_fd()).unwrap_or(0)
+    }
+
+    /// The shared memory file (for importing the frame ring into a GPU API).
+    pub fn shm_fd(&self) -> BorrowedFd<'_> {
+        self.memfd.as_fd()
+    }
+
+    /// The shared memory layout.
+    pub fn layout(&self) -> &Layout {
+        self.shm.layout()
+    }
+
+    /// Base address and length of the parent's mapping of the shared memory.
+    pub fn mapping(&self) -> (*const u8, usize) {
+        (self.shm.region().as_ptr(), self.shm.region().len())
+    }
+
+    /// Waits up to `timeout` for an unread frame. Ok(false) on timeout; an error when the
+    /// child is dead or hung and no unread frame is left.
+    pub fn wait_frame(&self, timeout: Duration) -> Result<bool, Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.shm.has_unread_frames() {
+                self.clear_event();
+                return Ok(true);
+            }
+            if self.health()? == Health::Finished {
+                return Ok(false);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            let slice = (deadline - now).min(Duration::from_millis(100));
+            sys::poll_readable(self.event.as_fd(), Some(slice))
+                .map_err(|source| Error::Io { context: "poll eventfd", source })?;
+        }
+    }
+
+    /// Ok while the child runs (or finished on purpose); an error naming the cause once it has
+    /// died (exit status, its message, its stderr) or stopped beating.
+    pub fn health(&self) -> Result<Health, Error> {
+        let state = shm::read_state(self.shm.header());
+        let status = self.try_wait()?;
+        if let Some(status) = status {
+            if state == Some(WriterState::Finished) && status.success() {
+                return Ok(Health::Finished);
+            }
+            return Err(Error::ChildExited {
+                pid: self.pid,
+                status,
+                message: shm::read_error(self.shm.header()),
+                stderr: self.stderr.settle(Duration::from_millis(500)),
+            });
+        }
+        if state == Some(WriterState::Finished) {
+            return Ok(Health::Finished);
+        }
+        let beat = self.shm.counters().heartbeat_ns;
+        let age = Duration::from_nanos(sys::monotonic_ns().saturating_sub(beat));
+        if age > self.stall_timeout {
+            return Err(Error::Stalled { pid: self.pid, since: age });
+        }
+        Ok(Health::Running)
+    }
+
+    /// Whether the child process still exists.
+    pub fn is_alive(&self) -> bool {
+        matches!(self.try_wait(), Ok(None))
+    }
+
+    /// The child's exit status, if it has exited (non-blocking).
+    pub fn try_wait(&self) -> Result<Option<ExitStatus>, Error> {
+        let mut slot = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        slot.try_wait().map_err(|source| Error::Io { context: "waiting for child", source })
+    }
+
+    /// Waits up to `timeout` for the child to exit by itself.
+    pub fn wait_exit(&self, timeout: Duration) -> Result<Option<ExitStatus>, Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.try_wait()? {
+                return Ok(Some(s));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Kills the child (SIGKILL) and reaps it.
+    pub fn kill(&self) -> Result<ExitStatus, Error> {
+        let mut slot = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = slot.try_wait().map_err(|source| Error::Io { context: "waiting for child", source })? {
+            return Ok(s);
+        }
+        let _ = slot.child.kill();
+        let status = slot.child.wait().map_err(|source| Error::Io { context: "reaping child", source })?;
+        slot.status = Some(status);
+        Ok(status)
+    }
+
+    /// The last lines the child wrote to stderr/stdout.
+    pub fn stderr_tail(&self) -> String {
+        self.stderr.text()
+    }
+}
+
+fn wait_briefly(slot: &mut ChildSlot, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(s)) = slot.try_wait() {
+            return Some(s);
+        }
+        if Instant::now() >= deadline {
+            let _ = slot.child.kill();
+            return slot.child.wait().ok();
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The eventfd (see [`Emulator::event_fd`]), so `tokio::io::unix::AsyncFd` can wrap an
+/// `Emulator` (or an `Arc<Emulator>`) directly.
+impl AsRawFd for Emulator {
+    fn as_raw_fd(&self) -> RawFd {
+        self.event.as_raw_fd()
+    }
+}
+
+/// The eventfd, as for [`AsRawFd`].
+impl AsFd for Emulator {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.event.as_fd()
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emulator_can_be_shared_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Emulator>();
+    }
+
+    #[test]
+    fn errors_read_well() {
+        let e = Error::Startup { message: "core said no".into(), status: None, stderr: "line 1\nline 2\n".into() };
+        assert_eq!(e.to_string(), "emulator failed to start: core said no; stderr:\nline 1\nline 2");
+        let e = Error::StartupTimeout { after: Duration::from_secs(1), stderr: String::new() };
+        assert_eq!(e.to_string(), "emulator did not start within 1s");
+    }
+
+    #[test]
+    fn explicit_binary_must_exist() {
+        match find_binary(Some(Path::new("/no/such/emulator"))) {
+            Err(Error::BinaryNotFound { searched }) => {
+                assert_eq!(searched, vec![PathBuf::from("/no/such/emulator")])
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

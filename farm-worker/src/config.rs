@@ -1,0 +1,120 @@
+//! Worker configuration: built-in defaults, then a TOML file, then environment variables and
+//! command-line flags (see `retrofarm-worker --help` and docs/configuration.md).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Stable worker id (defaults to the host name).
+    pub id: String,
+    /// Zone (region) this worker serves.
+    pub zone: String,
+    /// Coordinator QUIC address, `host:port`.
+    pub coordinator: String,
+    /// Name in the coordinator's certificate.
+    pub server_name: String,
+    /// Cluster PKI folder (ca.pem and this worker's certificate).
+    pub pki_dir: PathBuf,
+    /// File name (without .pem/.key) of this worker's certificate in `pki_dir`.
+    pub cert_name: String,
+    /// HTTP listen address (latency ping endpoint).
+    pub http_listen: SocketAddr,
+    /// URL browsers ping; defaults to `http://127.0.0.1:<http port>/ping`.
+    pub public_url: Option<String>,
+    /// Extra delay added to each ping reply, in milliseconds (for tests and draining a host).
+    pub ping_delay_ms: u64,
+    /// UDP address of the WebRTC socket shared by all peers.
+    pub rtc_listen: SocketAddr,
+    /// Addresses announced as ICE host candidates (the host's public IPs); defaults to the
+    /// listen address, or 127.0.0.1 when that is unspecified.
+    pub rtc_ips: Vec<IpAddr>,
+    /// Folder of ROMs.
+    pub games_dir: PathBuf,
+    /// Folder of libretro cores; defaults to the project's `.deps/cores/...` if present, else
+    /// `/usr/lib/x86_64-linux-gnu/libretro`.
+    pub cores_dir: Option<PathBuf>,
+    /// ROM extension → core file name.
+    pub cores: BTreeMap<String, String>,
+    /// Most rooms this host runs at once.
+    pub max_rooms: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            id: default_id(),
+            zone: "local".into(),
+            coordinator: "127.0.0.1:8443".into(),
+            server_name: "localhost".into(),
+            pki_dir: PathBuf::from(".retrofarm/pki"),
+            cert_name: "worker".into(),
+            http_listen: "0.0.0.0:9000".parse().expect("valid"),
+            public_url: None,
+            ping_delay_ms: 0,
+            rtc_listen: "0.0.0.0:8555".parse().expect("valid"),
+            rtc_ips: vec![],
+            games_dir: PathBuf::from("games"),
+            cores_dir: None,
+            cores: crate::library::default_cores(),
+            max_rooms: 16,
+        }
+    }
+}
+
+fn default_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let host: String = host.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.').collect();
+    if host.is_empty() {
+        "worker".into()
+    } else {
+        host
+    }
+}
+
+impl Config {
+    /// Reads `path` over the defaults; no path means defaults only.
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        let Some(path) = path else { return Ok(Self::default()) };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("{} is not a valid worker configuration", path.display()))
+    }
+
+    /// The ping URL browsers use.
+    pub fn ping_url(&self, bound: SocketAddr) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://127.0.0.1:{}/ping", bound.port()))
+    }
+
+    /// ICE host candidate addresses for a socket bound to `bound`.
+    pub fn candidate_addrs(&self, bound: SocketAddr) -> Vec<SocketAddr> {
+        if !self.rtc_ips.is_empty() {
+            return self.rtc_ips.iter().map(|ip| SocketAddr::new(*ip, bound.port())).collect();
+        }
+        let ip = if bound.ip().is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { bound.ip() };
+        vec![SocketAddr::new(ip, bound.port())]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_file_and_candidates() {
+        let c: Config = toml::from_str("zone = \"eu\"\nrtc_ips = [\"203.0.113.7\"]").unwrap();
+        assert_eq!(c.zone, "eu");
+        assert_eq!(c.coordinator, "127.0.0.1:8443");
+        let bound: SocketAddr = "0.0.0.0:5000".parse().unwrap();
+        assert_eq!(c.candidate_addrs(bound), vec!["203.0.113.7:5000".parse().unwrap()]);
+        assert_eq!(Config::default().candidate_addrs(bound), vec!["127.0.0.1:5000".parse().unwrap()]);
+        assert_eq!(Config::default().ping_url("0.0.0.0:9001".parse().unwrap()), "http://127.0.0.1:9001/ping");
+        assert!(toml::from_str::<Config>("zonee = \"eu\"").is_err());
+    }
+}

@@ -1,0 +1,103 @@
+//! The game library: ROM files in the games folder whose extension maps to a configured core.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use retrofarm_proto::browser::GameInfo;
+
+/// A game the worker can start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Game {
+    /// Name and system, as reported to the coordinator.
+    pub info: GameInfo,
+    /// The ROM file.
+    pub rom: PathBuf,
+    /// File name of the libretro core that runs it.
+    pub core: String,
+}
+
+/// All games, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Library {
+    games: BTreeMap<String, Game>,
+}
+
+impl Library {
+    /// Builds the library from file paths; `cores` maps a lower-case extension (the system)
+    /// to a core file name. Files with other extensions are ignored. When two files share a
+    /// name, the first in path order wins.
+    pub fn from_paths(paths: impl IntoIterator<Item = PathBuf>, cores: &BTreeMap<String, String>) -> Self {
+        let mut paths: Vec<PathBuf> = paths.into_iter().collect();
+        paths.sort();
+        let mut games = BTreeMap::new();
+        for rom in paths {
+            let Some(ext) = rom.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase) else { continue };
+            let Some(core) = cores.get(&ext) else { continue };
+            let Some(name) = rom.file_stem().and_then(|s| s.to_str()).map(str::to_string) else { continue };
+            games.entry(name.clone()).or_insert(Game { info: GameInfo { name, system: ext }, rom, core: core.clone() });
+        }
+        Self { games }
+    }
+
+    /// Scans `dir` (not recursively).
+    pub fn scan(dir: &Path, cores: &BTreeMap<String, String>) -> Result<Self> {
+        let entries = std::fs::read_dir(dir).with_context(|| {
+            format!("cannot read the games folder {}: set games_dir in the worker config", dir.display())
+        })?;
+        let paths = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file());
+        Ok(Self::from_paths(paths, cores))
+    }
+
+    /// A game by name.
+    pub fn get(&self, name: &str) -> Option<&Game> {
+        self.games.get(name)
+    }
+
+    /// What the coordinator is told.
+    pub fn infos(&self) -> Vec<GameInfo> {
+        self.games.values().map(|g| g.info.clone()).collect()
+    }
+
+    /// Number of games.
+    pub fn len(&self) -> usize {
+        self.games.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.games.is_empty()
+    }
+}
+
+/// The default extension → core mapping (Debian's libretro-nestopia and libretro-mgba).
+pub fn default_cores() -> BTreeMap<String, String> {
+    [("nes", "nestopia_libretro.so"), ("gba", "mgba_libretro.so")]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_extensions_to_cores_and_ignores_the_rest() {
+        let lib = Library::from_paths(
+            ["g/Walk.nes", "g/Sushi.GBA", "g/readme.txt", "g/noext", "g/a/Walk.nes"].map(PathBuf::from),
+            &default_cores(),
+        );
+        assert_eq!(lib.len(), 2);
+        assert_eq!(lib.get("Walk").unwrap().core, "nestopia_libretro.so");
+        assert_eq!(lib.get("Walk").unwrap().rom, PathBuf::from("g/Walk.nes"));
+        assert_eq!(lib.get("Sushi").unwrap().info.system, "gba");
+        assert!(lib.get("readme").is_none());
+    }
+
+    #[test]
+    fn missing_folder_says_what_to_do() {
+        let e = Library::scan(Path::new("/nonexistent/games"), &default_cores()).unwrap_err();
+        assert!(format!("{e:#}").contains("games_dir"));
+    }
+}

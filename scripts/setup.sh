@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what retrofarm needs to build, run and test on Debian 12, idempotently:
+# system packages (codecs' build tools, cc65, Chromium for browser tests), the libretro cores
+# (without RetroArch's desktop packages), and the web tests' npm packages.
+#
+#   scripts/setup.sh          # everything
+#   scripts/setup.sh --run    # only what running the service needs
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+mode="${1:-all}"
+
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then sudo_cmd=(sudo); fi
+apt_opts=(-y -q -o DPkg::Lock::Timeout=900 --no-install-recommends)
+
+# Build tools for the codecs: openh264 (nasm: without it the assembly is silently lost), the
+# bundled libopus (cmake), libvpx for VP8; cc65 assembles our homebrew game.
+packages=(pkg-config cmake nasm cc65)
+if [ "$mode" != "--run" ]; then
+    # Browser tests: Debian's Chromium driven by playwright-core; Prometheus for metrics tests.
+    packages+=(chromium nodejs npm)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    "${sudo_cmd[@]}" apt-get -o DPkg::Lock::Timeout=900 update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install "${apt_opts[@]}" "${missing[@]}"
+fi
+
+"$repo/scripts/fetch-cores.sh"
+
+if [ "$mode" != "--run" ] && [ -f "$repo/web/package.json" ]; then
+    (cd "$repo/web" && { [ -d node_modules/playwright-core ] || npm install --no-audit --no-fund --loglevel=error; })
+fi
+echo "setup: done"

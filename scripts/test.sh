@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Sets up and runs the whole test suite: unit tests, real processes over QUIC/WebRTC on
+# loopback, real libretro cores, and the browser tests in headless Chromium.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+scripts/setup.sh
+echo "== homebrew game matches its source"
+games/build.sh --check
+echo "== build"
+cargo build --workspace --bins --examples
+echo "== cargo tests"
+cargo test --workspace --no-fail-fast
+if [ -f web/package.json ]; then
+    echo "== browser tests"
+    (cd web && npm test)
+fi
+echo "== all tests passed"
