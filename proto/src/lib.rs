@@ -3,6 +3,7 @@
 //! - [`browser`]: JSON messages between a browser and the coordinator (WebSocket).
 //! - [`control`]: messages between a worker and the coordinator (QUIC), framed by [`frame`].
 //! - [`ids`]: identifiers shared by both protocols.
+//! - [`input`]: player input on the WebRTC data channel.
 //!
 //! Every decoder takes untrusted bytes and returns a typed [`DecodeError`]; none panics.
 
@@ -11,5 +12,6 @@ pub mod control;
 mod error;
 pub mod frame;
 pub mod ids;
+pub mod input;
 
 pub use error::{DecodeError, ErrorCode};

@@ -1,0 +1,167 @@
+//! Player input on the WebRTC `input` data channel (browser → worker), binary.
+//!
+//! A packet carries the **whole state** of one RetroPad, never edges, so a lost or reordered
+//! packet cannot leave a button stuck: the channel is unordered with no retransmissions, the
+//! browser sends on every change and again every 100 ms, and the worker drops packets older than
+//! the newest it has applied (by sequence number, modulo 2^16).
+//!
+//! | bytes | field |
+//! | --- | --- |
+//! | 0 | version, `1` |
+//! | 1..3 | sequence number, u16 little-endian |
+//! | 3..5 | buttons, u16 little-endian, bit *n* = RetroPad id *n* (B=0, Y, SELECT, START, UP, DOWN, LEFT, RIGHT, A, X, L, R, L2, R2, L3, R3=15) |
+//! | 5..13 | analog axes, 4 × i16 little-endian: left x, left y, right x, right y |
+//!
+//! The port is not in the packet: the worker applies it to the port the session chose.
+
+/// Packet size.
+pub const INPUT_PACKET_LEN: usize = 13;
+/// Version byte.
+pub const INPUT_VERSION: u8 = 1;
+
+/// RetroPad button bits.
+pub mod button {
+    /// B.
+    pub const B: u16 = 1 << 0;
+    /// Y.
+    pub const Y: u16 = 1 << 1;
+    /// Select.
+    pub const SELECT: u16 = 1 << 2;
+    /// Start.
+    pub const START: u16 = 1 << 3;
+    /// D-pad up.
+    pub const UP: u16 = 1 << 4;
+    /// D-pad down.
+    pub const DOWN: u16 = 1 << 5;
+    /// D-pad left.
+    pub const LEFT: u16 = 1 << 6;
+    /// D-pad right.
+    pub const RIGHT: u16 = 1 << 7;
+    /// A.
+    pub const A: u16 = 1 << 8;
+    /// X.
+    pub const X: u16 = 1 << 9;
+    /// L.
+    pub const L: u16 = 1 << 10;
+    /// R.
+    pub const R: u16 = 1 << 11;
+}
+
+/// One pad's state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PadState {
+    /// Sequence number.
+    pub seq: u16,
+    /// Button bits.
+    pub buttons: u16,
+    /// Analog axes.
+    pub axes: [i16; 4],
+}
+
+/// Why an input packet was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    /// Wrong length.
+    #[error("input packet of {0} bytes, expected {INPUT_PACKET_LEN}")]
+    Length(usize),
+    /// Unknown version.
+    #[error("input packet version {0}, expected {INPUT_VERSION}")]
+    Version(u8),
+}
+
+impl PadState {
+    /// Encodes the packet.
+    pub fn encode(&self) -> [u8; INPUT_PACKET_LEN] {
+        let mut b = [0u8; INPUT_PACKET_LEN];
+        b[0] = INPUT_VERSION;
+        b[1..3].copy_from_slice(&self.seq.to_le_bytes());
+        b[3..5].copy_from_slice(&self.buttons.to_le_bytes());
+        for (i, a) in self.axes.iter().enumerate() {
+            b[5 + 2 * i..7 + 2 * i].copy_from_slice(&a.to_le_bytes());
+        }
+        b
+    }
+
+    /// Decodes a packet.
+    pub fn decode(b: &[u8]) -> Result<Self, InputError> {
+        if b.len() != INPUT_PACKET_LEN {
+            return Err(InputError::Length(b.len()));
+        }
+        if b[0] != INPUT_VERSION {
+            return Err(InputError::Version(b[0]));
+        }
+        let le = |i: usize| [b[i], b[i + 1]];
+        Ok(Self {
+            seq: u16::from_le_bytes(le(1)),
+            buttons: u16::from_le_bytes(le(3)),
+            axes: std::array::from_fn(|i| i16::from_le_bytes(le(5 + 2 * i))),
+        })
+    }
+}
+
+/// Keeps the newest state of one pad, ignoring reordered older packets.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PadTracker {
+    last: Option<PadState>,
+}
+
+impl PadTracker {
+    /// Applies a packet; returns the state to use when it is newer than what was applied.
+    pub fn apply(&mut self, p: PadState) -> Option<PadState> {
+        let newer = match self.last {
+            None => true,
+            // Serial-number arithmetic: newer when ahead by less than half the space.
+            Some(l) => p.seq != l.seq && p.seq.wrapping_sub(l.seq) < 0x8000,
+        };
+        if newer {
+            self.last = Some(p);
+            Some(p)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn layout_is_stable() {
+        let p = PadState { seq: 0x0102, buttons: button::A | button::RIGHT, axes: [1, -1, 0, i16::MIN] };
+        let b = p.encode();
+        assert_eq!(&b[..5], &[1, 0x02, 0x01, 0x80, 0x01]);
+        assert_eq!(PadState::decode(&b).unwrap(), p);
+    }
+
+    #[test]
+    fn garbage_is_rejected() {
+        assert_eq!(PadState::decode(&[]), Err(InputError::Length(0)));
+        assert_eq!(PadState::decode(&[9; INPUT_PACKET_LEN]), Err(InputError::Version(9)));
+    }
+
+    #[test]
+    fn older_packets_are_ignored_across_wraparound() {
+        let mut t = PadTracker::default();
+        let s = |seq| PadState { seq, ..Default::default() };
+        assert!(t.apply(s(65534)).is_some());
+        assert!(t.apply(s(1)).is_some());
+        assert!(t.apply(s(65535)).is_none(), "reordered older packet");
+        assert!(t.apply(s(1)).is_none(), "duplicate");
+        assert!(t.apply(s(2)).is_some());
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips(seq: u16, buttons: u16, axes: [i16; 4]) {
+            let p = PadState { seq, buttons, axes };
+            prop_assert_eq!(PadState::decode(&p.encode()).unwrap(), p);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let _ = PadState::decode(&b);
+        }
+    }
+}
