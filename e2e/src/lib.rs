@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod procs;
 pub mod rtc;
+pub mod video;
 
 use std::path::PathBuf;
 

@@ -42,6 +42,10 @@ pub struct Config {
     pub cores_dir: Option<PathBuf>,
     /// ROM extension → core file name.
     pub cores: BTreeMap<String, String>,
+    /// Core options for every room (libretro variables), e.g. `nestopia_audio_type = "stereo"`.
+    pub core_options: BTreeMap<String, String>,
+    /// H264 bitrate per room, kbit/s.
+    pub video_kbps: u32,
     /// Most rooms this host runs at once.
     pub max_rooms: u32,
 }
@@ -63,6 +67,9 @@ impl Default for Config {
             games_dir: PathBuf::from("games"),
             cores_dir: None,
             cores: crate::library::default_cores(),
+            // nestopia outputs sound on the left channel only unless told otherwise.
+            core_options: [("nestopia_audio_type".to_string(), "stereo".to_string())].into_iter().collect(),
+            video_kbps: 1500,
             max_rooms: 16,
         }
     }

@@ -1,13 +1,19 @@
 //! The worker's engine: one task that owns the rooms, the WebRTC peers and the UDP socket they
-//! all share, driven by commands from the coordinator link, datagrams and timers.
+//! all share, driven by commands from the coordinator link, datagrams, encoded media from the
+//! rooms, and timers.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use retrofarm_media::H264Config;
 use retrofarm_proto::control::{CoordMsg, Load, RoomInfo, WorkerMsg};
 use retrofarm_proto::ids::{RoomId, SessionId};
+use retrofarm_proto::input::PadState;
 use retrofarm_proto::ErrorCode;
+use str0m::media::{MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output};
 use tokio::net::UdpSocket;
@@ -16,9 +22,10 @@ use tracing::{debug, info, warn};
 
 use crate::library::Library;
 use crate::peer::Peer;
+use crate::room::{MediaEvent, RoomHandle, RoomSpec};
 use crate::roombook::RoomBook;
 
-/// How long a peer may wait for the browser's answer and connection.
+/// How long a peer may wait for the browser's answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the link reports to the coordinator on (re-)registration and in heartbeats.
@@ -37,6 +44,20 @@ pub struct EngineConfig {
     pub max_rooms: u32,
     /// ICE host candidates of the shared socket.
     pub candidates: Vec<SocketAddr>,
+    /// Where libretro cores are (None: the default search path).
+    pub cores_dir: Option<PathBuf>,
+    /// Core options applied to every room.
+    pub core_options: Vec<(String, String)>,
+    /// Video encoder settings.
+    pub h264: H264Config,
+}
+
+/// Something learned while polling peers, acted on afterwards.
+enum Action {
+    Connected(SessionId),
+    Keyframe(SessionId),
+    Input(SessionId, PadState),
+    Dead(SessionId),
 }
 
 /// Rooms, peers and the shared UDP socket.
@@ -44,9 +65,12 @@ pub struct Engine {
     cfg: EngineConfig,
     library: Library,
     book: RoomBook,
+    rooms: HashMap<RoomId, RoomHandle>,
     peers: HashMap<SessionId, Peer>,
     up: mpsc::Sender<WorkerMsg>,
     status: watch::Sender<Status>,
+    media_tx: mpsc::Sender<MediaEvent>,
+    media_rx: mpsc::Receiver<MediaEvent>,
 }
 
 impl Engine {
@@ -57,7 +81,18 @@ impl Engine {
         up: mpsc::Sender<WorkerMsg>,
         status: watch::Sender<Status>,
     ) -> Self {
-        let e = Self { cfg, library, book: RoomBook::new(), peers: HashMap::new(), up, status };
+        let (media_tx, media_rx) = mpsc::channel(1024);
+        let e = Self {
+            cfg,
+            library,
+            book: RoomBook::new(),
+            rooms: HashMap::new(),
+            peers: HashMap::new(),
+            up,
+            status,
+            media_tx,
+            media_rx,
+        };
         e.publish();
         e
     }
@@ -89,6 +124,7 @@ impl Engine {
                     let Some(cmd) = cmd else { break };
                     self.command(cmd);
                 }
+                Some(ev) = self.media_rx.recv() => self.media(ev),
                 res = socket.recv_from(&mut buf) => match res {
                     Ok((n, source)) => self.datagram(&buf[..n], source, local),
                     Err(e) => warn!(error = %e, "UDP receive failed"),
@@ -128,24 +164,51 @@ impl Engine {
         }
     }
 
+    fn refuse(&self, session: SessionId, code: ErrorCode, message: String) {
+        self.send(WorkerMsg::SessionEnded { session, code, message });
+    }
+
     fn start(&mut self, session: SessionId, game: String, room: Option<RoomId>, port: u8) {
-        if room.is_none() && self.library.get(&game).is_none() {
-            let msg = format!("no game named {game:?} on this worker");
-            return self.send(WorkerMsg::SessionEnded { session, code: ErrorCode::UnknownGame, message: msg });
-        }
+        let game_entry = match (&room, self.library.get(&game)) {
+            (Some(_), _) => None,
+            (None, Some(g)) => Some(g.clone()),
+            (None, None) => {
+                return self.refuse(session, ErrorCode::UnknownGame, format!("no game named {game:?} on this worker"))
+            }
+        };
+        let core = match &game_entry {
+            Some(g) => match retrofarm_emulator::find_core(&g.core, self.cfg.cores_dir.as_deref()) {
+                Some(c) => Some(c),
+                None => {
+                    let msg = format!("this server lacks the {} emulator core; its operator must install it", g.core);
+                    warn!(core = %g.core, "libretro core not found: run scripts/fetch-cores.sh or set cores_dir");
+                    return self.refuse(session, ErrorCode::Internal, msg);
+                }
+            },
+            None => None,
+        };
         let can_create = (self.book.room_count() as u32) < self.cfg.max_rooms;
         let joined = match self.book.join(session.clone(), &game, room.as_ref(), port, new_room_id(), can_create) {
             Ok(j) => j,
-            Err(r) => return self.send(WorkerMsg::SessionEnded { session, code: r.code, message: r.message }),
+            Err(r) => return self.refuse(session, r.code, r.message),
         };
         let (peer, sdp) = match Peer::offer(Instant::now(), &self.cfg.candidates) {
             Ok(x) => x,
             Err(e) => {
-                self.book.leave(&session);
-                let message = format!("cannot create the WebRTC peer: {e:#}");
-                return self.send(WorkerMsg::SessionEnded { session, code: ErrorCode::Internal, message });
+                self.leave(&session);
+                return self.refuse(session, ErrorCode::Internal, format!("cannot create the WebRTC peer: {e:#}"));
             }
         };
+        if let (true, Some(g), Some(core)) = (joined.created, game_entry, core) {
+            let spec = RoomSpec {
+                room: joined.room.clone(),
+                core,
+                rom: g.rom,
+                options: self.cfg.core_options.clone(),
+                h264: self.cfg.h264.clone(),
+            };
+            self.rooms.insert(joined.room.clone(), RoomHandle::start(spec, self.media_tx.clone()));
+        }
         info!(%session, room = %joined.room, game = %joined.game, port, created = joined.created, "session started");
         self.peers.insert(session.clone(), peer);
         self.send(WorkerMsg::SessionStarted { session: session.clone(), room: joined.room, game: joined.game, port });
@@ -164,12 +227,62 @@ impl Engine {
         if let Some(mut p) = self.peers.remove(session) {
             p.rtc.disconnect();
         }
-        if let Some((room, empty)) = self.book.leave(session) {
-            if empty {
-                info!(%room, "room closed: last player left");
-                self.send(WorkerMsg::RoomClosed { room });
+        self.leave(session);
+    }
+
+    fn leave(&mut self, session: &SessionId) {
+        if let Some((room, true)) = self.book.leave(session) {
+            info!(%room, "room closed: last player left");
+            self.stop_room(&room);
+            self.send(WorkerMsg::RoomClosed { room });
+        }
+    }
+
+    fn stop_room(&mut self, room: &RoomId) {
+        if let Some(handle) = self.rooms.remove(room) {
+            // Joining the room thread can take a frame's wait; keep it off the engine task.
+            tokio::task::spawn_blocking(move || drop(handle));
+        }
+    }
+
+    fn media(&mut self, ev: MediaEvent) {
+        let now = Instant::now();
+        let (room, mid_of, pt_of, time, data): (_, fn(&Peer) -> Mid, fn(&Peer) -> Option<Pt>, _, _) = match ev {
+            MediaEvent::Video { room, data, keyframe: _, rtp_90k } => {
+                (room, |p| p.video, |p| p.payloads.and_then(|x| x.h264), MediaTime::from_90khz(rtp_90k), data)
+            }
+            MediaEvent::Audio { room, data, rtp_48k } => (
+                room,
+                |p| p.audio,
+                |p| p.payloads.and_then(|x| x.opus),
+                MediaTime::new(rtp_48k, str0m::media::Frequency::FORTY_EIGHT_KHZ),
+                data,
+            ),
+            MediaEvent::Died { room, reason } => return self.room_died(&room, reason),
+        };
+        let sessions: Vec<SessionId> = self.book.sessions_in(&room).cloned().collect();
+        for s in sessions {
+            let Some(peer) = self.peers.get_mut(&s) else { continue };
+            let (mid, Some(pt)) = (mid_of(peer), pt_of(peer)) else { continue };
+            if let Some(w) = peer.rtc.writer(mid) {
+                if let Err(e) = w.write(pt, now, time, Arc::clone(&data)) {
+                    debug!(session = %s, error = %e, "media write failed");
+                }
             }
         }
+    }
+
+    fn room_died(&mut self, room: &RoomId, reason: String) {
+        let sessions = self.book.close(room);
+        warn!(%room, %reason, players = sessions.len(), "room died");
+        for s in sessions {
+            if let Some(mut p) = self.peers.remove(&s) {
+                p.rtc.disconnect();
+            }
+            self.refuse(s, ErrorCode::RoomClosed, reason.clone());
+        }
+        self.stop_room(room);
+        self.send(WorkerMsg::RoomClosed { room: room.clone() });
     }
 
     fn datagram(&mut self, data: &[u8], source: SocketAddr, local: SocketAddr) {
@@ -186,11 +299,12 @@ impl Engine {
         }
     }
 
-    /// Polls every peer until it waits; returns the earliest deadline.
+    /// Polls every peer until it waits, then acts on what they reported; returns the earliest
+    /// deadline.
     fn drive(&mut self, socket: &UdpSocket) -> Instant {
         let now = Instant::now();
         let mut next = now + Duration::from_millis(100);
-        let mut dead = Vec::new();
+        let mut actions = Vec::new();
         for (session, p) in self.peers.iter_mut() {
             loop {
                 match p.rtc.poll_output() {
@@ -204,7 +318,12 @@ impl Engine {
                         break;
                     }
                     Ok(Output::Event(ev)) => match ev {
-                        Event::Connected => info!(%session, "peer connected"),
+                        Event::Connected => actions.push(Action::Connected(session.clone())),
+                        Event::KeyframeRequest(_) => actions.push(Action::Keyframe(session.clone())),
+                        Event::ChannelData(d) => match PadState::decode(&d.data) {
+                            Ok(pad) => actions.push(Action::Input(session.clone(), pad)),
+                            Err(e) => debug!(%session, error = %e, "ignoring bad input packet"),
+                        },
                         Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                             debug!(%session, "ICE disconnected")
                         }
@@ -217,19 +336,53 @@ impl Engine {
                     }
                 }
             }
-            let stalled = !p.rtc.is_alive() || (!p.answered() && now.duration_since(p.created) > CONNECT_TIMEOUT);
-            if stalled {
-                dead.push(session.clone());
+            if !p.rtc.is_alive() || (!p.answered() && now.duration_since(p.created) > CONNECT_TIMEOUT) {
+                actions.push(Action::Dead(session.clone()));
             }
         }
-        for s in dead {
-            self.end(
+        for a in actions {
+            self.act(a);
+        }
+        next
+    }
+
+    fn room_of(&self, session: &SessionId) -> Option<(&RoomHandle, u8)> {
+        let (room, port) = self.book.session(session)?;
+        Some((self.rooms.get(room)?, *port))
+    }
+
+    fn act(&mut self, action: Action) {
+        match action {
+            Action::Connected(s) => {
+                let Some(peer) = self.peers.get_mut(&s) else { return };
+                let payloads = peer.choose_payloads();
+                info!(session = %s, ?payloads, "peer connected");
+                if payloads.h264.is_none() {
+                    let msg = "your browser offered no H264 format this server can send".to_string();
+                    return self.end(&s, ErrorCode::Internal, msg);
+                }
+                // A new viewer needs a keyframe to start decoding.
+                if let Some((room, _)) = self.room_of(&s) {
+                    room.request_keyframe();
+                }
+            }
+            Action::Keyframe(s) => {
+                if let Some((room, _)) = self.room_of(&s) {
+                    room.request_keyframe();
+                }
+            }
+            Action::Input(s, pad) => {
+                let Some(pad) = self.peers.get_mut(&s).and_then(|p| p.pad.apply(pad)) else { return };
+                if let Some((room, port)) = self.room_of(&s) {
+                    room.set_input(port, pad.buttons, pad.axes);
+                }
+            }
+            Action::Dead(s) => self.end(
                 &s,
                 ErrorCode::Internal,
                 "the WebRTC connection to the game server was lost or never established".into(),
-            );
+            ),
         }
-        next
     }
 }
 

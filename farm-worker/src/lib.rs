@@ -12,4 +12,5 @@ pub mod http;
 pub mod library;
 pub mod link;
 pub mod peer;
+pub mod room;
 pub mod roombook;

@@ -11,6 +11,7 @@ use farm_worker::engine::{Engine, EngineConfig, Status};
 use farm_worker::library::Library;
 use farm_worker::link::{self, LinkConfig};
 use retrofarm_link::pki::Identity;
+use retrofarm_media::H264Config;
 use retrofarm_proto::ids::WorkerId;
 use tokio::sync::{mpsc, watch};
 use tracing::info;
@@ -112,7 +113,14 @@ async fn main() -> Result<()> {
         ping_url: cfg.ping_url(http_addr),
         games: library.infos(),
     };
-    let engine = Engine::new(EngineConfig { max_rooms: cfg.max_rooms, candidates }, library, up_tx, status_tx);
+    let engine_cfg = EngineConfig {
+        max_rooms: cfg.max_rooms,
+        candidates,
+        cores_dir: cfg.cores_dir.clone(),
+        core_options: cfg.core_options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        h264: H264Config { bitrate_bps: cfg.video_kbps * 1000, ..H264Config::default() },
+    };
+    let engine = Engine::new(engine_cfg, library, up_tx, status_tx);
     tokio::spawn(link::run(link_cfg, up_rx, down_tx, status_rx));
     engine.run(socket, down_rx).await;
     Ok(())

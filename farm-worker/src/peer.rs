@@ -6,9 +6,11 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Context, Result};
 use retrofarm_proto::browser::IceCandidate;
+use retrofarm_proto::input::PadTracker;
 use str0m::change::{SdpAnswer, SdpPendingOffer};
-use str0m::channel::ChannelId;
-use str0m::media::{Direction, MediaKind, Mid};
+use str0m::channel::{ChannelConfig, ChannelId, Reliability};
+use str0m::format::{Codec, PayloadParams};
+use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::{Candidate, Rtc};
 
 /// A peer and the handles of what it offered.
@@ -24,6 +26,44 @@ pub struct Peer {
     pending: Option<SdpPendingOffer>,
     /// When the offer was made.
     pub created: Instant,
+    /// Payload types chosen from what the browser accepted, once connected.
+    pub payloads: Option<Payloads>,
+    /// The newest input applied from this peer.
+    pub pad: PadTracker,
+}
+
+/// The payload types a peer is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Payloads {
+    /// H264 video, when the browser accepted it.
+    pub h264: Option<Pt>,
+    /// Opus audio.
+    pub opus: Option<Pt>,
+}
+
+/// Preference among the browser's H264 formats: packetization-mode 1 is required; constrained
+/// baseline first (our encoder's profile), then baseline, then main (a superset decoder).
+fn h264_rank(p: &PayloadParams) -> Option<u8> {
+    let spec = p.spec();
+    if spec.codec != Codec::H264 || spec.format.packetization_mode != Some(1) {
+        return None;
+    }
+    match spec.format.profile_level_id.map(|id| id >> 8) {
+        Some(0x42e0) => Some(0),
+        Some(0x4200) => Some(1),
+        Some(0x4d00) => Some(2),
+        _ => None,
+    }
+}
+
+/// Chooses what to send from the payload types the browser accepted.
+pub fn choose_payloads<'a>(
+    video: impl Iterator<Item = &'a PayloadParams>,
+    mut audio: impl Iterator<Item = &'a PayloadParams>,
+) -> Payloads {
+    let h264 = video.filter_map(|p| h264_rank(p).map(|r| (r, p.pt()))).min_by_key(|(r, _)| *r).map(|(_, pt)| pt);
+    let opus = audio.find(|p| p.spec().codec == Codec::Opus).map(|p| p.pt());
+    Payloads { h264, opus }
 }
 
 impl std::fmt::Debug for Peer {
@@ -46,10 +86,27 @@ impl Peer {
             api.add_media(MediaKind::Video, Direction::SendOnly, Some("game".into()), Some("video".into()), None);
         let audio =
             api.add_media(MediaKind::Audio, Direction::SendOnly, Some("game".into()), Some("audio".into()), None);
-        let input = api.add_channel("input".into());
+        // Input is whole-pad state resent every 100 ms: an unordered channel without
+        // retransmissions never delays a newer state behind a lost older one.
+        let input = api.add_channel_with_config(ChannelConfig {
+            label: "input".into(),
+            ordered: false,
+            reliability: Reliability::MaxRetransmits { retransmits: 0 },
+            ..Default::default()
+        });
         let (offer, pending) = api.apply().ok_or_else(|| anyhow!("str0m produced no offer"))?;
         let sdp = offer.to_sdp_string();
-        Ok((Self { rtc, video, audio, input, pending: Some(pending), created: now }, sdp))
+        let peer = Self {
+            rtc,
+            video,
+            audio,
+            input,
+            pending: Some(pending),
+            created: now,
+            payloads: None,
+            pad: PadTracker::default(),
+        };
+        Ok((peer, sdp))
     }
 
     /// Applies the browser's answer.
@@ -63,6 +120,17 @@ impl Peer {
     /// Whether the answer has been applied.
     pub fn answered(&self) -> bool {
         self.pending.is_none()
+    }
+
+    /// Chooses the payload types from the accepted answer (call once connected).
+    pub fn choose_payloads(&mut self) -> Payloads {
+        let video: Vec<PayloadParams> =
+            self.rtc.writer(self.video).map(|w| w.payload_params().cloned().collect()).unwrap_or_default();
+        let audio: Vec<PayloadParams> =
+            self.rtc.writer(self.audio).map(|w| w.payload_params().cloned().collect()).unwrap_or_default();
+        let p = choose_payloads(video.iter(), audio.iter());
+        self.payloads = Some(p);
+        p
     }
 
     /// Adds a trickled browser candidate. TCP candidates never pair with our UDP socket and

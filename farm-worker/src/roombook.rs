@@ -118,6 +118,11 @@ impl RoomBook {
         sessions
     }
 
+    /// The sessions in a room.
+    pub fn sessions_in(&self, room: &RoomId) -> impl Iterator<Item = &SessionId> {
+        self.rooms.get(room).into_iter().flat_map(|r| r.ports.iter().flatten())
+    }
+
     /// The room and port of a session.
     pub fn session(&self, session: &SessionId) -> Option<&(RoomId, u8)> {
         self.sessions.get(session)

@@ -1,1 +1,19 @@
-//! retrofarm-media
+//! retrofarm-media: turns what an emulator core produces into what a browser plays.
+//!
+//! - [`convert`](mod@convert): XRGB8888 / RGB565 / 0RGB1555 frames to I420 (BT.601 limited range);
+//! - [`h264`]: I420 to H264 Annex-B access units with OpenH264, for WebRTC;
+//! - [`audio`]: interleaved stereo `i16` at any rate to 48 kHz Opus packets;
+//! - [`pattern`]: a synthetic moving game-like picture for tests and benchmarks.
+//!
+//! Plain computation, no IO: every call reports how long it took so the worker can export
+//! per-stage timings.
+
+pub mod audio;
+pub mod convert;
+pub mod h264;
+pub mod pattern;
+
+pub use audio::{AudioConfig, AudioEncoder, AudioError, AudioTiming, OpusFrameDuration, OpusPacket};
+pub use convert::{convert, ConvertError, I420Frame, PixelFormat, RgbFrame};
+pub use h264::{EncodedFrame, H264Config, H264Encoder, H264Error, SpsProfile};
+pub use pattern::TestPattern;

@@ -1,0 +1,459 @@
+// Wiring: signaling ⇄ latency check ⇄ peer ⇄ input ⇄ stats, and the page's UI.
+// The session's steps follow docs/protocol.md, section 1 ("Sequence").
+
+import { Signaling, signalingUrl, FROM_SERVER, TO_SERVER } from './signaling.js';
+import { measureLatency } from './latency.js';
+import { GamePeer } from './rtc.js';
+import { PadInput, KEYMAP } from './input.js';
+import { StatsSampler, emptyStats } from './stats.js';
+import { describeError } from './errors.js';
+
+const $ = (id) => document.getElementById(id);
+
+const params = new URLSearchParams(location.search);
+const shareRoom = params.get('id') || null;
+const zone = params.get('zone') || null;
+const codec = (params.get('codec') || '').toLowerCase() || null;
+
+/** What tests (and curious players) can read: window.retrofarm.state. */
+const state = {
+  /**
+   * connecting → checking → choosing → starting → playing. Also: `unavailable` (no free
+   * worker), `lost` (the worker went away), `closed` (the WebSocket closed).
+   */
+  phase: 'connecting',
+  session: null,
+  worker: null, // {id, zone}
+  latency: null, // the results sent in `latency`
+  games: [],
+  /** The share link's room until the game starts, then the room being played. */
+  room: shareRoom,
+  port: shareRoom ? 2 : 1,
+  game: null,
+  codec,
+  rtc: 'none', // RTCPeerConnection.connectionState
+  input: 'none', // the input data channel's readyState
+  inputChannel: null, // {ordered, maxRetransmits, maxPacketLifeTime} as negotiated
+  /** The last error code (null when none is shown) and every code seen, in order. */
+  error: null,
+  errorMessage: null,
+  errors: [],
+  shareLink: null,
+  audioBlocked: false,
+};
+
+let signaling = null;
+let peer = null;
+let iceServers = [];
+
+const stats = new StatsSampler($('stats-list'), (s) => {
+  window.retrofarm.stats = s;
+});
+
+const pad = new PadInput({
+  active: () => state.phase === 'playing',
+  onButton: (name, down) => {
+    for (const el of document.querySelectorAll(`[data-button="${name}"]`)) el.classList.toggle('held', down);
+  },
+});
+
+window.retrofarm = {
+  state,
+  stats: emptyStats(),
+  /** Sends raw text on the WebSocket (tests check the server's answer to malformed input). */
+  sendRaw: (text) => signaling?.sendRaw(text) ?? false,
+  /** Samples getStats() now and returns the summary. */
+  pollStats: () => stats.sample(),
+  /** Packets sent on the input channel so far. */
+  inputSent: () => pad.sent,
+};
+
+// ---- UI ------------------------------------------------------------------------------
+
+function setStatus(text) {
+  $('status').textContent = text;
+}
+
+function showError(code, serverMessage) {
+  const info = describeError(code);
+  state.error = code;
+  state.errorMessage = serverMessage ?? null;
+  state.errors.push(code);
+  const box = $('error');
+  box.dataset.code = code;
+  $('error-text').textContent = info.text;
+  $('error-detail').textContent = serverMessage ? `Details: ${serverMessage}` : '';
+  $('error-retry').hidden = info.next !== 'retry';
+  $('error-reload').hidden = info.next !== 'reload';
+  box.hidden = false;
+  return info;
+}
+
+function clearError() {
+  state.error = null;
+  state.errorMessage = null;
+  const box = $('error');
+  box.hidden = true;
+  delete box.dataset.code;
+}
+
+function setPhase(phase) {
+  state.phase = phase;
+  render();
+}
+
+function render() {
+  const { phase } = state;
+  const inLobby = phase === 'choosing' || phase === 'starting';
+  const playing = phase === 'playing';
+  $('lobby').hidden = !inLobby;
+  $('player').hidden = !playing;
+  for (const b of document.querySelectorAll('#games button, #join')) b.disabled = phase !== 'choosing';
+  $('port').disabled = phase !== 'choosing';
+  $('port').value = String(state.port);
+  if (state.worker) {
+    $('worker-id').textContent = state.worker.id;
+    $('worker-zone').textContent = state.worker.zone;
+    const ms = state.latency?.[state.worker.id];
+    $('worker-latency').textContent = ms === undefined ? '' : `(ping ${ms} ms)`;
+  }
+  const joining = !!state.room && inLobby;
+  $('join-room').hidden = !joining;
+  $('games').hidden = joining;
+  $('join-room-id').textContent = state.room ?? '';
+  $('lobby-title').textContent = joining ? 'Join a game' : 'Choose a game';
+  $('share').hidden = !(playing && state.shareLink);
+  $('share-link').value = state.shareLink ?? '';
+  $('now-playing').textContent = playing ? `${state.game ?? ''} · room ${state.room} · port ${state.port}` : '';
+  $('unmute').hidden = !(playing && state.audioBlocked);
+}
+
+function renderGames(games) {
+  const list = $('games');
+  list.replaceChildren();
+  for (const g of games) {
+    const li = document.createElement('li');
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.dataset.game = g.name;
+    const name = document.createElement('span');
+    name.className = 'name';
+    name.textContent = g.name;
+    const sys = document.createElement('span');
+    sys.className = 'system';
+    sys.textContent = g.system;
+    b.append(name, sys);
+    b.addEventListener('click', () => startGame(g.name));
+    li.append(b);
+    list.append(li);
+  }
+}
+
+function renderKeymap() {
+  const body = $('keymap').tBodies[0];
+  for (const k of KEYMAP) {
+    const tr = document.createElement('tr');
+    tr.dataset.button = k.button;
+    const key = document.createElement('td');
+    const kbd = document.createElement('kbd');
+    kbd.textContent = k.keys;
+    key.append(kbd);
+    const btn = document.createElement('td');
+    btn.textContent = k.label;
+    tr.append(key, btn);
+    body.append(tr);
+  }
+}
+
+// ---- session -------------------------------------------------------------------------
+
+function connect() {
+  signaling?.close();
+  setPhase('connecting');
+  setStatus('Connecting…');
+  const url = signalingUrl(location, { room: state.room, zone });
+  const s = new Signaling(url, {
+    onMessage: (t, p) => {
+      if (s === signaling) handle(t, p ?? {});
+    },
+    onClose: (_e, byUs) => {
+      if (s !== signaling || byUs) return;
+      endGame();
+      setPhase('closed');
+      setStatus('Disconnected.');
+      showError('connection_lost');
+    },
+  });
+  signaling = s;
+}
+
+function send(type, payload) {
+  if (!signaling?.send(type, payload)) console.warn(`signaling: ${type} not sent (connection closed)`);
+}
+
+async function handle(type, p) {
+  switch (type) {
+    case FROM_SERVER.CHECK_LATENCY:
+      return checkLatency(p.workers ?? []);
+    case FROM_SERVER.INIT:
+      return onInit(p);
+    case FROM_SERVER.GAME_STARTED:
+      return onGameStarted(p);
+    case FROM_SERVER.OFFER:
+      return onOffer(p.sdp);
+    case FROM_SERVER.ICE:
+      return peer?.addRemoteCandidate(p.candidate ?? null);
+    case FROM_SERVER.ERROR:
+      return onServerError(p.code ?? 'internal', p.message);
+    default:
+      console.warn(`signaling: ignoring unknown message type ${type}`);
+  }
+}
+
+async function checkLatency(workers) {
+  setPhase('checking');
+  setStatus(`Finding the fastest server (${workers.length} to check)…`);
+  const results = await measureLatency(workers);
+  state.latency = results;
+  send(TO_SERVER.LATENCY, { results });
+}
+
+function onInit(p) {
+  state.session = p.session ?? null;
+  state.worker = p.worker ?? null;
+  state.games = p.games ?? [];
+  iceServers = p.ice_servers ?? [];
+  if (p.room) state.room = p.room;
+  renderGames(state.games);
+  setPhase('choosing');
+  setStatus(state.room ? `Ready to join room ${state.room}.` : 'Ready: choose a game.');
+}
+
+function startGame(game) {
+  if (state.phase !== 'choosing') return;
+  clearError();
+  state.port = Number($('port').value) || 1;
+  state.game = state.room ? null : game;
+  const payload = state.room ? { room: state.room, port: state.port } : { game, port: state.port };
+  send(TO_SERVER.START_GAME, payload);
+  setPhase('starting');
+  setStatus(state.room ? `Joining room ${state.room}…` : `Starting ${game}…`);
+}
+
+function onGameStarted(p) {
+  state.room = p.room;
+  state.game = p.game ?? state.game;
+  state.port = p.port ?? state.port;
+  state.shareLink = `${location.origin}/?id=${encodeURIComponent(p.room)}`;
+  setPhase('playing');
+  setStatus(`Playing ${state.game} as player ${state.port}. Connecting the stream…`);
+  $('screen').focus({ preventScroll: true });
+}
+
+async function onOffer(sdp) {
+  endPeer();
+  const p = new GamePeer({
+    iceServers,
+    codec,
+    onLocalCandidate: (candidate) => send(TO_SERVER.ICE, { candidate }),
+    onTrack: attachTrack,
+    onConnectionState: (s) => onConnectionState(p, s),
+    onInputChannel: (ch) => onInputChannel(p, ch),
+  });
+  peer = p;
+  state.rtc = p.connectionState;
+  try {
+    const answer = await p.answer(sdp);
+    if (peer !== p) return;
+    send(TO_SERVER.ANSWER, { sdp: answer });
+    stats.start(p);
+  } catch (err) {
+    console.error('rtc: could not answer the offer', err);
+    if (peer !== p) return;
+    showError('media_failed', String(err?.message ?? err));
+    quit();
+  }
+}
+
+function onConnectionState(p, s) {
+  if (peer !== p) return;
+  state.rtc = s;
+  if (s === 'connected') setStatus(`Playing ${state.game ?? ''} as player ${state.port}.`);
+  if (s === 'failed') {
+    showError('media_failed');
+    quit();
+  }
+}
+
+function onInputChannel(p, ch) {
+  if (peer !== p) return;
+  state.input = ch.readyState;
+  state.inputChannel = { ordered: ch.ordered, maxRetransmits: ch.maxRetransmits, maxPacketLifeTime: ch.maxPacketLifeTime };
+  const update = () => {
+    if (peer === p) state.input = ch.readyState;
+  };
+  ch.addEventListener('open', update);
+  ch.addEventListener('close', update);
+  pad.attach(ch);
+}
+
+function attachTrack(track) {
+  const el = track.kind === 'video' ? $('video') : $('audio');
+  el.srcObject = new MediaStream([track]);
+  const played = el.play();
+  if (track.kind === 'audio') {
+    played
+      ?.then(() => {
+        state.audioBlocked = false;
+        render();
+      })
+      .catch((err) => {
+        // Autoplay with sound needs a user gesture: offer one.
+        if (err?.name === 'NotAllowedError') {
+          state.audioBlocked = true;
+          render();
+        }
+      });
+  } else {
+    played?.catch(() => {}); // muted video may always autoplay
+  }
+}
+
+function unmute() {
+  $('audio')
+    .play()
+    .then(() => {
+      state.audioBlocked = false;
+      render();
+    })
+    .catch((err) => console.warn('audio: still blocked', err));
+}
+
+function onServerError(code, message) {
+  const info = showError(code, message);
+  switch (info.next) {
+    case 'retry':
+    case 'reload':
+      endGame();
+      if (state.phase !== 'closed') setPhase(info.next === 'retry' ? 'unavailable' : 'lost');
+      setStatus(info.next === 'retry' ? 'No server available.' : 'Disconnected from the game server.');
+      break;
+    case 'games':
+      endGame();
+      if (code === 'room_closed') state.room = null;
+      if (state.worker) setPhase('choosing');
+      break;
+    case 'port':
+      endGame();
+      setPhase('choosing');
+      $('port').focus();
+      break;
+    default:
+      if (code === 'unknown_room') {
+        // The coordinator runs the latency check next; this page starts its own game then.
+        state.room = null;
+        state.port = 1;
+      }
+      if (state.phase === 'starting') setPhase('choosing');
+      else render();
+  }
+}
+
+function endPeer() {
+  stats.stop();
+  pad.detach();
+  pad.releaseAll();
+  peer?.close();
+  peer = null;
+  state.rtc = 'none';
+  state.input = 'none';
+  $('video').srcObject = null;
+  $('audio').srcObject = null;
+}
+
+function endGame() {
+  endPeer();
+  state.shareLink = null;
+  state.audioBlocked = false;
+}
+
+function quit() {
+  if (state.phase === 'starting' || state.phase === 'playing') send(TO_SERVER.QUIT);
+  endGame();
+  // A share-link player who quits starts over in the lobby with their own games.
+  if (state.phase !== 'closed') setPhase(state.worker ? 'choosing' : state.phase);
+  if (state.phase === 'choosing') setStatus('Ready: choose a game.');
+}
+
+async function copyShareLink() {
+  const input = $('share-link');
+  const button = $('copy');
+  try {
+    await navigator.clipboard.writeText(input.value);
+  } catch {
+    input.select();
+    document.execCommand?.('copy');
+  }
+  button.textContent = 'Copied!';
+  setTimeout(() => (button.textContent = 'Copy link'), 2000);
+}
+
+// ---- start -----------------------------------------------------------------------------
+
+function wireUi() {
+  renderKeymap();
+  $('port').addEventListener('change', () => (state.port = Number($('port').value) || 1));
+  $('join').addEventListener('click', () => startGame(null));
+  $('quit').addEventListener('click', () => {
+    // Quitting leaves the room; the game list is what comes next, not the share link.
+    quit();
+    state.room = null;
+    render();
+  });
+  $('copy').addEventListener('click', copyShareLink);
+  $('unmute').addEventListener('click', unmute);
+  $('stats-toggle').addEventListener('click', () => {
+    const on = $('stats').hidden;
+    $('stats').hidden = !on;
+    $('stats-toggle').setAttribute('aria-pressed', String(on));
+  });
+  $('fullscreen').addEventListener('click', () => {
+    if (document.fullscreenElement) document.exitFullscreen();
+    else $('screen').requestFullscreen?.().catch(() => {});
+  });
+  $('error-dismiss').addEventListener('click', clearError);
+  $('error-retry').addEventListener('click', () => {
+    clearError();
+    connect();
+  });
+  $('error-reload').addEventListener('click', () => location.reload());
+  for (const b of document.querySelectorAll('#touchpad [data-button]')) {
+    b.tabIndex = -1;
+    const name = b.dataset.button;
+    const down = (e) => {
+      e.preventDefault();
+      b.setPointerCapture?.(e.pointerId);
+      pad.setTouch(name, true);
+    };
+    const up = () => pad.setTouch(name, false);
+    b.addEventListener('pointerdown', down);
+    b.addEventListener('pointerup', up);
+    b.addEventListener('pointercancel', up);
+    b.addEventListener('lostpointercapture', up);
+    b.addEventListener('contextmenu', (e) => e.preventDefault());
+  }
+  // The element takes the stream's shape (NES cores give 256×240, or 256×224 without overscan).
+  $('video').addEventListener('resize', () => {
+    const v = $('video');
+    if (v.videoWidth && v.videoHeight) v.style.aspectRatio = `${v.videoWidth} / ${v.videoHeight}`;
+  });
+  // A click on the picture gives it the keyboard (and unblocks audio where needed).
+  $('screen').addEventListener('click', () => {
+    $('screen').focus({ preventScroll: true });
+    if (state.audioBlocked) unmute();
+  });
+}
+
+wireUi();
+render();
+connect();

@@ -1,0 +1,289 @@
+// Test harness: real coordinator and worker processes on loopback, and a real headless Chromium
+// driven by playwright-core. On a failure, `scenario` prints every process log and page console.
+
+import { spawn } from 'node:child_process';
+import dgram from 'node:dgram';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import { chromium } from 'playwright-core';
+
+export const REPO = path.resolve(fileURLToPath(new URL('../..', import.meta.url)));
+export const BIN_DIR = process.env.RETROFARM_BIN_DIR ?? path.join(REPO, 'target', 'debug');
+export const WEB_ROOT = path.join(REPO, 'web');
+export const GAMES_DIR = path.join(REPO, 'games');
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+export const GAME = 'Retrofarm Walk';
+
+/** Chromium flags known to work here (shared/FACTS.md, "Chromium as a real client"). */
+export const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--allow-loopback-in-peer-connection',
+  '--autoplay-policy=no-user-gesture-required',
+];
+
+const LOG_FILTER = 'info,retrofarm=debug,farm_worker=debug,retrofarm_coordinator=debug,retrofarm_worker=debug';
+// eslint-disable-next-line no-control-regex
+const ANSI = /\x1b\[[0-9;]*m/g;
+
+/** Everything that can explain a failure: live processes and pages register here. */
+const diagnostics = new Set();
+
+// ---- ports -----------------------------------------------------------------------------
+
+export function freeTcpPort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export function freeUdpPort() {
+  return new Promise((resolve, reject) => {
+    const s = dgram.createSocket('udp4');
+    s.once('error', reject);
+    s.bind(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+// ---- processes -------------------------------------------------------------------------
+
+function binary(name) {
+  const p = path.join(BIN_DIR, name);
+  if (!fs.existsSync(p)) {
+    throw new Error(`${p} is missing: run \`cargo build --workspace --bins\` in ${REPO} first`);
+  }
+  return p;
+}
+
+/** A child process whose output is kept (ANSI colours stripped) and mirrored to a log file. */
+export class Proc {
+  constructor(name, bin, args, logDir) {
+    this.name = name;
+    this.args = args;
+    this.output = '';
+    this.exit = null;
+    this.logFile = path.join(logDir, `${name}.log`);
+    this.child = spawn(bin, args, {
+      env: { ...process.env, RETROFARM_LOG: LOG_FILTER, NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const take = (chunk) => {
+      const text = chunk.toString().replace(ANSI, '');
+      this.output += text;
+      fs.appendFileSync(this.logFile, text);
+    };
+    this.child.stdout.on('data', take);
+    this.child.stderr.on('data', take);
+    this.exited = new Promise((resolve) => {
+      this.child.on('exit', (code, signal) => {
+        this.exit = { code, signal };
+        resolve(this.exit);
+      });
+      this.child.on('error', (err) => {
+        this.output += `\n[spawn error] ${err.message}\n`;
+        this.exit = { code: null, signal: null, error: err };
+        resolve(this.exit);
+      });
+    });
+    diagnostics.add(this);
+  }
+
+  /** Waits until the output contains `needle`; fails early if the process exits. */
+  async waitLog(needle, timeoutMs = 20_000) {
+    const end = Date.now() + timeoutMs;
+    while (Date.now() < end) {
+      if (this.output.includes(needle)) return;
+      if (this.exit) throw new Error(`${this.name} exited (${JSON.stringify(this.exit)}) before logging "${needle}"`);
+      await sleep(25);
+    }
+    throw new Error(`${this.name} did not log "${needle}" within ${timeoutMs} ms`);
+  }
+
+  describe() {
+    const status = this.exit ? `exited ${JSON.stringify(this.exit)}` : `running (pid ${this.child.pid})`;
+    return `----- ${this.name}: ${status}\n$ ${this.args.join(' ')}\n${this.output}`;
+  }
+
+  async kill() {
+    if (!this.exit) {
+      this.child.kill('SIGTERM');
+      const done = await Promise.race([this.exited, sleep(2000).then(() => null)]);
+      if (!done) {
+        this.child.kill('SIGKILL');
+        await this.exited;
+      }
+    }
+    diagnostics.delete(this);
+  }
+}
+
+/**
+ * Starts a coordinator, then the workers (in parallel) and waits until each has registered.
+ * `workers`: [{id, zone, extra?: [flags]}].
+ */
+export async function startCluster({ workers = [{ id: 'w1', zone: 'eu' }], coordinatorArgs = [] } = {}) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'retrofarm-web-'));
+  const pki = path.join(dir, 'pki');
+  const [httpPort, quicPort] = [await freeTcpPort(), await freeUdpPort()];
+  const coordinator = new Proc(
+    'coordinator',
+    binary('retrofarm-coordinator'),
+    [
+      'run',
+      '--http-listen', `127.0.0.1:${httpPort}`,
+      '--quic-listen', `127.0.0.1:${quicPort}`,
+      '--pki-dir', pki,
+      '--web-root', WEB_ROOT,
+      ...coordinatorArgs,
+    ],
+    dir,
+  );
+  const cluster = {
+    dir,
+    pki,
+    url: `http://127.0.0.1:${httpPort}`,
+    quic: `127.0.0.1:${quicPort}`,
+    coordinator,
+    workers: new Map(),
+    async startWorker({ id, zone, extra = [] }) {
+      const w = new Proc(
+        `worker-${id}`,
+        binary('retrofarm-worker'),
+        [
+          '--id', id,
+          '--zone', zone,
+          '--coordinator', cluster.quic,
+          '--pki-dir', pki,
+          '--http-listen', '127.0.0.1:0',
+          '--rtc-listen', '127.0.0.1:0',
+          '--games-dir', GAMES_DIR,
+          ...extra,
+        ],
+        dir,
+      );
+      cluster.workers.set(id, w);
+      await w.waitLog('registered with the coordinator');
+      return w;
+    },
+    async stop() {
+      await Promise.all([...cluster.workers.values()].map((w) => w.kill()));
+      await coordinator.kill();
+      if (!process.env.RETROFARM_KEEP_LOGS) fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  try {
+    await coordinator.waitLog('coordinator listening');
+    await Promise.all(workers.map((w) => cluster.startWorker(w)));
+  } catch (err) {
+    printDiagnostics(`cluster start failed: ${err.message}`);
+    await cluster.stop();
+    throw err;
+  }
+  return cluster;
+}
+
+// ---- browser ---------------------------------------------------------------------------
+
+/**
+ * Launches Chromium. Playwright gives every launch a fresh temporary --user-data-dir of its own
+ * (it refuses one in `args`), so each test file starts from a clean profile.
+ */
+export function launchBrowser() {
+  if (!fs.existsSync(CHROMIUM)) {
+    throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (or set CHROMIUM_PATH)`);
+  }
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+}
+
+/**
+ * Opens `url` in a new context of `browser`. Camera/microphone are granted BEFORE the page loads:
+ * without them Chromium hides its host candidates behind mDNS names the worker cannot resolve.
+ */
+export async function openPage(browser, url, { name = 'page', viewport = { width: 900, height: 1100 } } = {}) {
+  const context = await browser.newContext({ viewport });
+  await context.grantPermissions(['camera', 'microphone'], { origin: new URL(url).origin });
+  const page = await context.newPage();
+  const entry = {
+    console: [],
+    describe: () => `----- ${name} (${page.url()}) console:\n${entry.console.join('\n')}`,
+  };
+  page.on('console', (m) => entry.console.push(`[${m.type()}] ${m.text()}`));
+  page.on('pageerror', (e) => entry.console.push(`[pageerror] ${e.message}`));
+  page.on('requestfailed', (r) => entry.console.push(`[requestfailed] ${r.url()} ${r.failure()?.errorText}`));
+  diagnostics.add(entry);
+  context.on('close', () => diagnostics.delete(entry));
+  await page.goto(url);
+  return { context, page };
+}
+
+/** window.retrofarm.state of a page. */
+export function pageState(page) {
+  return page.evaluate(() => JSON.parse(JSON.stringify(window.retrofarm?.state ?? null)));
+}
+
+/**
+ * Waits until `predicate(state)` (a function source run in the page against
+ * window.retrofarm.state) holds; the failure message includes the last state.
+ */
+export async function waitForState(page, predicate, { timeout = 15_000, what = String(predicate) } = {}) {
+  try {
+    await page.waitForFunction(
+      (src) => {
+        const s = window.retrofarm?.state;
+        // eslint-disable-next-line no-new-func
+        return !!s && new Function('s', `return (${src})(s)`)(s);
+      },
+      String(predicate),
+      { timeout, polling: 50 },
+    );
+  } catch (err) {
+    const last = await pageState(page).catch(() => null);
+    throw new Error(`page state never satisfied ${what} within ${timeout} ms; last state: ${JSON.stringify(last)}`, {
+      cause: err,
+    });
+  }
+  return pageState(page);
+}
+
+// ---- failures --------------------------------------------------------------------------
+
+export function printDiagnostics(title) {
+  const parts = [`===== ${title}`];
+  for (const d of diagnostics) parts.push(d.describe());
+  console.error(parts.join('\n'));
+}
+
+/** A test that prints every log and console it can find when it fails. */
+export function scenario(name, options, fn) {
+  if (typeof options === 'function') [options, fn] = [{}, options];
+  return test(name, { timeout: 60_000, ...options }, async (t) => {
+    try {
+      await fn(t);
+    } catch (err) {
+      printDiagnostics(`FAILED: ${name}`);
+      throw err;
+    }
+  });
+}
+
+export { sleep };

@@ -1,0 +1,158 @@
+// (d) Media: the stream plays (H264 256x240 video, Opus audio) and the keyboard moves the game's
+// blocks: player 1 (white) from the first page, player 2 (red) from a share-link page on port 2.
+// Needs a worker that streams; RETROFARM_SKIP_MEDIA=1 skips it on a worker that does not yet.
+
+import assert from 'node:assert/strict';
+import { after, before } from 'node:test';
+
+import { GAME, launchBrowser, openPage, scenario, sleep, startCluster, waitForState } from './harness.mjs';
+import { blockPosition, decodePng, isRed, isWhite } from './pixels.mjs';
+
+const MEDIA_DEADLINE_MS = 5000;
+// Block centres at power-on, in the 256×240 coordinates of games/README.md.
+const START = { p1: { x: 71.5, y: 119.5 }, p2: { x: 183.5, y: 119.5 } };
+/** The stream's frame size (set once the video plays): 256×240, or 256×224 with overscan cropped. */
+let frame = { width: 256, height: 240 };
+
+let cluster;
+let browser;
+
+before(async () => {
+  [cluster, browser] = await Promise.all([startCluster({ workers: [{ id: 'w1', zone: 'eu' }] }), launchBrowser()]);
+});
+
+after(async () => {
+  await browser?.close();
+  await cluster?.stop();
+});
+
+function videoInfo(page) {
+  return page.evaluate(() => {
+    const v = document.getElementById('video');
+    return { width: v.videoWidth, height: v.videoHeight, paused: v.paused, readyState: v.readyState, time: v.currentTime };
+  });
+}
+
+/** Polls the page's stats until `frames` are decoded and audio arrives, or fails clearly. */
+async function waitForMedia(page, { frames, startedAt, who }) {
+  const deadline = startedAt + MEDIA_DEADLINE_MS;
+  let stats = null;
+  let video = null;
+  for (;;) {
+    stats = await page.evaluate(() => window.retrofarm.pollStats());
+    video = await videoInfo(page);
+    if (stats.framesDecoded >= frames && stats.audioPackets > 0 && video.width > 0 && !video.paused) break;
+    if (Date.now() > deadline) {
+      const s = await page.evaluate(() => window.retrofarm.state);
+      assert.fail(
+        `${who}: no playing stream within ${MEDIA_DEADLINE_MS} ms of starting (wanted ≥ ${frames} frames decoded ` +
+          `and audio packets). Does the worker send video and audio after the peer connects yet? ` +
+          `stats=${JSON.stringify(stats)} video=${JSON.stringify(video)} rtc=${s.rtc} input=${s.input}`,
+      );
+    }
+    await sleep(150);
+  }
+  return { stats, video };
+}
+
+/** Both blocks' centres in README coordinates, from a screenshot of the video element. */
+async function blocks(page) {
+  const img = decodePng(await page.locator('#video').screenshot());
+  // A cropped picture (overscan) loses as many pixels on each side.
+  const ox = (256 - frame.width) / 2;
+  const oy = (240 - frame.height) / 2;
+  const at = (match) => {
+    const p = blockPosition(img, match, frame);
+    return p && { x: p.x + ox, y: p.y + oy, count: p.count };
+  };
+  return { p1: at(isWhite), p2: at(isRed), img };
+}
+
+/** Screenshots until the blocks stop moving (the stream lags the input a little). */
+async function settledBlocks(page, timeoutMs = 2000) {
+  let prev = await blocks(page);
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    await sleep(150);
+    const cur = await blocks(page);
+    const same = (a, b) => a && b && Math.abs(a.x - b.x) < 1 && Math.abs(a.y - b.y) < 1;
+    if (same(prev.p1, cur.p1) && same(prev.p2, cur.p2)) return cur;
+    prev = cur;
+  }
+  return prev;
+}
+
+function near(pos, want, tol, what) {
+  assert.ok(pos, `${what}: block not found in the picture`);
+  assert.ok(
+    Math.abs(pos.x - want.x) <= tol && Math.abs(pos.y - want.y) <= tol,
+    `${what}: block at (${pos.x.toFixed(1)}, ${pos.y.toFixed(1)}), expected about (${want.x}, ${want.y})`,
+  );
+}
+
+async function hold(page, key, ms) {
+  await page.focus('#screen');
+  await page.keyboard.down(key);
+  await sleep(ms);
+  await page.keyboard.up(key);
+}
+
+scenario('the stream plays and both players move their blocks', { timeout: 90_000 }, async (t) => {
+  if (process.env.RETROFARM_SKIP_MEDIA) return t.skip('RETROFARM_SKIP_MEDIA is set');
+  const one = await openPage(browser, `${cluster.url}/`, { name: 'player 1' });
+  const two = { context: null };
+  try {
+    const p1 = one.page;
+    await p1.getByRole('button', { name: new RegExp(GAME) }).click();
+    const startedAt = Date.now();
+    await waitForState(p1, (s) => s.phase === 'playing', { what: 'game_started' });
+
+    // Within 5 s: ≥ 100 frames decoded at 256 wide in H264, audio packets arriving.
+    const { stats, video } = await waitForMedia(p1, { frames: 100, startedAt, who: 'player 1' });
+    assert.equal(stats.codec, 'video/H264', `codec: ${stats.codec}`);
+    assert.equal(video.width, 256, `videoWidth ${video.width}`);
+    assert.ok([224, 240].includes(video.height), `videoHeight ${video.height} (240, or 224 with overscan cropped)`);
+    frame = { width: video.width, height: video.height };
+    assert.ok(stats.audioPackets > 0);
+
+    // Player 1 holds Right for about a second: the white block moves right, not down.
+    const start = await settledBlocks(p1);
+    near(start.p1, START.p1, 4, 'player 1 at start');
+    near(start.p2, START.p2, 5, 'player 2 at start');
+    await hold(p1, 'ArrowRight', 1000);
+    const moved = await settledBlocks(p1);
+    assert.ok(moved.p1, 'player 1 block visible after moving');
+    const dx = moved.p1.x - start.p1.x;
+    assert.ok(dx >= 60, `player 1 moved ${dx.toFixed(1)} px right holding ArrowRight for 1 s (expected ~120)`);
+    assert.ok(Math.abs(moved.p1.y - start.p1.y) < 3, 'player 1 did not move vertically');
+    near(moved.p2, START.p2, 5, 'player 2 unmoved by player 1');
+
+    // A second player opens the share link: port 2 by default, same picture, moves the red block.
+    const link = await p1.locator('#share-link').inputValue();
+    Object.assign(two, await openPage(browser, link, { name: 'player 2' }));
+    const p2 = two.page;
+    await waitForState(p2, (s) => s.phase === 'choosing' && !!s.room, { what: 'share-link init' });
+    assert.equal(await p2.locator('#port').inputValue(), '2', 'a share link defaults to port 2');
+    await p2.getByRole('button', { name: 'Join the game' }).click();
+    const joinedAt = Date.now();
+    const s2 = await waitForState(p2, (s) => s.phase === 'playing', { what: 'joined' });
+    assert.equal(s2.port, 2);
+    await waitForMedia(p2, { frames: 30, startedAt: joinedAt, who: 'player 2' });
+    const seen = await settledBlocks(p2);
+    near(seen.p1, moved.p1, 4, 'player 2 sees player 1 where it went');
+    near(seen.p2, START.p2, 5, 'player 2 at start, seen by player 2');
+
+    await hold(p2, 'ArrowLeft', 500);
+    const after2 = await settledBlocks(p2);
+    assert.ok(after2.p2, 'player 2 block visible after moving');
+    const dx2 = after2.p2.x - seen.p2.x;
+    assert.ok(dx2 <= -30, `player 2 moved ${dx2.toFixed(1)} px holding ArrowLeft for 0.5 s (expected ~-60)`);
+    near(after2.p1, moved.p1, 4, 'player 1 unmoved by player 2');
+    // Player 1's page shows the same room.
+    const p1view = await settledBlocks(p1);
+    near(p1view.p2, after2.p2, 4, 'player 1 sees player 2 move');
+  } finally {
+    await two.context?.close();
+    await one.context.close();
+  }
+});

@@ -1,0 +1,112 @@
+// Pure helpers, no browser: the input packet format, stats summaries, the PNG decoder.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { BUTTON, GAMEPAD_BUTTONS, KEYMAP, encodeInput, readGamepad } from '../js/input.js';
+import { summarize } from '../js/stats.js';
+import { preferredVideoCodecs } from '../js/rtc.js';
+import { describeError, ERRORS } from '../js/errors.js';
+import { blockPosition, centroid, decodePng, encodePng, isRed, isWhite } from './pixels.mjs';
+
+test('input packet: the example of docs/protocol.md', () => {
+  const bytes = encodeInput(258, (1 << BUTTON.A) | (1 << BUTTON.RIGHT));
+  assert.deepEqual([...bytes], [0x01, 0x02, 0x01, 0x80, 0x01, 0, 0, 0, 0, 0, 0, 0, 0]);
+});
+
+test('input packet: sequence wraps, axes are little-endian i16', () => {
+  const bytes = encodeInput(65536 + 5, 0, [-1, 32767, -32767, 256]);
+  const v = new DataView(bytes.buffer);
+  assert.equal(bytes.length, 13);
+  assert.equal(v.getUint16(1, true), 5);
+  assert.deepEqual([0, 1, 2, 3].map((i) => v.getInt16(5 + 2 * i, true)), [-1, 32767, -32767, 256]);
+});
+
+test('key map covers the documented keys', () => {
+  const byCode = Object.fromEntries(KEYMAP.flatMap((k) => k.codes.map((c) => [c, k.button])));
+  assert.deepEqual(
+    [byCode.ArrowUp, byCode.ArrowDown, byCode.ArrowLeft, byCode.ArrowRight],
+    ['UP', 'DOWN', 'LEFT', 'RIGHT'],
+  );
+  assert.deepEqual(
+    [byCode.KeyZ, byCode.KeyX, byCode.KeyA, byCode.KeyS, byCode.Enter, byCode.ShiftLeft, byCode.KeyQ, byCode.KeyW],
+    ['B', 'A', 'Y', 'X', 'START', 'SELECT', 'L', 'R'],
+  );
+});
+
+test('standard gamepad: bottom = B, right = A, d-pad, stick as d-pad', () => {
+  const pad = (pressed, axes = [0, 0, 0, 0]) => ({
+    buttons: Array.from({ length: 17 }, (_, i) => ({ pressed: pressed.includes(i), value: pressed.includes(i) ? 1 : 0 })),
+    axes,
+  });
+  assert.equal(readGamepad(pad([0])).buttons, 1 << BUTTON.B);
+  assert.equal(readGamepad(pad([1])).buttons, 1 << BUTTON.A);
+  assert.equal(readGamepad(pad([15])).buttons, 1 << BUTTON.RIGHT);
+  const stick = readGamepad(pad([], [-0.9, 0.05, 0, 0]));
+  assert.equal(stick.buttons, 1 << BUTTON.LEFT);
+  assert.deepEqual(stick.axes, [Math.round(-0.9 * 32767), 0, 0, 0]);
+  assert.equal(GAMEPAD_BUTTONS.length, 16);
+});
+
+test('stats summary: codec, frames, audio packets, rates, RTT', () => {
+  const report = (bytes, frames, t) =>
+    new Map(
+      [
+        { id: 'v', type: 'inbound-rtp', kind: 'video', framesDecoded: frames, bytesReceived: bytes, codecId: 'c1', frameWidth: 256, frameHeight: 240 },
+        { id: 'a', type: 'inbound-rtp', kind: 'audio', packetsReceived: 50, bytesReceived: 0, codecId: 'c2' },
+        { id: 'c1', type: 'codec', mimeType: 'video/H264' },
+        { id: 'c2', type: 'codec', mimeType: 'audio/opus' },
+        { id: 't', type: 'transport', selectedCandidatePairId: 'p' },
+        { id: 'p', type: 'candidate-pair', currentRoundTripTime: 0.004 },
+      ].map((r) => [r.id, r]),
+    );
+  const first = summarize(report(0, 0), null, 1000);
+  const s = summarize(report(125_000, 60), first, 2000);
+  assert.equal(s.codec, 'video/H264');
+  assert.equal(s.framesDecoded, 60);
+  assert.equal(s.fps, 60);
+  assert.equal(s.bitrateKbps, 1000);
+  assert.equal(s.audioPackets, 50);
+  assert.equal(s.rttMs, 4);
+  assert.equal(s.width, 256);
+});
+
+test('codec preference keeps only the wanted codec and rtx', () => {
+  const caps = { codecs: [{ mimeType: 'video/H264' }, { mimeType: 'video/VP8' }, { mimeType: 'video/rtx' }, { mimeType: 'video/VP9' }] };
+  assert.deepEqual(preferredVideoCodecs(caps, 'vp8').map((c) => c.mimeType), ['video/VP8', 'video/rtx']);
+  assert.equal(preferredVideoCodecs(caps, 'av1'), null);
+});
+
+test('every protocol error code has a message', () => {
+  for (const code of ['no_free_worker', 'unknown_game', 'unknown_room', 'malformed', 'too_large', 'unknown_type',
+    'bad_state', 'port_taken', 'worker_lost', 'room_closed', 'internal']) {
+    assert.ok(ERRORS[code]?.text, code);
+  }
+  assert.match(describeError('brand_new').text, /brand_new/);
+});
+
+test('PNG round trip with all five filters, and block centroids', () => {
+  const [w, h] = [64, 60];
+  const rgba = new Uint8Array(w * h * 4);
+  for (let p = 0; p < w * h; p++) rgba.set([0, 42, 136, 255], p * 4);
+  const fill = (x0, y0, rgb) => {
+    for (let y = y0; y < y0 + 4; y++) for (let x = x0; x < x0 + 4; x++) rgba.set([...rgb, 255], (y * w + x) * 4);
+  };
+  fill(16, 28, [255, 255, 255]);
+  fill(44, 28, [181, 49, 32]);
+  const img = decodePng(encodePng(w, h, rgba));
+  assert.deepEqual([img.width, img.height], [w, h]);
+  assert.deepEqual(img.data, rgba);
+  assert.deepEqual(centroid(img, isWhite, 16), { x: 17.5, y: 29.5, count: 16 });
+  assert.deepEqual(centroid(img, isRed, 16), { x: 45.5, y: 29.5, count: 16 });
+  // A 256-wide frame shown at 4x: positions come back in game pixels.
+  const big = { width: 1024, height: 960, data: new Uint8Array(1024 * 960 * 4) };
+  for (let y = 112 * 4; y < 128 * 4; y++) for (let x = 64 * 4; x < 80 * 4; x++) big.data.set([255, 255, 255, 255], (y * 1024 + x) * 4);
+  const pos = blockPosition(big, isWhite, { width: 256, height: 240 });
+  assert.ok(Math.abs(pos.x - 71.5) < 0.01 && Math.abs(pos.y - 119.5) < 0.01, JSON.stringify(pos));
+  // The same frame letterboxed into a taller element (object-fit: contain).
+  const tall = { width: 1024, height: 1160, data: new Uint8Array(1024 * 1160 * 4) };
+  tall.data.set(big.data, 100 * 1024 * 4);
+  const pos2 = blockPosition(tall, isWhite, { width: 256, height: 240 });
+  assert.ok(Math.abs(pos2.x - 71.5) < 0.01 && Math.abs(pos2.y - 119.5) < 0.01, JSON.stringify(pos2));
+});
