@@ -120,7 +120,8 @@ impl H264Encoder {
     }
 
     /// Encodes one picture shown at `pts` (time since the stream began; it drives rate control
-    /// and the periodic IDR). The returned bytes live until the next call.
+    /// and the periodic IDR, and a `pts` before the last IDR's forces a new one). The returned
+    /// bytes live until the next call.
     pub fn encode(&mut self, frame: &I420Frame, pts: Duration) -> Result<EncodedFrame<'_>, H264Error> {
         let started = Instant::now();
         let size = (frame.width(), frame.height());

@@ -267,9 +267,26 @@ export async function waitForState(page, predicate, { timeout = 15_000, what = S
 
 // ---- failures --------------------------------------------------------------------------
 
+/** Latest files worth keeping if the test fails (e.g. screenshots), by file name. */
+const artifacts = new Map();
+export const ARTIFACT_DIR = path.join(WEB_ROOT, 'test-output');
+
+/** Keeps `data` to be written to web/test-output/`name` if the running test fails. */
+export function keepArtifact(name, data) {
+  artifacts.set(name, data);
+}
+
 export function printDiagnostics(title) {
   const parts = [`===== ${title}`];
   for (const d of diagnostics) parts.push(d.describe());
+  if (artifacts.size > 0) {
+    fs.mkdirSync(ARTIFACT_DIR, { recursive: true });
+    for (const [name, data] of artifacts) {
+      const file = path.join(ARTIFACT_DIR, name);
+      fs.writeFileSync(file, data);
+      parts.push(`----- kept ${file}`);
+    }
+  }
   console.error(parts.join('\n'));
 }
 
@@ -277,6 +294,7 @@ export function printDiagnostics(title) {
 export function scenario(name, options, fn) {
   if (typeof options === 'function') [options, fn] = [{}, options];
   return test(name, { timeout: 60_000, ...options }, async (t) => {
+    artifacts.clear();
     try {
       await fn(t);
     } catch (err) {

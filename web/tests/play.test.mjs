@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before } from 'node:test';
 
-import { GAME, launchBrowser, openPage, scenario, sleep, startCluster, waitForState } from './harness.mjs';
+import { GAME, keepArtifact, launchBrowser, openPage, scenario, sleep, startCluster, waitForState } from './harness.mjs';
 import { blockPosition, decodePng, isRed, isWhite } from './pixels.mjs';
 
 const MEDIA_DEADLINE_MS = 5000;
@@ -16,6 +16,7 @@ let frame = { width: 256, height: 240 };
 
 let cluster;
 let browser;
+const players = { p1: null, p2: null };
 
 before(async () => {
   [cluster, browser] = await Promise.all([startCluster({ workers: [{ id: 'w1', zone: 'eu' }] }), launchBrowser()]);
@@ -56,8 +57,10 @@ async function waitForMedia(page, { frames, startedAt, who }) {
 }
 
 /** Both blocks' centres in README coordinates, from a screenshot of the video element. */
-async function blocks(page) {
-  const img = decodePng(await page.locator('#video').screenshot());
+async function blocks(page, who = 'player') {
+  const png = await page.locator('#video').screenshot();
+  keepArtifact(`play-${who.replace(/\W+/g, '-')}.png`, png);
+  const img = decodePng(png);
   // A cropped picture (overscan) loses as many pixels on each side.
   const ox = (256 - frame.width) / 2;
   const oy = (240 - frame.height) / 2;
@@ -70,11 +73,12 @@ async function blocks(page) {
 
 /** Screenshots until the blocks stop moving (the stream lags the input a little). */
 async function settledBlocks(page, timeoutMs = 2000) {
-  let prev = await blocks(page);
+  const who = page === players.p2 ? 'player 2' : 'player 1';
+  let prev = await blocks(page, who);
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {
     await sleep(150);
-    const cur = await blocks(page);
+    const cur = await blocks(page, who);
     const same = (a, b) => a && b && Math.abs(a.x - b.x) < 1 && Math.abs(a.y - b.y) < 1;
     if (same(prev.p1, cur.p1) && same(prev.p2, cur.p2)) return cur;
     prev = cur;
@@ -90,6 +94,13 @@ function near(pos, want, tol, what) {
   );
 }
 
+async function hideStats(page) {
+  const toggle = page.getByRole('button', { name: 'Stats' });
+  assert.equal(await toggle.getAttribute('aria-pressed'), 'true', 'stats are shown by default');
+  await toggle.click();
+  await page.locator('#stats').waitFor({ state: 'hidden' });
+}
+
 async function hold(page, key, ms) {
   await page.focus('#screen');
   await page.keyboard.down(key);
@@ -103,17 +114,22 @@ scenario('the stream plays and both players move their blocks', { timeout: 90_00
   const two = { context: null };
   try {
     const p1 = one.page;
+    players.p1 = p1;
     await p1.getByRole('button', { name: new RegExp(GAME) }).click();
     const startedAt = Date.now();
     await waitForState(p1, (s) => s.phase === 'playing', { what: 'game_started' });
 
     // Within 5 s: ≥ 100 frames decoded at 256 wide in H264, audio packets arriving.
     const { stats, video } = await waitForMedia(p1, { frames: 100, startedAt, who: 'player 1' });
+    t.diagnostic(`player 1: ${stats.framesDecoded} frames, ${stats.audioPackets} audio packets ${Date.now() - startedAt} ms after the click`);
     assert.equal(stats.codec, 'video/H264', `codec: ${stats.codec}`);
     assert.equal(video.width, 256, `videoWidth ${video.width}`);
     assert.ok([224, 240].includes(video.height), `videoHeight ${video.height} (240, or 224 with overscan cropped)`);
     frame = { width: video.width, height: video.height };
     assert.ok(stats.audioPackets > 0);
+
+    // The stats overlay sits on the picture (its text is white too): hide it with its toggle.
+    await hideStats(p1);
 
     // Player 1 holds Right for about a second: the white block moves right, not down.
     const start = await settledBlocks(p1);
@@ -123,6 +139,8 @@ scenario('the stream plays and both players move their blocks', { timeout: 90_00
     const moved = await settledBlocks(p1);
     assert.ok(moved.p1, 'player 1 block visible after moving');
     const dx = moved.p1.x - start.p1.x;
+    const fmt = (p) => `(${p.x.toFixed(1)}, ${p.y.toFixed(1)})`;
+    t.diagnostic(`player 1 ${fmt(start.p1)} → ${fmt(moved.p1)} after ArrowRight for 1 s`);
     assert.ok(dx >= 60, `player 1 moved ${dx.toFixed(1)} px right holding ArrowRight for 1 s (expected ~120)`);
     assert.ok(Math.abs(moved.p1.y - start.p1.y) < 3, 'player 1 did not move vertically');
     near(moved.p2, START.p2, 5, 'player 2 unmoved by player 1');
@@ -131,6 +149,7 @@ scenario('the stream plays and both players move their blocks', { timeout: 90_00
     const link = await p1.locator('#share-link').inputValue();
     Object.assign(two, await openPage(browser, link, { name: 'player 2' }));
     const p2 = two.page;
+    players.p2 = p2;
     await waitForState(p2, (s) => s.phase === 'choosing' && !!s.room, { what: 'share-link init' });
     assert.equal(await p2.locator('#port').inputValue(), '2', 'a share link defaults to port 2');
     await p2.getByRole('button', { name: 'Join the game' }).click();
@@ -138,6 +157,7 @@ scenario('the stream plays and both players move their blocks', { timeout: 90_00
     const s2 = await waitForState(p2, (s) => s.phase === 'playing', { what: 'joined' });
     assert.equal(s2.port, 2);
     await waitForMedia(p2, { frames: 30, startedAt: joinedAt, who: 'player 2' });
+    await hideStats(p2);
     const seen = await settledBlocks(p2);
     near(seen.p1, moved.p1, 4, 'player 2 sees player 1 where it went');
     near(seen.p2, START.p2, 5, 'player 2 at start, seen by player 2');
@@ -146,6 +166,7 @@ scenario('the stream plays and both players move their blocks', { timeout: 90_00
     const after2 = await settledBlocks(p2);
     assert.ok(after2.p2, 'player 2 block visible after moving');
     const dx2 = after2.p2.x - seen.p2.x;
+    t.diagnostic(`player 2 ${fmt(seen.p2)} → ${fmt(after2.p2)} after ArrowLeft for 0.5 s`);
     assert.ok(dx2 <= -30, `player 2 moved ${dx2.toFixed(1)} px holding ArrowLeft for 0.5 s (expected ~-60)`);
     near(after2.p1, moved.p1, 4, 'player 1 unmoved by player 2');
     // Player 1's page shows the same room.
