@@ -46,6 +46,8 @@ pub struct Config {
     pub core_options: BTreeMap<String, String>,
     /// H264 bitrate per room, kbit/s.
     pub video_kbps: u32,
+    /// Encoder pool threads; default one per core.
+    pub encoder_threads: Option<usize>,
     /// Most rooms this host runs at once.
     pub max_rooms: u32,
 }
@@ -70,6 +72,7 @@ impl Default for Config {
             // nestopia outputs sound on the left channel only unless told otherwise.
             core_options: [("nestopia_audio_type".to_string(), "stereo".to_string())].into_iter().collect(),
             video_kbps: 1500,
+            encoder_threads: None,
             max_rooms: 16,
         }
     }

@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 
 use crate::library::Library;
 use crate::peer::Peer;
+use crate::pool::EncodePool;
 use crate::room::{MediaEvent, RoomHandle, RoomSpec};
 use crate::roombook::RoomBook;
 
@@ -50,6 +51,8 @@ pub struct EngineConfig {
     pub core_options: Vec<(String, String)>,
     /// Video encoder settings.
     pub h264: H264Config,
+    /// Encoder pool threads (None: one per core).
+    pub encoder_threads: Option<usize>,
 }
 
 /// Something learned while polling peers, acted on afterwards.
@@ -69,6 +72,7 @@ pub struct Engine {
     peers: HashMap<SessionId, Peer>,
     up: mpsc::Sender<WorkerMsg>,
     status: watch::Sender<Status>,
+    pool: Arc<EncodePool>,
     media_tx: mpsc::Sender<MediaEvent>,
     media_rx: mpsc::Receiver<MediaEvent>,
 }
@@ -82,7 +86,10 @@ impl Engine {
         status: watch::Sender<Status>,
     ) -> Self {
         let (media_tx, media_rx) = mpsc::channel(1024);
+        let pool = Arc::new(cfg.encoder_threads.map_or_else(EncodePool::per_core, EncodePool::new));
+        info!(threads = pool.threads(), "encoder pool started");
         let e = Self {
+            pool,
             cfg,
             library,
             book: RoomBook::new(),
@@ -207,7 +214,8 @@ impl Engine {
                 options: self.cfg.core_options.clone(),
                 h264: self.cfg.h264.clone(),
             };
-            self.rooms.insert(joined.room.clone(), RoomHandle::start(spec, self.media_tx.clone()));
+            let handle = RoomHandle::start(spec, self.pool.clone(), self.media_tx.clone());
+            self.rooms.insert(joined.room.clone(), handle);
         }
         info!(%session, room = %joined.room, game = %joined.game, port, created = joined.created, "session started");
         self.peers.insert(session.clone(), peer);
@@ -239,16 +247,14 @@ impl Engine {
     }
 
     fn stop_room(&mut self, room: &RoomId) {
-        if let Some(handle) = self.rooms.remove(room) {
-            // Joining the room thread can take a frame's wait; keep it off the engine task.
-            tokio::task::spawn_blocking(move || drop(handle));
-        }
+        // Dropping the handle stops the room; its emulator dies with the last reference.
+        self.rooms.remove(room);
     }
 
     fn media(&mut self, ev: MediaEvent) {
         let now = Instant::now();
         let (room, mid_of, pt_of, time, data): (_, fn(&Peer) -> Mid, fn(&Peer) -> Option<Pt>, _, _) = match ev {
-            MediaEvent::Video { room, data, keyframe: _, rtp_90k } => {
+            MediaEvent::Video { room, codec: _, data, keyframe: _, rtp_90k, stamps: _ } => {
                 (room, |p| p.video, |p| p.payloads.and_then(|x| x.h264), MediaTime::from_90khz(rtp_90k), data)
             }
             MediaEvent::Audio { room, data, rtp_48k } => (

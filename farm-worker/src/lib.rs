@@ -12,5 +12,7 @@ pub mod http;
 pub mod library;
 pub mod link;
 pub mod peer;
+pub mod pool;
 pub mod room;
 pub mod roombook;
+pub mod wake;

@@ -119,6 +119,7 @@ async fn main() -> Result<()> {
         cores_dir: cfg.cores_dir.clone(),
         core_options: cfg.core_options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         h264: H264Config { bitrate_bps: cfg.video_kbps * 1000, ..H264Config::default() },
+        encoder_threads: cfg.encoder_threads,
     };
     let engine = Engine::new(engine_cfg, library, up_tx, status_tx);
     tokio::spawn(link::run(link_cfg, up_rx, down_tx, status_rx));

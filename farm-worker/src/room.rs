@@ -1,15 +1,14 @@
-//! A running room: its emulator child process and the thread that encodes what it produces.
+//! A running room: its emulator child process, its encoders, and the task that wakes the
+//! encoder pool once per emulated frame.
 //!
-//! The room thread waits for each frame the emulator publishes in shared memory (one eventfd
-//! wake-up per frame), converts and encodes it once for every viewer, encodes the audio, and
-//! hands the results to the engine. It never blocks the emulator: the emulator's frame ring
-//! drops frames the thread did not take, and results the engine cannot take are dropped here.
+//! Frames never leave shared memory until the pool converts them: a pool thread reads the
+//! room's newest frame in place from the emulator's frame ring, converts it once, encodes it
+//! once per codec its viewers need, and hands the results to the engine.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use retrofarm_emulator::{Emulator, EmulatorConfig, PixelFormat as EmuFormat};
 use retrofarm_media::{AudioConfig, AudioEncoder, H264Config, H264Encoder, I420Frame, PixelFormat, RgbFrame};
@@ -17,19 +16,44 @@ use retrofarm_proto::ids::RoomId;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use crate::pool::{EncodePool, Job};
+use crate::wake::FrameWake;
+
+/// A video codec a room can encode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VideoCodec {
+    /// H264 constrained baseline (openh264).
+    H264,
+}
+
+/// When a frame passed each stage, CLOCK_MONOTONIC nanoseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stamps {
+    /// The emulator finished the frame.
+    pub emulated: u64,
+    /// Converted to I420.
+    pub converted: u64,
+    /// Encoded.
+    pub encoded: u64,
+}
+
 /// What a room reports to the engine.
 #[derive(Debug)]
 pub enum MediaEvent {
-    /// One encoded video frame (H264 access unit, Annex B).
+    /// One encoded video frame.
     Video {
         /// The room.
         room: RoomId,
-        /// The access unit, shared by every viewer.
+        /// Its codec.
+        codec: VideoCodec,
+        /// The frame, shared by every viewer of that codec.
         data: Arc<[u8]>,
-        /// Whether it is an IDR.
+        /// Whether it is a keyframe.
         keyframe: bool,
         /// RTP time, 90 kHz, from the emulated-at timestamp.
         rtp_90k: u64,
+        /// Stage timestamps.
+        stamps: Stamps,
     },
     /// One Opus packet.
     Audio {
@@ -64,81 +88,40 @@ pub struct RoomSpec {
     pub h264: H264Config,
 }
 
-/// Counters a room keeps (read by metrics and tests).
+/// Counters a room keeps.
 #[derive(Debug, Default)]
 pub struct RoomStats {
-    /// Frames encoded.
+    /// Frames encoded (per codec pass).
     pub frames_encoded: AtomicU64,
     /// Encoded frames the engine could not take.
     pub frames_dropped: AtomicU64,
+    /// CPU time the pool spent on this room (conversion, encoding, audio), ns.
+    pub encode_ns: AtomicU64,
 }
 
-/// The engine's handle on a room; dropping it stops the thread and kills the emulator.
-pub struct RoomHandle {
-    emulator: Arc<OnceLock<Emulator>>,
-    keyframe: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
+#[derive(Default)]
+struct Encoders {
+    h264: Option<H264Encoder>,
+    opus: Option<AudioEncoder>,
+    i420: I420Frame,
+    pcm: Vec<i16>,
+    first_ns: Option<u64>,
+    last_frame: Option<u64>,
+}
+
+/// A room's shared state: the emulator, its encoders and flags.
+pub struct Room {
+    /// The room id.
+    pub id: RoomId,
+    spec: RoomSpec,
+    emulator: OnceLock<Emulator>,
+    encoders: Mutex<Encoders>,
+    queued: AtomicBool,
+    keyframe: AtomicBool,
+    stopped: AtomicBool,
+    events: mpsc::Sender<MediaEvent>,
     /// Counters.
-    pub stats: Arc<RoomStats>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl std::fmt::Debug for RoomHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RoomHandle").finish_non_exhaustive()
-    }
-}
-
-impl RoomHandle {
-    /// Starts the emulator and the room thread; results go to `events`.
-    pub fn start(spec: RoomSpec, events: mpsc::Sender<MediaEvent>) -> Self {
-        let emulator = Arc::new(OnceLock::new());
-        let keyframe = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(RoomStats::default());
-        let thread = {
-            let (emulator, keyframe, stop, stats) = (emulator.clone(), keyframe.clone(), stop.clone(), stats.clone());
-            std::thread::Builder::new()
-                .name(format!("room-{}", spec.room))
-                .spawn(move || {
-                    let room = spec.room.clone();
-                    if let Err(reason) = run(spec, &emulator, &keyframe, &stop, &stats, &events) {
-                        if !stop.load(Ordering::Relaxed) {
-                            warn!(%room, %reason, "room ended");
-                            let _ = events.blocking_send(MediaEvent::Died { room, reason });
-                        }
-                    }
-                })
-                .expect("spawning a room thread")
-        };
-        Self { emulator, keyframe, stop, stats, thread: Some(thread) }
-    }
-
-    /// Sets a player's pad (ports 1..=4). Ignored until the emulator runs.
-    pub fn set_input(&self, port: u8, buttons: u16, axes: [i16; 4]) {
-        if let Some(e) = self.emulator.get() {
-            let _ = e.set_input(port, buttons, axes);
-        }
-    }
-
-    /// Makes the next encoded frame an IDR.
-    pub fn request_keyframe(&self) {
-        self.keyframe.store(true, Ordering::Relaxed);
-    }
-
-    /// The emulator's process id, once started.
-    pub fn emulator_pid(&self) -> Option<u32> {
-        self.emulator.get().map(Emulator::pid)
-    }
-}
-
-impl Drop for RoomHandle {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+    pub stats: RoomStats,
 }
 
 fn format(f: EmuFormat) -> PixelFormat {
@@ -149,82 +132,196 @@ fn format(f: EmuFormat) -> PixelFormat {
     }
 }
 
-fn run(
-    spec: RoomSpec,
-    slot: &OnceLock<Emulator>,
-    keyframe: &AtomicBool,
-    stop: &AtomicBool,
-    stats: &RoomStats,
-    events: &mpsc::Sender<MediaEvent>,
-) -> Result<(), String> {
-    let mut cfg = EmulatorConfig::core(&spec.core, &spec.rom);
-    cfg.options = spec.options.clone();
-    let emu = Emulator::spawn(cfg).map_err(|e| format!("the game could not start: {e}"))?;
-    let av = emu.av_info();
-    info!(room = %spec.room, fps = av.fps, w = av.base_width, h = av.base_height, rate = av.sample_rate, "emulator running");
-    let emu = slot.get_or_init(|| emu);
-
-    let mut h264 = H264Encoder::new(H264Config { max_fps: av.fps as f32, ..spec.h264.clone() })
-        .map_err(|e| format!("video encoder: {e}"))?;
-    let mut opus = AudioEncoder::new(AudioConfig::new(av.sample_rate)).map_err(|e| format!("audio encoder: {e}"))?;
-    let mut i420 = I420Frame::new(av.base_width as usize, av.base_height as usize);
-    let mut pcm = Vec::new();
-    let mut first_ns: Option<u64> = None;
-    let room = spec.room;
-
-    while !stop.load(Ordering::Relaxed) {
-        match emu.wait_frame(Duration::from_millis(100)) {
-            Ok(true) => {}
-            Ok(false) => {
-                emu.health().map_err(|e| format!("the game stopped: {e}"))?;
-                continue;
-            }
-            Err(e) => return Err(format!("the game stopped: {e}")),
+impl Room {
+    fn send(&self, ev: MediaEvent) {
+        if self.events.try_send(ev).is_err() {
+            self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
         }
-        emu.clear_event();
+    }
+
+    fn encode(&self, emu: &Emulator, enc: &mut Encoders) -> Result<(), String> {
         if let Some(frame) = emu.latest_frame() {
             let m = *frame.meta();
-            let src = RgbFrame {
-                format: format(m.format),
-                width: m.width,
-                height: m.height,
-                stride: m.stride as usize,
-                data: frame.data(),
-            };
-            if i420.width() != m.width as usize || i420.height() != m.height as usize {
-                i420.resize(m.width as usize, m.height as usize);
-            }
-            let converted = retrofarm_media::convert(&src, &mut i420);
-            // The slot may have been overwritten while we read it: skip a torn frame.
-            if converted.is_ok() && frame.is_intact() {
-                if keyframe.swap(false, Ordering::Relaxed) {
-                    h264.request_keyframe();
-                }
-                let t0 = *first_ns.get_or_insert(m.emulated_at_ns);
-                let pts = Duration::from_nanos(m.emulated_at_ns.saturating_sub(t0));
-                let enc = h264.encode(&i420, pts).map_err(|e| format!("video encoder: {e}"))?;
-                if !enc.data.is_empty() {
-                    stats.frames_encoded.fetch_add(1, Ordering::Relaxed);
-                    let ev = MediaEvent::Video {
-                        room: room.clone(),
-                        data: Arc::from(enc.data),
-                        keyframe: enc.keyframe,
-                        rtp_90k: (pts.as_nanos() * 9 / 100_000) as u64,
+            if enc.last_frame != Some(m.number) {
+                enc.last_frame = Some(m.number);
+                let src = RgbFrame {
+                    format: format(m.format),
+                    width: m.width,
+                    height: m.height,
+                    stride: m.stride as usize,
+                    data: frame.data(),
+                };
+                let converted = retrofarm_media::convert(&src, &mut enc.i420);
+                // The writer may have lapped us while we read the slot: skip a torn frame.
+                if converted.is_ok() && frame.is_intact() {
+                    let converted_ns = retrofarm_emulator::monotonic_ns();
+                    let t0 = *enc.first_ns.get_or_insert(m.emulated_at_ns);
+                    let pts = Duration::from_nanos(m.emulated_at_ns.saturating_sub(t0));
+                    let h264 = match &mut enc.h264 {
+                        Some(h) => h,
+                        None => enc.h264.insert(
+                            H264Encoder::new(self.spec.h264.clone()).map_err(|e| format!("video encoder: {e}"))?,
+                        ),
                     };
-                    if events.try_send(ev).is_err() {
-                        stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                    if self.keyframe.swap(false, Ordering::Relaxed) {
+                        h264.request_keyframe();
+                    }
+                    let out = h264.encode(&enc.i420, pts).map_err(|e| format!("video encoder: {e}"))?;
+                    if !out.data.is_empty() {
+                        self.stats.frames_encoded.fetch_add(1, Ordering::Relaxed);
+                        self.send(MediaEvent::Video {
+                            room: self.id.clone(),
+                            codec: VideoCodec::H264,
+                            data: Arc::from(out.data),
+                            keyframe: out.keyframe,
+                            rtp_90k: (pts.as_nanos() * 9 / 100_000) as u64,
+                            stamps: Stamps {
+                                emulated: m.emulated_at_ns,
+                                converted: converted_ns,
+                                encoded: retrofarm_emulator::monotonic_ns(),
+                            },
+                        });
                     }
                 }
             }
         }
-        pcm.clear();
-        if emu.drain_audio(&mut pcm) > 0 {
-            opus.push(&pcm).map_err(|e| format!("audio encoder: {e}"))?;
+        enc.pcm.clear();
+        if emu.drain_audio(&mut enc.pcm) > 0 {
+            let opus = match &mut enc.opus {
+                Some(o) => o,
+                None => enc.opus.insert(
+                    AudioEncoder::new(AudioConfig::new(emu.av_info().sample_rate))
+                        .map_err(|e| format!("audio encoder: {e}"))?,
+                ),
+            };
+            opus.push(&enc.pcm).map_err(|e| format!("audio encoder: {e}"))?;
             while let Some(p) = opus.pop() {
-                let ev = MediaEvent::Audio { room: room.clone(), data: Arc::from(p.data), rtp_48k: p.timestamp };
-                let _ = events.try_send(ev);
+                self.send(MediaEvent::Audio { room: self.id.clone(), data: Arc::from(p.data), rtp_48k: p.timestamp });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Job for Room {
+    fn run(&self) -> bool {
+        let Some(emu) = self.emulator.get() else { return false };
+        if self.stopped.load(Ordering::Relaxed) {
+            return false;
+        }
+        let started = Instant::now();
+        let mut enc = self.encoders.lock().expect("room encoders");
+        if let Err(reason) = self.encode(emu, &mut enc) {
+            warn!(room = %self.id, %reason, "room encoder failed");
+            self.stopped.store(true, Ordering::Relaxed);
+            // Pool threads are not runtime threads: blocking here is allowed and the engine
+            // must hear of the death.
+            let _ = self.events.blocking_send(MediaEvent::Died { room: self.id.clone(), reason });
+            return false;
+        }
+        self.stats.encode_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        // A frame published while we worked gets its own turn.
+        let newest = emu.counters().frames_published;
+        enc.last_frame.is_some_and(|n| newest > n + 1)
+    }
+
+    fn queued(&self) -> &AtomicBool {
+        &self.queued
+    }
+}
+
+/// The engine's handle on a room; dropping it stops the room and kills its emulator.
+pub struct RoomHandle {
+    room: Arc<Room>,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for RoomHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoomHandle").field("room", &self.room.id).finish_non_exhaustive()
+    }
+}
+
+impl RoomHandle {
+    /// Starts the room's emulator and feeds its frames to `pool`; results go to `events`.
+    pub fn start(spec: RoomSpec, pool: Arc<EncodePool>, events: mpsc::Sender<MediaEvent>) -> Self {
+        let room = Arc::new(Room {
+            id: spec.room.clone(),
+            spec,
+            emulator: OnceLock::new(),
+            encoders: Mutex::new(Encoders::default()),
+            queued: AtomicBool::new(false),
+            keyframe: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            events,
+            stats: RoomStats::default(),
+        });
+        let watcher = tokio::spawn(watch(room.clone(), pool));
+        Self { room, watcher }
+    }
+
+    /// The room.
+    pub fn room(&self) -> &Arc<Room> {
+        &self.room
+    }
+
+    /// Sets a player's pad (ports 1..=4). Ignored until the emulator runs.
+    pub fn set_input(&self, port: u8, buttons: u16, axes: [i16; 4]) {
+        if let Some(e) = self.room.emulator.get() {
+            let _ = e.set_input(port, buttons, axes);
+        }
+    }
+
+    /// Makes the next encoded frame a keyframe.
+    pub fn request_keyframe(&self) {
+        self.room.keyframe.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for RoomHandle {
+    fn drop(&mut self) {
+        self.room.stopped.store(true, Ordering::Relaxed);
+        self.watcher.abort();
+    }
+}
+
+/// Starts the emulator, then submits the room to the pool once per published frame, and reports
+/// the emulator's death.
+async fn watch(room: Arc<Room>, pool: Arc<EncodePool>) {
+    let events = room.events.clone();
+    let id = room.id.clone();
+    let died = |reason: String| async move {
+        let _ = events.send(MediaEvent::Died { room: id, reason }).await;
+    };
+    let mut cfg = EmulatorConfig::core(&room.spec.core, &room.spec.rom);
+    cfg.options = room.spec.options.clone();
+    let emu = match tokio::task::spawn_blocking(move || Emulator::spawn(cfg)).await {
+        Ok(Ok(e)) => e,
+        Ok(Err(e)) => return died(format!("the game could not start: {e}")).await,
+        Err(e) => return died(format!("the game could not start: {e}")).await,
+    };
+    let av = emu.av_info();
+    info!(room = %room.id, fps = av.fps, w = av.base_width, h = av.base_height, rate = av.sample_rate, pid = emu.pid(), "emulator running");
+    let period = Duration::from_secs_f64(1.0 / av.fps.max(1.0));
+    let emu = room.emulator.get_or_init(|| emu);
+    let wake = match FrameWake::new(emu.event_fd()) {
+        Ok(fd) => fd,
+        Err(e) => return died(format!("cannot watch the emulator: {e}")).await,
+    };
+    while !room.stopped.load(Ordering::Relaxed) {
+        match tokio::time::timeout(Duration::from_millis(250), wake.wait()).await {
+            Ok(Ok(())) => {
+                // Drain before submitting: a frame published after this wakes us again.
+                emu.clear_event();
+                pool.submit(room.clone(), Instant::now() + period);
+            }
+            Ok(Err(e)) => return died(format!("cannot watch the emulator: {e}")).await,
+            Err(_) => {
+                if let Err(e) = emu.health() {
+                    room.stopped.store(true, Ordering::Relaxed);
+                    return died(format!("the game stopped: {e}")).await;
+                }
             }
         }
     }
-    Ok(())
 }
