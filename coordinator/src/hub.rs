@@ -65,6 +65,10 @@ pub struct Stats {
     pub no_capacity: u64,
     /// Sessions started on a worker.
     pub placed: u64,
+    /// Placements refused: the room does not exist.
+    pub unknown_room: u64,
+    /// Placements refused: the game does not exist.
+    pub unknown_game: u64,
 }
 
 /// Sessions, workers and rooms.
@@ -129,11 +133,14 @@ impl Hub {
                     self.init(&id, worker, Some(room));
                     return;
                 }
-                None => self.error(
-                    &id,
-                    ErrorCode::UnknownRoom,
-                    format!("room {room} does not exist (it may have ended); you can start a new game"),
-                ),
+                None => {
+                    self.stats.unknown_room += 1;
+                    self.error(
+                        &id,
+                        ErrorCode::UnknownRoom,
+                        format!("room {room} does not exist (it may have ended); you can start a new game"),
+                    )
+                }
             }
         }
         self.check_latency(&id);
@@ -245,6 +252,7 @@ impl Hub {
             };
             let has_game = self.registry.get(&w).is_some_and(|w| w.games.iter().any(|g| g.name == game));
             if !has_game {
+                self.stats.unknown_game += 1;
                 return self.error(id, ErrorCode::UnknownGame, format!("no game named {game:?} on this server"));
             }
             self.registry.start_pending(&w);

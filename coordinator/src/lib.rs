@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod hub;
+pub mod metrics;
 pub mod registry;
 pub mod selection;
 pub mod server;

@@ -32,13 +32,13 @@ use crate::registry::ConnId;
 /// What the QUIC writer task of one worker connection is asked to do.
 #[derive(Debug)]
 enum ToWorker {
-    Msg(CoordMsg),
+    Msg(Instant, CoordMsg),
     Close(String),
 }
 
 struct Inner {
     hub: Hub,
-    browsers: HashMap<SessionId, mpsc::Sender<ServerMsg>>,
+    browsers: HashMap<SessionId, mpsc::Sender<(Instant, ServerMsg)>>,
     workers: HashMap<ConnId, mpsc::Sender<ToWorker>>,
 }
 
@@ -55,18 +55,19 @@ impl Shared {
     fn with<R>(&self, f: impl FnOnce(&mut Hub) -> R) -> R {
         let mut inner = self.0.lock().expect("hub lock poisoned");
         let r = f(&mut inner.hub);
+        let now = Instant::now();
         while let Some(out) = inner.hub.poll_output() {
             match out {
                 Output::Browser(s, msg) => {
                     if let Some(tx) = inner.browsers.get(&s) {
-                        if tx.try_send(msg).is_err() {
+                        if tx.try_send((now, msg)).is_err() {
                             warn!(session = %s, "browser is not reading its WebSocket; message dropped");
                         }
                     }
                 }
                 Output::Worker(c, msg) => {
                     if let Some(tx) = inner.workers.get(&c) {
-                        if tx.try_send(ToWorker::Msg(msg)).is_err() {
+                        if tx.try_send(ToWorker::Msg(now, msg)).is_err() {
                             warn!(conn = c.0, "worker control stream is backed up; message dropped");
                         }
                     }
@@ -123,11 +124,22 @@ pub async fn serve(cfg: Config, http: tokio::net::TcpListener, quic: quinn::Endp
 
     let app = Router::new()
         .route("/ws", get(ws_handler))
+        .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok" }))
         .fallback_service(ServeDir::new(&cfg.web_root))
         .with_state(shared);
     axum::serve(http, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
     Ok(())
+}
+
+async fn metrics_handler(State(shared): State<Shared>) -> impl IntoResponse {
+    let text = crate::metrics::render(&shared.0.lock().expect("hub lock poisoned").hub);
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+/// Whether a message is relayed signaling (its latency is measured).
+fn is_signaling_to_browser(m: &ServerMsg) -> bool {
+    matches!(m, ServerMsg::Offer { .. } | ServerMsg::Ice { .. })
 }
 
 // ---- browsers --------------------------------------------------------------------------
@@ -150,7 +162,7 @@ fn new_session_id() -> SessionId {
 
 async fn browser(socket: WebSocket, q: WsQuery, shared: Shared) {
     let id = new_session_id();
-    let (tx, mut rx) = mpsc::channel::<ServerMsg>(256);
+    let (tx, mut rx) = mpsc::channel::<(Instant, ServerMsg)>(256);
     let (mut sink, mut source) = socket.split();
     shared.0.lock().expect("hub lock poisoned").browsers.insert(id.clone(), tx);
     let zone = q.zone.filter(|z| !z.is_empty());
@@ -165,9 +177,12 @@ async fn browser(socket: WebSocket, q: WsQuery, shared: Shared) {
     loop {
         tokio::select! {
             out = rx.recv() => {
-                let Some(msg) = out else { break };
+                let Some((queued, msg)) = out else { break };
                 if sink.send(Message::Text(msg.encode().into())).await.is_err() {
                     break;
+                }
+                if is_signaling_to_browser(&msg) {
+                    crate::metrics::relay_latency().observe(queued.elapsed().as_secs_f64());
                 }
             }
             inc = source.next() => {
@@ -226,9 +241,12 @@ async fn worker(conn: ConnId, c: quinn::Connection, shared: Shared) {
     let writer = tokio::spawn(async move {
         while let Some(cmd) = rx.recv().await {
             match cmd {
-                ToWorker::Msg(m) => {
+                ToWorker::Msg(queued, m) => {
                     if stream::send(&mut send, &m).await.is_err() {
                         break;
+                    }
+                    if matches!(m, CoordMsg::Answer { .. } | CoordMsg::Ice { .. }) {
+                        crate::metrics::relay_latency().observe(queued.elapsed().as_secs_f64());
                     }
                 }
                 ToWorker::Close(reason) => {

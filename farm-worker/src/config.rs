@@ -48,7 +48,11 @@ pub struct Config {
     pub video_kbps: u32,
     /// Encoder pool threads; default one per core.
     pub encoder_threads: Option<usize>,
-    /// Most rooms this host runs at once.
+    /// CPU cores rooms may use in all; default 90% of the host's cores.
+    pub cpu_budget_cores: Option<f64>,
+    /// Cost of one room in cores, assumed until rooms have been measured.
+    pub room_cost_prior: f64,
+    /// Most rooms this host runs at once, whatever the measured capacity.
     pub max_rooms: u32,
 }
 
@@ -73,7 +77,9 @@ impl Default for Config {
             core_options: [("nestopia_audio_type".to_string(), "stereo".to_string())].into_iter().collect(),
             video_kbps: 1500,
             encoder_threads: None,
-            max_rooms: 16,
+            cpu_budget_cores: None,
+            room_cost_prior: 0.1,
+            max_rooms: 64,
         }
     }
 }
@@ -89,6 +95,12 @@ fn default_id() -> String {
 }
 
 impl Config {
+    /// The CPU budget for rooms, in cores.
+    pub fn cpu_budget(&self) -> f64 {
+        self.cpu_budget_cores
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()) as f64 * 0.9)
+    }
+
     /// Reads `path` over the defaults; no path means defaults only.
     pub fn load(path: Option<&Path>) -> Result<Self> {
         let Some(path) = path else { return Ok(Self::default()) };

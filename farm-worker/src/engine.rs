@@ -20,7 +20,9 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
+use crate::admission::{self, CostMeter};
 use crate::library::Library;
+use crate::metrics::{metrics, CPU};
 use crate::peer::Peer;
 use crate::pool::EncodePool;
 use crate::room::{MediaEvent, RoomHandle, RoomSpec};
@@ -53,6 +55,30 @@ pub struct EngineConfig {
     pub h264: H264Config,
     /// Encoder pool threads (None: one per core).
     pub encoder_threads: Option<usize>,
+    /// CPU cores rooms may use in all.
+    pub cpu_budget_cores: f64,
+    /// Cost of a room, in cores, assumed until one is measured.
+    pub room_cost_prior: f64,
+}
+
+/// Cumulative counters of one room's emulator at the last tick.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    published: u64,
+    late: u64,
+    missed: u64,
+    skipped: u64,
+    emulate_ns: u64,
+}
+
+/// Measurement state for admission and metrics, updated once a second.
+#[derive(Debug)]
+struct Meter {
+    cost: CostMeter,
+    capacity: u32,
+    last: Instant,
+    last_cpu: Duration,
+    seen: HashMap<RoomId, Seen>,
 }
 
 /// Something learned while polling peers, acted on afterwards.
@@ -73,6 +99,9 @@ pub struct Engine {
     up: mpsc::Sender<WorkerMsg>,
     status: watch::Sender<Status>,
     pool: Arc<EncodePool>,
+    meter: Meter,
+    /// Emulated-at stamps of frames written since the last transmit, for the "sent" stage.
+    sent: Vec<u64>,
     media_tx: mpsc::Sender<MediaEvent>,
     media_rx: mpsc::Receiver<MediaEvent>,
 }
@@ -88,8 +117,19 @@ impl Engine {
         let (media_tx, media_rx) = mpsc::channel(1024);
         let pool = Arc::new(cfg.encoder_threads.map_or_else(EncodePool::per_core, EncodePool::new));
         info!(threads = pool.threads(), "encoder pool started");
+        let cost = CostMeter::new(cfg.room_cost_prior);
+        let capacity = admission::capacity(cfg.cpu_budget_cores, cost.per_room(), cfg.max_rooms);
+        let meter = Meter {
+            cost,
+            capacity,
+            last: Instant::now(),
+            last_cpu: retrofarm_emulator::process_cpu_time(),
+            seen: HashMap::new(),
+        };
         let e = Self {
             pool,
+            meter,
+            sent: Vec::new(),
             cfg,
             library,
             book: RoomBook::new(),
@@ -111,7 +151,7 @@ impl Engine {
     }
 
     fn publish(&self) {
-        let status = Status { load: self.book.load(self.cfg.max_rooms), rooms: self.book.infos() };
+        let status = Status { load: self.book.load(self.meter.capacity), rooms: self.book.infos() };
         self.status.send_if_modified(|s| {
             let changed = *s != status;
             *s = status;
@@ -124,6 +164,7 @@ impl Engine {
         let local = self.cfg.candidates.first().copied().unwrap_or(socket.local_addr().expect("bound socket"));
         let mut buf = vec![0u8; 2048];
         let mut next = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             let sleep = tokio::time::sleep_until(next.into());
             tokio::select! {
@@ -136,6 +177,7 @@ impl Engine {
                     Ok((n, source)) => self.datagram(&buf[..n], source, local),
                     Err(e) => warn!(error = %e, "UDP receive failed"),
                 },
+                _ = tick.tick() => self.tick(),
                 _ = sleep => {
                     let now = Instant::now();
                     for p in self.peers.values_mut() {
@@ -144,6 +186,14 @@ impl Engine {
                 }
             }
             next = self.drive(&socket);
+            // Everything written above went out in drive(): the frames' "sent" stage.
+            if !self.sent.is_empty() {
+                let now = retrofarm_emulator::monotonic_ns();
+                let h = metrics().stage_latency.with_label_values(&["sent"]);
+                for emulated in self.sent.drain(..) {
+                    h.observe(now.saturating_sub(emulated) as f64 / 1e9);
+                }
+            }
             self.publish();
         }
     }
@@ -194,7 +244,7 @@ impl Engine {
             },
             None => None,
         };
-        let can_create = (self.book.room_count() as u32) < self.cfg.max_rooms;
+        let can_create = (self.book.room_count() as u32) < self.meter.capacity;
         let joined = match self.book.join(session.clone(), &game, room.as_ref(), port, new_room_id(), can_create) {
             Ok(j) => j,
             Err(r) => return self.refuse(session, r.code, r.message),
@@ -254,7 +304,8 @@ impl Engine {
     fn media(&mut self, ev: MediaEvent) {
         let now = Instant::now();
         let (room, mid_of, pt_of, time, data): (_, fn(&Peer) -> Mid, fn(&Peer) -> Option<Pt>, _, _) = match ev {
-            MediaEvent::Video { room, codec: _, data, keyframe: _, rtp_90k, stamps: _ } => {
+            MediaEvent::Video { room, codec: _, data, keyframe: _, rtp_90k, stamps } => {
+                self.sent.push(stamps.emulated);
                 (room, |p| p.video, |p| p.payloads.and_then(|x| x.h264), MediaTime::from_90khz(rtp_90k), data)
             }
             MediaEvent::Audio { room, data, rtp_48k } => (
@@ -266,19 +317,22 @@ impl Engine {
             ),
             MediaEvent::Died { room, reason } => return self.room_died(&room, reason),
         };
+        let kind = if time.frequency() == str0m::media::Frequency::NINETY_KHZ { "video" } else { "audio" };
         let sessions: Vec<SessionId> = self.book.sessions_in(&room).cloned().collect();
         for s in sessions {
             let Some(peer) = self.peers.get_mut(&s) else { continue };
             let (mid, Some(pt)) = (mid_of(peer), pt_of(peer)) else { continue };
             if let Some(w) = peer.rtc.writer(mid) {
-                if let Err(e) = w.write(pt, now, time, Arc::clone(&data)) {
-                    debug!(session = %s, error = %e, "media write failed");
+                match w.write(pt, now, time, Arc::clone(&data)) {
+                    Ok(()) => metrics().sent_bytes.with_label_values(&[kind]).inc_by(data.len() as u64),
+                    Err(e) => debug!(session = %s, error = %e, "media write failed"),
                 }
             }
         }
     }
 
     fn room_died(&mut self, room: &RoomId, reason: String) {
+        metrics().emulator_crashes.inc();
         let sessions = self.book.close(room);
         warn!(%room, %reason, players = sessions.len(), "room died");
         for s in sessions {
@@ -311,6 +365,7 @@ impl Engine {
         let now = Instant::now();
         let mut next = now + Duration::from_millis(100);
         let mut actions = Vec::new();
+        let mut losses = Vec::new();
         for (session, p) in self.peers.iter_mut() {
             loop {
                 match p.rtc.poll_output() {
@@ -330,6 +385,14 @@ impl Engine {
                             Ok(pad) => actions.push(Action::Input(session.clone(), pad)),
                             Err(e) => debug!(%session, error = %e, "ignoring bad input packet"),
                         },
+                        Event::PeerStats(st) => {
+                            if let Some(rtt) = st.rtt {
+                                metrics().peer_rtt.observe(rtt.as_secs_f64());
+                            }
+                            if let Some(loss) = st.egress_loss_fraction {
+                                losses.push(f64::from(loss));
+                            }
+                        }
                         Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                             debug!(%session, "ICE disconnected")
                         }
@@ -346,10 +409,56 @@ impl Engine {
                 actions.push(Action::Dead(session.clone()));
             }
         }
+        if !losses.is_empty() {
+            metrics().peer_loss.set(losses.iter().sum::<f64>() / losses.len() as f64);
+        }
         for a in actions {
             self.act(a);
         }
         next
+    }
+
+    /// Once a second: exports the emulators' counters and re-measures capacity.
+    fn tick(&mut self) {
+        let m = metrics();
+        let now = Instant::now();
+        let cpu = retrofarm_emulator::process_cpu_time();
+        let mut used = cpu.saturating_sub(self.meter.last_cpu);
+        let mut seen = HashMap::new();
+        for (id, handle) in &self.rooms {
+            let Some(emu) = handle.room().emulator() else { continue };
+            let c = emu.counters();
+            let cur = Seen {
+                published: c.frames_published,
+                late: c.frames_late,
+                missed: c.reader.missed,
+                skipped: c.reader.skipped,
+                emulate_ns: c.emulate_ns_total,
+            };
+            let prev = self.meter.seen.get(id).copied().unwrap_or_default();
+            m.frames_emulated.with_label_values(&[CPU]).inc_by(cur.published.saturating_sub(prev.published));
+            m.frames_late.with_label_values(&[CPU]).inc_by(cur.late.saturating_sub(prev.late));
+            m.frames_dropped.with_label_values(&["ring_overrun", CPU]).inc_by(cur.missed.saturating_sub(prev.missed));
+            m.frames_dropped.with_label_values(&["encoder_busy", CPU]).inc_by(cur.skipped.saturating_sub(prev.skipped));
+            used += Duration::from_nanos(cur.emulate_ns.saturating_sub(prev.emulate_ns));
+            seen.insert(id.clone(), cur);
+        }
+        // Only rooms measured over the whole interval count towards the cost.
+        let steady = seen.keys().filter(|id| self.meter.seen.contains_key(*id)).count();
+        if steady > 0 && steady == seen.len() {
+            self.meter.cost.sample(used, now.duration_since(self.meter.last), steady);
+        }
+        self.meter.seen = seen;
+        self.meter.last = now;
+        self.meter.last_cpu = cpu;
+        self.meter.capacity =
+            admission::capacity(self.cfg.cpu_budget_cores, self.meter.cost.per_room(), self.cfg.max_rooms);
+        let rooms = self.book.room_count() as i64;
+        m.rooms.set(rooms);
+        m.viewers.set(self.peers.values().filter(|p| p.payloads.is_some()).count() as i64);
+        m.capacity_rooms.set(i64::from(self.meter.capacity));
+        m.capacity_free.set((i64::from(self.meter.capacity) - rooms).max(0));
+        m.room_cpu.set(self.meter.cost.per_room());
     }
 
     fn room_of(&self, session: &SessionId) -> Option<(&RoomHandle, u8)> {

@@ -1,5 +1,5 @@
 //! The worker's HTTP endpoint: `/ping` for the browsers' latency check (CORS open, never
-//! cached), `/healthz`.
+//! cached), `/healthz`, `/metrics` (Prometheus).
 
 use std::time::Duration;
 
@@ -25,4 +25,10 @@ pub fn router(delay: Duration) -> Router {
             }),
         )
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(|| async {
+                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::metrics().render())
+            }),
+        )
 }

@@ -5,12 +5,14 @@
 //! the browsers' latency pings. Decision logic ([`roombook`], [`backoff`], [`library`]) is plain
 //! code without IO.
 
+pub mod admission;
 pub mod backoff;
 pub mod config;
 pub mod engine;
 pub mod http;
 pub mod library;
 pub mod link;
+pub mod metrics;
 pub mod peer;
 pub mod pool;
 pub mod room;

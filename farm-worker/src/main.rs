@@ -55,7 +55,10 @@ struct Cli {
     /// libretro cores folder.
     #[arg(long, env = "RETROFARM_CORES_DIR")]
     cores_dir: Option<PathBuf>,
-    /// Most rooms at once [default: 16].
+    /// CPU cores rooms may use [default: 90% of the cores].
+    #[arg(long, env = "RETROFARM_CPU_BUDGET_CORES")]
+    cpu_budget_cores: Option<f64>,
+    /// Most rooms at once [default: 64].
     #[arg(long, env = "RETROFARM_MAX_ROOMS")]
     max_rooms: Option<u32>,
 }
@@ -68,6 +71,9 @@ impl Cli {
         set!(id, zone, coordinator, pki_dir, cert_name, http_listen, ping_delay_ms, rtc_listen, games_dir, max_rooms);
         if self.public_url.is_some() {
             c.public_url = self.public_url;
+        }
+        if self.cpu_budget_cores.is_some() {
+            c.cpu_budget_cores = self.cpu_budget_cores;
         }
         if self.cores_dir.is_some() {
             c.cores_dir = self.cores_dir;
@@ -120,6 +126,8 @@ async fn main() -> Result<()> {
         core_options: cfg.core_options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         h264: H264Config { bitrate_bps: cfg.video_kbps * 1000, ..H264Config::default() },
         encoder_threads: cfg.encoder_threads,
+        cpu_budget_cores: cfg.cpu_budget(),
+        room_cost_prior: cfg.room_cost_prior,
     };
     let engine = Engine::new(engine_cfg, library, up_tx, status_tx);
     tokio::spawn(link::run(link_cfg, up_rx, down_tx, status_rx));

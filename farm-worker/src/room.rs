@@ -6,7 +6,7 @@
 //! once per codec its viewers need, and hands the results to the engine.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use retrofarm_proto::ids::RoomId;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use crate::metrics::{metrics, CPU};
 use crate::pool::{EncodePool, Job};
 use crate::wake::FrameWake;
 
@@ -88,17 +89,6 @@ pub struct RoomSpec {
     pub h264: H264Config,
 }
 
-/// Counters a room keeps.
-#[derive(Debug, Default)]
-pub struct RoomStats {
-    /// Frames encoded (per codec pass).
-    pub frames_encoded: AtomicU64,
-    /// Encoded frames the engine could not take.
-    pub frames_dropped: AtomicU64,
-    /// CPU time the pool spent on this room (conversion, encoding, audio), ns.
-    pub encode_ns: AtomicU64,
-}
-
 #[derive(Default)]
 struct Encoders {
     h264: Option<H264Encoder>,
@@ -120,8 +110,6 @@ pub struct Room {
     keyframe: AtomicBool,
     stopped: AtomicBool,
     events: mpsc::Sender<MediaEvent>,
-    /// Counters.
-    pub stats: RoomStats,
 }
 
 fn format(f: EmuFormat) -> PixelFormat {
@@ -133,9 +121,14 @@ fn format(f: EmuFormat) -> PixelFormat {
 }
 
 impl Room {
+    /// The emulator, once it runs.
+    pub fn emulator(&self) -> Option<&Emulator> {
+        self.emulator.get()
+    }
+
     fn send(&self, ev: MediaEvent) {
         if self.events.try_send(ev).is_err() {
-            self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+            metrics().frames_dropped.with_label_values(&["send_queue", CPU]).inc();
         }
     }
 
@@ -168,7 +161,13 @@ impl Room {
                     }
                     let out = h264.encode(&enc.i420, pts).map_err(|e| format!("video encoder: {e}"))?;
                     if !out.data.is_empty() {
-                        self.stats.frames_encoded.fetch_add(1, Ordering::Relaxed);
+                        let encoded_ns = retrofarm_emulator::monotonic_ns();
+                        let m2 = metrics();
+                        m2.frames_encoded.with_label_values(&["openh264", CPU]).inc();
+                        m2.encode_duration.with_label_values(&["openh264"]).observe(out.encode_time.as_secs_f64());
+                        let since = |t: u64| t.saturating_sub(m.emulated_at_ns) as f64 / 1e9;
+                        m2.stage_latency.with_label_values(&["converted"]).observe(since(converted_ns));
+                        m2.stage_latency.with_label_values(&["encoded"]).observe(since(encoded_ns));
                         self.send(MediaEvent::Video {
                             room: self.id.clone(),
                             codec: VideoCodec::H264,
@@ -209,7 +208,6 @@ impl Job for Room {
         if self.stopped.load(Ordering::Relaxed) {
             return false;
         }
-        let started = Instant::now();
         let mut enc = self.encoders.lock().expect("room encoders");
         if let Err(reason) = self.encode(emu, &mut enc) {
             warn!(room = %self.id, %reason, "room encoder failed");
@@ -219,7 +217,6 @@ impl Job for Room {
             let _ = self.events.blocking_send(MediaEvent::Died { room: self.id.clone(), reason });
             return false;
         }
-        self.stats.encode_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         // A frame published while we worked gets its own turn.
         let newest = emu.counters().frames_published;
         enc.last_frame.is_some_and(|n| newest > n + 1)
@@ -254,7 +251,6 @@ impl RoomHandle {
             keyframe: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             events,
-            stats: RoomStats::default(),
         });
         let watcher = tokio::spawn(watch(room.clone(), pool));
         Self { room, watcher }

@@ -1,0 +1,198 @@
+//! The worker's Prometheus metrics (served on `/metrics`). Names follow Prometheus conventions:
+//! base units, `_total` counters, `_seconds` histograms, low-cardinality labels only (never a
+//! room or session id). `gpu` is a GPU index, or `cpu` for software encoding.
+
+use std::sync::OnceLock;
+
+use prometheus::{
+    exponential_buckets, Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// The label value for frames handled without a GPU.
+pub const CPU: &str = "cpu";
+
+/// Every worker metric.
+pub struct Metrics {
+    registry: Registry,
+    /// Frames the emulators produced.
+    pub frames_emulated: IntCounterVec,
+    /// Frames encoded, by encoder and GPU.
+    pub frames_encoded: IntCounterVec,
+    /// Frames dropped, by reason.
+    pub frames_dropped: IntCounterVec,
+    /// Frames the emulator produced after their deadline.
+    pub frames_late: IntCounterVec,
+    /// Time from emulated to each later stage.
+    pub stage_latency: HistogramVec,
+    /// Encoder time per frame.
+    pub encode_duration: HistogramVec,
+    /// Rooms running.
+    pub rooms: IntGauge,
+    /// Viewers connected.
+    pub viewers: IntGauge,
+    /// Rooms this host can hold at full rate.
+    pub capacity_rooms: IntGauge,
+    /// Rooms it can still take.
+    pub capacity_free: IntGauge,
+    /// Measured CPU cost of one room, in cores.
+    pub room_cpu: Gauge,
+    /// Media payload bytes sent, by kind.
+    pub sent_bytes: IntCounterVec,
+    /// Round-trip time to peers (RTCP).
+    pub peer_rtt: Histogram,
+    /// Mean fraction of packets the peers lost (RTCP).
+    pub peer_loss: Gauge,
+    /// Emulator processes that died.
+    pub emulator_crashes: IntCounter,
+}
+
+fn h(name: &str, help: &str, buckets: Vec<f64>) -> HistogramOpts {
+    HistogramOpts::new(name, help).buckets(buckets)
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let registry = Registry::new();
+        let ms = exponential_buckets(0.0001, 2.0, 16).expect("valid buckets"); // 100 µs … 3.3 s
+        let m = Self {
+            frames_emulated: IntCounterVec::new(
+                Opts::new("retrofarm_frames_emulated_total", "Frames produced by the emulators."),
+                &["gpu"],
+            )
+            .unwrap(),
+            frames_encoded: IntCounterVec::new(
+                Opts::new("retrofarm_frames_encoded_total", "Video frames encoded."),
+                &["encoder", "gpu"],
+            )
+            .unwrap(),
+            frames_dropped: IntCounterVec::new(
+                Opts::new("retrofarm_frames_dropped_total", "Frames dropped before reaching viewers."),
+                &["reason", "gpu"],
+            )
+            .unwrap(),
+            frames_late: IntCounterVec::new(
+                Opts::new("retrofarm_frames_late_total", "Frames the emulator finished after their deadline."),
+                &["gpu"],
+            )
+            .unwrap(),
+            stage_latency: HistogramVec::new(
+                h(
+                    "retrofarm_stage_latency_seconds",
+                    "Time from a frame being emulated to reaching a stage (converted, encoded, sent).",
+                    ms.clone(),
+                ),
+                &["stage"],
+            )
+            .unwrap(),
+            encode_duration: HistogramVec::new(
+                h("retrofarm_encode_duration_seconds", "Encoder time per video frame.", ms.clone()),
+                &["encoder"],
+            )
+            .unwrap(),
+            rooms: IntGauge::new("retrofarm_rooms", "Rooms running.").unwrap(),
+            viewers: IntGauge::new("retrofarm_viewers", "WebRTC viewers connected.").unwrap(),
+            capacity_rooms: IntGauge::new(
+                "retrofarm_capacity_rooms",
+                "Rooms this host can hold at full rate, from measured cost.",
+            )
+            .unwrap(),
+            capacity_free: IntGauge::new("retrofarm_capacity_free_rooms", "Rooms this host can still start.").unwrap(),
+            room_cpu: Gauge::new("retrofarm_room_cpu_ratio", "Measured CPU cost of one room, in cores.").unwrap(),
+            sent_bytes: IntCounterVec::new(
+                Opts::new("retrofarm_sent_bytes_total", "Media payload bytes sent to viewers."),
+                &["kind"],
+            )
+            .unwrap(),
+            peer_rtt: Histogram::with_opts(h(
+                "retrofarm_peer_rtt_seconds",
+                "Round-trip time to viewers from RTCP.",
+                ms,
+            ))
+            .unwrap(),
+            peer_loss: Gauge::new("retrofarm_peer_loss_ratio", "Mean fraction of packets lost by viewers, from RTCP.")
+                .unwrap(),
+            emulator_crashes: IntCounter::new("retrofarm_emulator_crashes_total", "Emulator processes that died.")
+                .unwrap(),
+            registry,
+        };
+        let build = IntGaugeVec::new(Opts::new("retrofarm_build_info", "Build information."), &["version"]).unwrap();
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let r = &m.registry;
+        r.register(Box::new(build)).unwrap();
+        r.register(Box::new(m.frames_emulated.clone())).unwrap();
+        r.register(Box::new(m.frames_encoded.clone())).unwrap();
+        r.register(Box::new(m.frames_dropped.clone())).unwrap();
+        r.register(Box::new(m.frames_late.clone())).unwrap();
+        r.register(Box::new(m.stage_latency.clone())).unwrap();
+        r.register(Box::new(m.encode_duration.clone())).unwrap();
+        r.register(Box::new(m.rooms.clone())).unwrap();
+        r.register(Box::new(m.viewers.clone())).unwrap();
+        r.register(Box::new(m.capacity_rooms.clone())).unwrap();
+        r.register(Box::new(m.capacity_free.clone())).unwrap();
+        r.register(Box::new(m.room_cpu.clone())).unwrap();
+        r.register(Box::new(m.sent_bytes.clone())).unwrap();
+        r.register(Box::new(m.peer_rtt.clone())).unwrap();
+        r.register(Box::new(m.peer_loss.clone())).unwrap();
+        r.register(Box::new(m.emulator_crashes.clone())).unwrap();
+        // Series that exist from the start, so dashboards and alerts see zeros, not gaps.
+        m.frames_emulated.with_label_values(&[CPU]);
+        m.frames_late.with_label_values(&[CPU]);
+        m.frames_encoded.with_label_values(&["openh264", CPU]);
+        for reason in ["ring_overrun", "encoder_busy", "send_queue"] {
+            m.frames_dropped.with_label_values(&[reason, CPU]);
+        }
+        for stage in ["converted", "encoded", "sent"] {
+            m.stage_latency.with_label_values(&[stage]);
+        }
+        m.encode_duration.with_label_values(&["openh264"]);
+        for kind in ["video", "audio"] {
+            m.sent_bytes.with_label_values(&[kind]);
+        }
+        m
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding");
+        String::from_utf8(out).expect("utf-8")
+    }
+}
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    static M: OnceLock<Metrics> = OnceLock::new();
+    M.get_or_init(Metrics::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_every_family_and_no_high_cardinality_labels() {
+        let text = metrics().render();
+        for name in [
+            "retrofarm_frames_emulated_total",
+            "retrofarm_frames_encoded_total",
+            "retrofarm_frames_dropped_total",
+            "retrofarm_frames_late_total",
+            "retrofarm_stage_latency_seconds_bucket",
+            "retrofarm_encode_duration_seconds_bucket",
+            "retrofarm_rooms",
+            "retrofarm_viewers",
+            "retrofarm_capacity_rooms",
+            "retrofarm_capacity_free_rooms",
+            "retrofarm_room_cpu_ratio",
+            "retrofarm_sent_bytes_total",
+            "retrofarm_peer_rtt_seconds_bucket",
+            "retrofarm_peer_loss_ratio",
+            "retrofarm_emulator_crashes_total",
+            "retrofarm_build_info",
+        ] {
+            assert!(text.contains(name), "{name} missing");
+        }
+        assert!(!text.contains("room=") && !text.contains("session="));
+    }
+}
