@@ -17,8 +17,10 @@ apt_opts=(-y -q -o DPkg::Lock::Timeout=900 --no-install-recommends)
 # bundled libopus (cmake), libvpx for VP8; cc65 assembles our homebrew game.
 packages=(pkg-config cmake nasm cc65)
 if [ "$mode" != "--run" ]; then
-    # Browser tests: Debian's Chromium driven by playwright-core; Prometheus for metrics tests.
-    packages+=(chromium nodejs npm)
+    # Browser tests: Debian's Chromium driven by playwright-core (node and npm from Debian
+    # unless the machine already has them).
+    packages+=(chromium)
+    command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 fi
 
 missing=()

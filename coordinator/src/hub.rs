@@ -43,6 +43,9 @@ struct Session {
     zone: Option<String>,
     worker: Option<WorkerId>,
     phase: Phase,
+    /// The last stream ended (quit, refused, room or worker gone): signaling the browser had
+    /// already sent for it is dropped quietly instead of answered with `bad_state`.
+    ended: bool,
 }
 
 /// Coordinator settings the hub needs.
@@ -125,7 +128,7 @@ impl Hub {
 
     /// A browser opened `/ws`, maybe with a share-link room and a zone.
     pub fn browser_connected(&mut self, id: SessionId, room: Option<RoomId>, zone: Option<String>) {
-        self.sessions.insert(id.clone(), Session { zone, worker: None, phase: Phase::Ready });
+        self.sessions.insert(id.clone(), Session { zone, worker: None, phase: Phase::Ready, ended: false });
         if let Some(room) = room {
             match self.registry.room(&room) {
                 Some((worker, _)) => {
@@ -169,6 +172,14 @@ impl Hub {
         }
     }
 
+    /// Ends the session's stream: back to `Ready`, late signaling ignored.
+    fn stream_ended(&mut self, id: &SessionId) {
+        if let Some(s) = self.sessions.get_mut(id) {
+            s.phase = Phase::Ready;
+            s.ended = true;
+        }
+    }
+
     fn init(&mut self, id: &SessionId, worker: WorkerId, room: Option<RoomId>) {
         let Some(w) = self.registry.get(&worker) else { return };
         let msg = ServerMsg::Init {
@@ -194,7 +205,7 @@ impl Hub {
     /// A browser sent a valid message.
     pub fn browser_message(&mut self, id: &SessionId, msg: ClientMsg) {
         let Some(s) = self.sessions.get(id) else { return };
-        let (phase, worker, zone) = (s.phase.clone(), s.worker.clone(), s.zone.clone());
+        let (phase, worker, zone, ended) = (s.phase.clone(), s.worker.clone(), s.zone.clone(), s.ended);
         match (msg, phase) {
             (ClientMsg::Latency { results }, Phase::Checking) => {
                 match selection::choose(&self.registry.candidates(), zone.as_deref(), &results) {
@@ -211,7 +222,10 @@ impl Hub {
             }
             (ClientMsg::Quit, Phase::Starting | Phase::Playing(_)) => {
                 self.send_worker_of(id, worker, |session| CoordMsg::EndSession { session });
-                self.set_phase(id, Phase::Ready);
+                self.stream_ended(id);
+            }
+            (ClientMsg::Answer { .. } | ClientMsg::Ice { .. } | ClientMsg::Quit, Phase::Ready) if ended => {
+                debug!(session = %id, "dropping signaling for a stream that already ended");
             }
             (msg, phase) => {
                 let kind = msg.kind();
@@ -263,6 +277,7 @@ impl Hub {
         if let Some(s) = self.sessions.get_mut(id) {
             s.worker = Some(worker);
             s.phase = Phase::Starting;
+            s.ended = false;
         }
         let ice_servers = self.cfg.ice_servers.clone();
         self.out.push_back(Output::Worker(
@@ -323,7 +338,7 @@ impl Hub {
             }
             (WorkerMsg::SessionEnded { session, code, message }, Some(w)) => {
                 if self.owns(&session, &w) {
-                    self.set_phase(&session, Phase::Ready);
+                    self.stream_ended(&session);
                     self.error(&session, code, message);
                 }
             }
@@ -367,9 +382,9 @@ impl Hub {
         let affected: Vec<SessionId> =
             self.sessions.iter().filter(|(_, s)| s.worker.as_ref() == Some(&d.id)).map(|(id, _)| id.clone()).collect();
         for id in affected {
+            self.stream_ended(&id);
             if let Some(s) = self.sessions.get_mut(&id) {
                 s.worker = None;
-                s.phase = Phase::Ready;
             }
             self.error(
                 &id,
@@ -469,6 +484,12 @@ mod tests {
             &drain(&mut h)[..],
             [Output::Worker(ConnId(1), CoordMsg::StartSession { port: 2, room: Some(_), .. })]
         ));
+
+        // After quitting, candidates still in flight are dropped quietly.
+        h.browser_message(&sid("t"), ClientMsg::Quit);
+        drain(&mut h);
+        h.browser_message(&sid("t"), ClientMsg::Ice { candidate: None });
+        assert!(drain(&mut h).is_empty());
 
         h.browser_disconnected(&sid("s"));
         assert!(matches!(&drain(&mut h)[..], [Output::Worker(_, CoordMsg::EndSession { .. })]));

@@ -35,8 +35,10 @@ pub enum SelectError {
 
 fn no_free_message(zone: Option<&str>) -> String {
     match zone {
-        Some(z) => format!("no worker in zone {z:?} has free capacity; try again later or another zone"),
-        None => "every worker is busy; try again in a minute".to_string(),
+        Some(z) => {
+            format!("zone {z:?} is full: no game server there has free capacity; try again later or another zone")
+        }
+        None => "the farm is full: every game server is busy; try again in a minute".to_string(),
     }
 }
 

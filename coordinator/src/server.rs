@@ -22,7 +22,7 @@ use retrofarm_proto::ids::{RoomId, SessionId};
 use retrofarm_proto::DecodeError;
 use serde::Deserialize;
 use tokio::sync::mpsc;
-use tower_http::services::ServeDir;
+use tower_http::services::{ServeDir, ServeFile};
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
@@ -126,7 +126,11 @@ pub async fn serve(cfg: Config, http: tokio::net::TcpListener, quic: quinn::Endp
         .route("/ws", get(ws_handler))
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok" }))
-        .fallback_service(ServeDir::new(&cfg.web_root))
+        // Only the client itself: not the tests or node_modules that live beside it.
+        .route_service("/", ServeFile::new(cfg.web_root.join("index.html")))
+        .route_service("/index.html", ServeFile::new(cfg.web_root.join("index.html")))
+        .nest_service("/js", ServeDir::new(cfg.web_root.join("js")))
+        .nest_service("/css", ServeDir::new(cfg.web_root.join("css")))
         .with_state(shared);
     axum::serve(http, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
     Ok(())

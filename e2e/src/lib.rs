@@ -3,6 +3,7 @@
 //! WebSocket client ([`browser`]) and a str0m WebRTC peer ([`rtc`]).
 
 pub mod browser;
+pub mod player;
 pub mod procs;
 pub mod rtc;
 pub mod video;

@@ -83,6 +83,22 @@ impl Proc {
         }
     }
 
+    /// Process ids of this process's `retrofarm-emulator` children (one per room of a worker).
+    pub fn emulator_pids(&self) -> Vec<i32> {
+        let mut pids = vec![];
+        let Ok(dir) = std::fs::read_dir("/proc") else { return pids };
+        for e in dir.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+            let Some((comm, rest)) = stat.split_once(") ") else { continue };
+            let ppid: i32 = rest.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+            if ppid == self.pid() && comm.contains("retrofarm-emul") {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
     /// Kills the process and waits for it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

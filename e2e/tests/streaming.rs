@@ -5,111 +5,17 @@
 
 use std::time::Duration;
 
-use retrofarm_e2e::browser::Browser;
+use retrofarm_e2e::player::Player;
 use retrofarm_e2e::procs::{self, CoordinatorAddrs, Proc, WorkerOpts};
-use retrofarm_e2e::rtc::{RtcClient, RtcEvent};
-use retrofarm_e2e::video::{H264Decoder, Luma};
-use retrofarm_proto::browser::{ClientMsg, ServerMsg};
-use retrofarm_proto::ids::RoomId;
-use retrofarm_proto::input::{button, PadState};
+use retrofarm_proto::browser::ServerMsg;
+use retrofarm_proto::input::button;
 use retrofarm_proto::ErrorCode;
-use str0m::media::MediaKind;
 
 const T: Duration = Duration::from_secs(20);
-const GAME: &str = "Retrofarm Walk";
 /// Luma of the white player-1 block (RGB 255,255,255 → Y≈235) and the red player-2 block
 /// (RGB 181,49,32 → Y≈90); the blue background is Y≈50.
 const WHITE: (u8, u8) = (200, 255);
 const RED: (u8, u8) = (75, 110);
-
-struct Player {
-    browser: Browser,
-    peer: RtcClient,
-    decoder: H264Decoder,
-    seq: u16,
-    room: RoomId,
-}
-
-impl Player {
-    /// Opens a session (joining `room` when given) on `port` and connects WebRTC.
-    async fn join(addrs: CoordinatorAddrs, room: Option<&RoomId>, port: u8) -> Player {
-        let query = room.map(|r| format!("room={r}")).unwrap_or_default();
-        let mut browser = Browser::connect(&addrs.ws_url(&query)).await.unwrap();
-        if room.is_none() {
-            let workers = browser
-                .recv_until(T, |m| match m {
-                    ServerMsg::CheckLatency { workers } => Some(workers.clone()),
-                    _ => None,
-                })
-                .await
-                .unwrap();
-            browser.answer_latency(&workers).await.unwrap();
-        }
-        browser.recv_until(T, |m| matches!(m, ServerMsg::Init { .. }).then_some(())).await.unwrap();
-        browser.send(&ClientMsg::StartGame { game: GAME.into(), room: room.cloned(), port }).await.unwrap();
-        let room = browser
-            .recv_until(T, |m| match m {
-                ServerMsg::GameStarted { room, .. } => Some(room.clone()),
-                ServerMsg::Error { code, message } => panic!("start failed: {code:?} {message}"),
-                _ => None,
-            })
-            .await
-            .unwrap();
-        let offer = browser
-            .recv_until(T, |m| match m {
-                ServerMsg::Offer { sdp } => Some(sdp.clone()),
-                _ => None,
-            })
-            .await
-            .unwrap();
-        let mut peer = RtcClient::answer(&offer).await.unwrap();
-        browser.send(&ClientMsg::Answer { sdp: peer.answer.clone() }).await.unwrap();
-        browser.send(&ClientMsg::Ice { candidate: Some(peer.candidate.clone()) }).await.unwrap();
-        peer.wait_for(T, |e| matches!(e, RtcEvent::ChannelOpen(_)).then_some(())).await.unwrap();
-        Player { browser, peer, decoder: H264Decoder::default(), seq: 0, room }
-    }
-
-    /// Receives for `d`; returns (video frames, audio packets, last decoded picture).
-    async fn watch(&mut self, d: Duration) -> (usize, usize, Option<Luma>) {
-        let (mut video, mut audio, mut last) = (0, 0, None);
-        for ev in self.peer.collect(d).await {
-            if let RtcEvent::Media { kind, codec, data } = ev {
-                match kind {
-                    MediaKind::Video => {
-                        assert_eq!(codec, "H264");
-                        video += 1;
-                        if let Some(l) = self.decoder.decode(&data) {
-                            last = Some(l);
-                        }
-                    }
-                    MediaKind::Audio => {
-                        assert_eq!(codec, "Opus");
-                        audio += 1;
-                    }
-                }
-            }
-        }
-        (video, audio, last)
-    }
-
-    /// Holds `buttons` for `d` (state resent every 50 ms, as the page does), then releases.
-    async fn hold(&mut self, buttons: u16, d: Duration) -> (usize, usize, Option<Luma>) {
-        let end = tokio::time::Instant::now() + d;
-        let mut last = None;
-        let (mut video, mut audio) = (0, 0);
-        while tokio::time::Instant::now() < end {
-            self.seq = self.seq.wrapping_add(1);
-            self.peer.send_input(PadState { seq: self.seq, buttons, axes: [0; 4] }.encode().to_vec());
-            let (v, a, l) = self.watch(Duration::from_millis(50)).await;
-            video += v;
-            audio += a;
-            last = l.or(last);
-        }
-        self.seq = self.seq.wrapping_add(1);
-        self.peer.send_input(PadState { seq: self.seq, buttons: 0, axes: [0; 4] }.encode().to_vec());
-        (video, audio, last)
-    }
-}
 
 fn start(dir: &std::path::Path) -> (CoordinatorAddrs, Proc, Proc) {
     let pki = dir.join("pki");
@@ -162,21 +68,6 @@ async fn h264_and_opus_reach_a_webrtc_peer_and_input_moves_the_players() {
     drop(p1.browser);
 }
 
-/// Emulator children of `worker`.
-fn emulator_pids(worker: &Proc) -> Vec<i32> {
-    let mut pids = vec![];
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let Some((comm, rest)) = stat.split_once(") ") else { continue };
-        let ppid: i32 = rest.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        if ppid == worker.pid() && comm.contains("retrofarm-emul") {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn killing_one_rooms_emulator_ends_only_that_room() {
     let dir = tempfile::tempdir().unwrap();
@@ -187,7 +78,7 @@ async fn killing_one_rooms_emulator_ends_only_that_room() {
     assert!(a.watch(Duration::from_secs(1)).await.0 > 20);
     assert!(b.watch(Duration::from_secs(1)).await.0 > 20);
 
-    let pids = emulator_pids(&worker);
+    let pids = worker.emulator_pids();
     assert_eq!(pids.len(), 2, "one emulator process per room");
     // SAFETY: kill(2) on a child process of our worker; no memory is involved.
     #[allow(unsafe_code)]
@@ -212,7 +103,7 @@ async fn killing_one_rooms_emulator_ends_only_that_room() {
         }
     }
     assert_eq!(closed, 1);
-    assert_eq!(emulator_pids(&worker).len(), 1);
+    assert_eq!(worker.emulator_pids().len(), 1);
     // The worker is alive and can start a new room.
     let mut c = Player::join(addrs, None, 1).await;
     assert!(c.watch(Duration::from_secs(1)).await.0 > 20);

@@ -3,7 +3,7 @@
 
 import { Signaling, signalingUrl, FROM_SERVER, TO_SERVER } from './signaling.js';
 import { measureLatency } from './latency.js';
-import { GamePeer } from './rtc.js';
+import { GamePeer, sdpCodecs } from './rtc.js';
 import { PadInput, KEYMAP } from './input.js';
 import { StatsSampler, emptyStats } from './stats.js';
 import { describeError } from './errors.js';
@@ -34,6 +34,7 @@ const state = {
   rtc: 'none', // RTCPeerConnection.connectionState
   input: 'none', // the input data channel's readyState
   inputChannel: null, // {ordered, maxRetransmits, maxPacketLifeTime} as negotiated
+  videoCodecs: [], // video codecs of the page's SDP answer, in order of preference
   /** The last error code (null when none is shown) and every code seen, in order. */
   error: null,
   errorMessage: null,
@@ -265,6 +266,7 @@ async function onOffer(sdp) {
   try {
     const answer = await p.answer(sdp);
     if (peer !== p) return;
+    state.videoCodecs = sdpCodecs(answer, 'video');
     send(TO_SERVER.ANSWER, { sdp: answer });
     stats.start(p);
   } catch (err) {
@@ -329,7 +331,17 @@ function unmute() {
     .catch((err) => console.warn('audio: still blocked', err));
 }
 
+/** Codes that report a bug in this page; they never end the session. */
+const PROTOCOL_BUGS = new Set(['malformed', 'too_large', 'unknown_type', 'bad_state']);
+
 function onServerError(code, message) {
+  if (PROTOCOL_BUGS.has(code)) console.error(`signaling: server reported ${code}: ${message}`);
+  // A message already in flight when a session ended (say, a trickled candidate after
+  // room_closed) earns a bad_state: keep the error that explains what happened on screen.
+  if (PROTOCOL_BUGS.has(code) && state.error && !PROTOCOL_BUGS.has(state.error)) {
+    state.errors.push(code);
+    return;
+  }
   const info = showError(code, message);
   switch (info.next) {
     case 'retry':

@@ -13,6 +13,13 @@ export function preferredVideoCodecs(capabilities, codec) {
   return keep.concat(all.filter((c) => c.mimeType.toLowerCase() === 'video/rtx'));
 }
 
+/** Codec names (`H264`, `VP8`, `rtx`…) of the first `kind` m-section of an SDP, in order. */
+export function sdpCodecs(sdp, kind) {
+  const section = sdp.split(/\r?\n(?=m=)/).find((m) => m.startsWith(`m=${kind} `));
+  if (!section) return [];
+  return [...section.matchAll(/^a=rtpmap:\d+ ([^/\s]+)\//gm)].map((m) => m[1]);
+}
+
 /** `RTCIceCandidateInit` as docs/protocol.md spells it (only the three fields it names). */
 function candidateInit(c) {
   return { candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex };

@@ -35,7 +35,6 @@ export const CHROMIUM_ARGS = [
 ];
 
 const LOG_FILTER = 'info,retrofarm=debug,farm_worker=debug,retrofarm_coordinator=debug,retrofarm_worker=debug';
-// eslint-disable-next-line no-control-regex
 const ANSI = /\x1b\[[0-9;]*m/g;
 
 /** Everything that can explain a failure: live processes and pages register here. */
@@ -250,7 +249,6 @@ export async function waitForState(page, predicate, { timeout = 15_000, what = S
     await page.waitForFunction(
       (src) => {
         const s = window.retrofarm?.state;
-        // eslint-disable-next-line no-new-func
         return !!s && new Function('s', `return (${src})(s)`)(s);
       },
       String(predicate),
@@ -271,9 +269,16 @@ export async function waitForState(page, predicate, { timeout = 15_000, what = S
 const artifacts = new Map();
 export const ARTIFACT_DIR = path.join(WEB_ROOT, 'test-output');
 
-/** Keeps `data` to be written to web/test-output/`name` if the running test fails. */
+/**
+ * Keeps `data` to be written to web/test-output/`name` if the running test fails (always, when
+ * RETROFARM_ARTIFACTS is set).
+ */
 export function keepArtifact(name, data) {
   artifacts.set(name, data);
+  if (process.env.RETROFARM_ARTIFACTS) {
+    fs.mkdirSync(ARTIFACT_DIR, { recursive: true });
+    fs.writeFileSync(path.join(ARTIFACT_DIR, name), data);
+  }
 }
 
 export function printDiagnostics(title) {
@@ -298,7 +303,7 @@ export function scenario(name, options, fn) {
     try {
       await fn(t);
     } catch (err) {
-      printDiagnostics(`FAILED: ${name}`);
+      if (!options.todo) printDiagnostics(`FAILED: ${name}`);
       throw err;
     }
   });

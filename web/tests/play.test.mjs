@@ -9,6 +9,8 @@ import { GAME, keepArtifact, launchBrowser, openPage, scenario, sleep, startClus
 import { blockPosition, decodePng, isRed, isWhite } from './pixels.mjs';
 
 const MEDIA_DEADLINE_MS = 5000;
+/** How long a direction is held: ~42 frames, 84 px, which keeps the blocks from overlapping. */
+const HOLD_MS = 700;
 // Block centres at power-on, in the 256×240 coordinates of games/README.md.
 const START = { p1: { x: 71.5, y: 119.5 }, p2: { x: 183.5, y: 119.5 } };
 /** The stream's frame size (set once the video plays): 256×240, or 256×224 with overscan cropped. */
@@ -43,8 +45,9 @@ async function waitForMedia(page, { frames, startedAt, who }) {
     stats = await page.evaluate(() => window.retrofarm.pollStats());
     video = await videoInfo(page);
     if (stats.framesDecoded >= frames && stats.audioPackets > 0 && video.width > 0 && !video.paused) break;
+    const s = await page.evaluate(() => window.retrofarm.state);
+    if (s.error) assert.fail(`${who}: the page shows error ${s.error} (${s.errorMessage}) instead of the stream`);
     if (Date.now() > deadline) {
-      const s = await page.evaluate(() => window.retrofarm.state);
       assert.fail(
         `${who}: no playing stream within ${MEDIA_DEADLINE_MS} ms of starting (wanted ≥ ${frames} frames decoded ` +
           `and audio packets). Does the worker send video and audio after the peer connects yet? ` +
@@ -131,19 +134,20 @@ scenario('the stream plays and both players move their blocks', { timeout: 90_00
     // The stats overlay sits on the picture (its text is white too): hide it with its toggle.
     await hideStats(p1);
 
-    // Player 1 holds Right for about a second: the white block moves right, not down.
+    // Player 1 holds Right for 0.7 s: the white block moves right (~84 px at 2 px a frame), not
+    // down, and stops short of the red block (player 1 is drawn in front and would hide part of it).
     const start = await settledBlocks(p1);
-    near(start.p1, START.p1, 4, 'player 1 at start');
-    near(start.p2, START.p2, 5, 'player 2 at start');
-    await hold(p1, 'ArrowRight', 1000);
+    near(start.p1, START.p1, 3, 'player 1 at start');
+    near(start.p2, START.p2, 3, 'player 2 at start');
+    await hold(p1, 'ArrowRight', HOLD_MS);
     const moved = await settledBlocks(p1);
     assert.ok(moved.p1, 'player 1 block visible after moving');
     const dx = moved.p1.x - start.p1.x;
     const fmt = (p) => `(${p.x.toFixed(1)}, ${p.y.toFixed(1)})`;
-    t.diagnostic(`player 1 ${fmt(start.p1)} → ${fmt(moved.p1)} after ArrowRight for 1 s`);
-    assert.ok(dx >= 60, `player 1 moved ${dx.toFixed(1)} px right holding ArrowRight for 1 s (expected ~120)`);
+    t.diagnostic(`player 1 ${fmt(start.p1)} → ${fmt(moved.p1)} after ArrowRight for ${HOLD_MS} ms`);
+    assert.ok(dx >= 40 && dx <= 100, `player 1 moved ${dx.toFixed(1)} px holding ArrowRight for ${HOLD_MS} ms (expected ~84)`);
     assert.ok(Math.abs(moved.p1.y - start.p1.y) < 3, 'player 1 did not move vertically');
-    near(moved.p2, START.p2, 5, 'player 2 unmoved by player 1');
+    near(moved.p2, START.p2, 3, 'player 2 unmoved by player 1');
 
     // A second player opens the share link: port 2 by default, same picture, moves the red block.
     const link = await p1.locator('#share-link').inputValue();
@@ -159,21 +163,34 @@ scenario('the stream plays and both players move their blocks', { timeout: 90_00
     await waitForMedia(p2, { frames: 30, startedAt: joinedAt, who: 'player 2' });
     await hideStats(p2);
     const seen = await settledBlocks(p2);
-    near(seen.p1, moved.p1, 4, 'player 2 sees player 1 where it went');
-    near(seen.p2, START.p2, 5, 'player 2 at start, seen by player 2');
+    near(seen.p1, moved.p1, 3, 'player 2 sees player 1 where it went');
+    near(seen.p2, START.p2, 3, 'player 2 at start, seen by player 2');
 
-    await hold(p2, 'ArrowLeft', 500);
+    await hold(p2, 'ArrowLeft', HOLD_MS);
     const after2 = await settledBlocks(p2);
     assert.ok(after2.p2, 'player 2 block visible after moving');
     const dx2 = after2.p2.x - seen.p2.x;
-    t.diagnostic(`player 2 ${fmt(seen.p2)} → ${fmt(after2.p2)} after ArrowLeft for 0.5 s`);
-    assert.ok(dx2 <= -30, `player 2 moved ${dx2.toFixed(1)} px holding ArrowLeft for 0.5 s (expected ~-60)`);
-    near(after2.p1, moved.p1, 4, 'player 1 unmoved by player 2');
+    t.diagnostic(`player 2 ${fmt(seen.p2)} → ${fmt(after2.p2)} after ArrowLeft for ${HOLD_MS} ms`);
+    assert.ok(dx2 <= -40 && dx2 >= -100, `player 2 moved ${dx2.toFixed(1)} px holding ArrowLeft for ${HOLD_MS} ms (expected ~-84)`);
+    assert.ok(Math.abs(after2.p2.y - seen.p2.y) < 3, 'player 2 did not move vertically');
+    near(after2.p1, moved.p1, 3, 'player 1 unmoved by player 2');
     // Player 1's page shows the same room.
     const p1view = await settledBlocks(p1);
-    near(p1view.p2, after2.p2, 4, 'player 1 sees player 2 move');
+    near(p1view.p2, after2.p2, 3, 'player 1 sees player 2 move');
   } finally {
     await two.context?.close();
     await one.context.close();
+  }
+});
+
+scenario('?codec=vp8 streams VP8', { todo: 'the worker has no VP8 encoder yet' }, async () => {
+  const { page, context } = await openPage(browser, `${cluster.url}/?codec=vp8`, { name: 'vp8 player' });
+  try {
+    await page.getByRole('button', { name: new RegExp(GAME) }).click();
+    const startedAt = Date.now();
+    const { stats } = await waitForMedia(page, { frames: 100, startedAt, who: 'vp8 player' });
+    assert.equal(stats.codec, 'video/VP8');
+  } finally {
+    await context.close();
   }
 });

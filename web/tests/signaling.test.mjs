@@ -38,6 +38,8 @@ scenario('lists the games, starts one, connects WebRTC and opens the input chann
       what: 'RTCPeerConnection connected and the input channel open',
     });
 
+    assert.ok(s.videoCodecs.includes('H264'), `the answer accepts H264: ${s.videoCodecs}`);
+
     // The share link points at this room on this origin.
     const link = page.locator('#share-link');
     await link.waitFor({ state: 'visible' });
@@ -53,6 +55,26 @@ scenario('lists the games, starts one, connects WebRTC and opens the input chann
     // Stats are exposed for tests.
     const stats = await page.evaluate(() => window.retrofarm.pollStats());
     assert.equal(typeof stats.framesDecoded, 'number');
+
+    // Quit goes back to the game list, and the same session can start again.
+    await page.getByRole('button', { name: 'Quit' }).click();
+    s = await waitForState(page, (s) => s.phase === 'choosing' && s.rtc === 'none', { what: 'back in the lobby' });
+    assert.equal(s.room, null);
+    await button.click();
+    s = await waitForState(page, (s) => s.rtc === 'connected' && s.input === 'open', { what: 'connected again' });
+    assert.equal(s.error, null, `no error on the second start: ${s.errors}`);
+  } finally {
+    await context.close();
+  }
+});
+
+scenario('?codec=vp8 answers with VP8 (and rtx) only', async () => {
+  const { page, context } = await openPage(browser, `${cluster.url}/?codec=vp8`);
+  try {
+    await page.getByRole('button', { name: new RegExp(GAME) }).click();
+    const s = await waitForState(page, (s) => s.videoCodecs.length > 0, { what: 'an answer was sent' });
+    assert.ok(s.videoCodecs.includes('VP8'), String(s.videoCodecs));
+    assert.deepEqual(s.videoCodecs.filter((c) => c !== 'VP8' && c !== 'rtx'), [], String(s.videoCodecs));
   } finally {
     await context.close();
   }

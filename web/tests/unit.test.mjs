@@ -5,7 +5,7 @@ import { test } from 'node:test';
 
 import { BUTTON, GAMEPAD_BUTTONS, KEYMAP, encodeInput, readGamepad } from '../js/input.js';
 import { summarize } from '../js/stats.js';
-import { preferredVideoCodecs } from '../js/rtc.js';
+import { preferredVideoCodecs, sdpCodecs } from '../js/rtc.js';
 import { describeError, ERRORS } from '../js/errors.js';
 import { blockPosition, centroid, decodePng, encodePng, isRed, isWhite } from './pixels.mjs';
 
@@ -109,4 +109,13 @@ test('PNG round trip with all five filters, and block centroids', () => {
   tall.data.set(big.data, 100 * 1024 * 4);
   const pos2 = blockPosition(tall, isWhite, { width: 256, height: 240 });
   assert.ok(Math.abs(pos2.x - 71.5) < 0.01 && Math.abs(pos2.y - 119.5) < 0.01, JSON.stringify(pos2));
+});
+
+test('codec names of an SDP section', () => {
+  const sdp = ['v=0', 'o=- 1 2 IN IP4 127.0.0.1', 's=-', 't=0 0',
+    'm=video 9 UDP/TLS/RTP/SAVPF 96 97', 'a=rtpmap:96 VP8/90000', 'a=rtpmap:97 rtx/90000', 'a=fmtp:97 apt=96',
+    'm=audio 9 UDP/TLS/RTP/SAVPF 111', 'a=rtpmap:111 opus/48000/2', ''].join('\r\n');
+  assert.deepEqual(sdpCodecs(sdp, 'video'), ['VP8', 'rtx']);
+  assert.deepEqual(sdpCodecs(sdp, 'audio'), ['opus']);
+  assert.deepEqual(sdpCodecs(sdp, 'application'), []);
 });

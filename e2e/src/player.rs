@@ -1,0 +1,132 @@
+//! A player: a signaling connection plus a WebRTC peer in a room, with helpers to watch the
+//! stream and press buttons.
+
+use std::time::Duration;
+
+use retrofarm_proto::browser::{ClientMsg, ServerMsg};
+use retrofarm_proto::ids::RoomId;
+use retrofarm_proto::input::PadState;
+use retrofarm_proto::ErrorCode;
+use str0m::media::MediaKind;
+
+use crate::browser::Browser;
+use crate::procs::CoordinatorAddrs;
+use crate::rtc::{RtcClient, RtcEvent};
+use crate::video::{H264Decoder, Luma};
+
+const T: Duration = Duration::from_secs(20);
+
+/// The project's own game (games/README.md).
+pub const GAME: &str = "Retrofarm Walk";
+
+/// One player in a room.
+pub struct Player {
+    /// Signaling.
+    pub browser: Browser,
+    /// WebRTC.
+    pub peer: RtcClient,
+    /// Decoder of the received video.
+    pub decoder: H264Decoder,
+    seq: u16,
+    /// The room.
+    pub room: RoomId,
+}
+
+impl Player {
+    /// Opens a session (joining `room` when given) on `port` and connects WebRTC.
+    pub async fn join(addrs: CoordinatorAddrs, room: Option<&RoomId>, port: u8) -> Player {
+        Self::join_game(addrs, GAME, room, port).await
+    }
+
+    /// Like [`Self::join`], for any game.
+    pub async fn join_game(addrs: CoordinatorAddrs, game: &str, room: Option<&RoomId>, port: u8) -> Player {
+        match Self::try_join(addrs, game, room, port).await {
+            Ok(p) => p,
+            Err((code, message)) => panic!("start failed: {code:?} {message}"),
+        }
+    }
+
+    /// Joins, or returns the error the coordinator or worker answered with.
+    pub async fn try_join(
+        addrs: CoordinatorAddrs,
+        game: &str,
+        room: Option<&RoomId>,
+        port: u8,
+    ) -> Result<Player, (ErrorCode, String)> {
+        let query = room.map(|r| format!("room={r}")).unwrap_or_default();
+        let mut browser = Browser::connect(&addrs.ws_url(&query)).await.unwrap();
+        let error = |m: &ServerMsg| match m {
+            ServerMsg::Error { code, message } => Some((*code, message.clone())),
+            _ => None,
+        };
+        if room.is_none() {
+            let first = browser.recv(T).await.unwrap();
+            let ServerMsg::CheckLatency { workers } = first else {
+                return Err(error(&first).unwrap_or((ErrorCode::Internal, format!("unexpected {first:?}"))));
+            };
+            browser.answer_latency(&workers).await.unwrap();
+        }
+        browser.recv_until(T, |m| matches!(m, ServerMsg::Init { .. }).then_some(())).await.unwrap();
+        browser.send(&ClientMsg::StartGame { game: game.into(), room: room.cloned(), port }).await.unwrap();
+        let room = browser
+            .recv_until(T, |m| match m {
+                ServerMsg::GameStarted { room, .. } => Some(Ok(room.clone())),
+                m => error(m).map(Err),
+            })
+            .await
+            .unwrap()?;
+        let offer = browser
+            .recv_until(T, |m| match m {
+                ServerMsg::Offer { sdp } => Some(sdp.clone()),
+                _ => None,
+            })
+            .await
+            .unwrap();
+        let mut peer = RtcClient::answer(&offer).await.unwrap();
+        browser.send(&ClientMsg::Answer { sdp: peer.answer.clone() }).await.unwrap();
+        browser.send(&ClientMsg::Ice { candidate: Some(peer.candidate.clone()) }).await.unwrap();
+        peer.wait_for(T, |e| matches!(e, RtcEvent::ChannelOpen(_)).then_some(())).await.unwrap();
+        Ok(Player { browser, peer, decoder: H264Decoder::default(), seq: 0, room })
+    }
+
+    /// Receives for `d`; returns (video frames, audio packets, last decoded picture).
+    pub async fn watch(&mut self, d: Duration) -> (usize, usize, Option<Luma>) {
+        let (mut video, mut audio, mut last) = (0, 0, None);
+        for ev in self.peer.collect(d).await {
+            if let RtcEvent::Media { kind, codec, data } = ev {
+                match kind {
+                    MediaKind::Video => {
+                        assert_eq!(codec, "H264");
+                        video += 1;
+                        if let Some(l) = self.decoder.decode(&data) {
+                            last = Some(l);
+                        }
+                    }
+                    MediaKind::Audio => {
+                        assert_eq!(codec, "Opus");
+                        audio += 1;
+                    }
+                }
+            }
+        }
+        (video, audio, last)
+    }
+
+    /// Holds `buttons` for `d` (state resent every 50 ms, as the page does), then releases.
+    pub async fn hold(&mut self, buttons: u16, d: Duration) -> (usize, usize, Option<Luma>) {
+        let end = tokio::time::Instant::now() + d;
+        let mut last = None;
+        let (mut video, mut audio) = (0, 0);
+        while tokio::time::Instant::now() < end {
+            self.seq = self.seq.wrapping_add(1);
+            self.peer.send_input(PadState { seq: self.seq, buttons, axes: [0; 4] }.encode().to_vec());
+            let (v, a, l) = self.watch(Duration::from_millis(50)).await;
+            video += v;
+            audio += a;
+            last = l.or(last);
+        }
+        self.seq = self.seq.wrapping_add(1);
+        self.peer.send_input(PadState { seq: self.seq, buttons: 0, axes: [0; 4] }.encode().to_vec());
+        (video, audio, last)
+    }
+}
