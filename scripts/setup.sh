@@ -15,11 +15,11 @@ apt_opts=(-y -q -o DPkg::Lock::Timeout=900 --no-install-recommends)
 
 # Build tools for the codecs: openh264 (nasm: without it the assembly is silently lost), the
 # bundled libopus (cmake), libvpx for VP8; cc65 assembles our homebrew game.
-packages=(pkg-config cmake nasm cc65)
+packages=(pkg-config cmake nasm cc65 libvpx-dev)
 if [ "$mode" != "--run" ]; then
     # Browser tests: Debian's Chromium driven by playwright-core (node and npm from Debian
     # unless the machine already has them).
-    packages+=(chromium)
+    packages+=(chromium prometheus python3-yaml)
     command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 fi
 

@@ -82,18 +82,41 @@ impl Browser {
     }
 }
 
-/// `GET url` over plain HTTP; returns the round trip in ms.
-pub async fn http_ping(url: &str) -> Result<u32> {
-    let rest = url.strip_prefix("http://").context("only http:// ping URLs")?;
+/// `GET url` over plain HTTP/1.1; returns the status and the body.
+pub async fn http_get(url: &str) -> Result<(u16, String)> {
+    let rest = url.strip_prefix("http://").context("only http:// URLs")?;
     let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
-    let start = Instant::now();
     let mut s = TcpStream::connect(host).await?;
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await?;
-    let head = String::from_utf8_lossy(&buf);
-    if !head.starts_with("HTTP/1.1 204") {
-        bail!("ping {url}: {head}");
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).context("no HTTP status")?;
+    let body =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    Ok((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// `GET url`; returns the round trip in ms (the worker's ping endpoint answers 204).
+pub async fn http_ping(url: &str) -> Result<u32> {
+    let start = Instant::now();
+    let (status, _) = http_get(url).await?;
+    if status != 204 {
+        bail!("ping {url}: HTTP {status}");
     }
     Ok(start.elapsed().as_millis().max(1) as u32)
 }

@@ -13,7 +13,7 @@ use retrofarm_proto::control::{CoordMsg, Load, RoomInfo, WorkerMsg};
 use retrofarm_proto::ids::{RoomId, SessionId};
 use retrofarm_proto::input::PadState;
 use retrofarm_proto::ErrorCode;
-use str0m::media::{MediaTime, Mid, Pt};
+use str0m::media::MediaTime;
 use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output};
 use tokio::net::UdpSocket;
@@ -25,7 +25,7 @@ use crate::library::Library;
 use crate::metrics::{metrics, CPU};
 use crate::peer::Peer;
 use crate::pool::EncodePool;
-use crate::room::{MediaEvent, RoomHandle, RoomSpec};
+use crate::room::{MediaEvent, RoomHandle, RoomSpec, VideoCodec};
 use crate::roombook::RoomBook;
 
 /// How long a peer may wait for the browser's answer.
@@ -289,10 +289,14 @@ impl Engine {
     }
 
     fn leave(&mut self, session: &SessionId) {
-        if let Some((room, true)) = self.book.leave(session) {
-            info!(%room, "room closed: last player left");
-            self.stop_room(&room);
-            self.send(WorkerMsg::RoomClosed { room });
+        match self.book.leave(session) {
+            Some((room, true)) => {
+                info!(%room, "room closed: last player left");
+                self.stop_room(&room);
+                self.send(WorkerMsg::RoomClosed { room });
+            }
+            Some((room, false)) => self.update_wanted(&room),
+            None => {}
         }
     }
 
@@ -303,25 +307,27 @@ impl Engine {
 
     fn media(&mut self, ev: MediaEvent) {
         let now = Instant::now();
-        let (room, mid_of, pt_of, time, data): (_, fn(&Peer) -> Mid, fn(&Peer) -> Option<Pt>, _, _) = match ev {
-            MediaEvent::Video { room, codec: _, data, keyframe: _, rtp_90k, stamps } => {
+        // Which peers get it, on which m-line and payload type, at what RTP time.
+        let (room, codec, time, data) = match ev {
+            MediaEvent::Video { room, codec, data, keyframe: _, rtp_90k, stamps } => {
                 self.sent.push(stamps.emulated);
-                (room, |p| p.video, |p| p.payloads.and_then(|x| x.h264), MediaTime::from_90khz(rtp_90k), data)
+                (room, Some(codec), MediaTime::from_90khz(rtp_90k), data)
             }
-            MediaEvent::Audio { room, data, rtp_48k } => (
-                room,
-                |p| p.audio,
-                |p| p.payloads.and_then(|x| x.opus),
-                MediaTime::new(rtp_48k, str0m::media::Frequency::FORTY_EIGHT_KHZ),
-                data,
-            ),
+            MediaEvent::Audio { room, data, rtp_48k } => {
+                (room, None, MediaTime::new(rtp_48k, str0m::media::Frequency::FORTY_EIGHT_KHZ), data)
+            }
             MediaEvent::Died { room, reason } => return self.room_died(&room, reason),
         };
-        let kind = if time.frequency() == str0m::media::Frequency::NINETY_KHZ { "video" } else { "audio" };
+        let kind = if codec.is_some() { "video" } else { "audio" };
         let sessions: Vec<SessionId> = self.book.sessions_in(&room).cloned().collect();
         for s in sessions {
             let Some(peer) = self.peers.get_mut(&s) else { continue };
-            let (mid, Some(pt)) = (mid_of(peer), pt_of(peer)) else { continue };
+            let Some(payloads) = peer.payloads else { continue };
+            let target = match codec {
+                Some(c) => payloads.video().filter(|(vc, _)| *vc == c).map(|(_, pt)| (peer.video, pt)),
+                None => payloads.opus.map(|pt| (peer.audio, pt)),
+            };
+            let Some((mid, pt)) = target else { continue };
             if let Some(w) = peer.rtc.writer(mid) {
                 match w.write(pt, now, time, Arc::clone(&data)) {
                     Ok(()) => metrics().sent_bytes.with_label_values(&[kind]).inc_by(data.len() as u64),
@@ -329,6 +335,14 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Tells a room which codecs its connected viewers need.
+    fn update_wanted(&self, room: &RoomId) {
+        let Some(handle) = self.rooms.get(room) else { return };
+        let codecs: Vec<VideoCodec> =
+            self.book.sessions_in(room).filter_map(|s| self.peers.get(s)?.payloads?.video().map(|(c, _)| c)).collect();
+        handle.set_wanted(codecs.contains(&VideoCodec::H264), codecs.contains(&VideoCodec::Vp8));
     }
 
     fn room_died(&mut self, room: &RoomId, reason: String) {
@@ -472,18 +486,22 @@ impl Engine {
                 let Some(peer) = self.peers.get_mut(&s) else { return };
                 let payloads = peer.choose_payloads();
                 info!(session = %s, ?payloads, "peer connected");
-                if payloads.h264.is_none() {
-                    let msg = "your browser offered no H264 format this server can send".to_string();
+                let Some((codec, _)) = payloads.video() else {
+                    let msg = "your browser accepts neither H264 nor VP8 video".to_string();
                     return self.end(&s, ErrorCode::Internal, msg);
-                }
+                };
                 // A new viewer needs a keyframe to start decoding.
                 if let Some((room, _)) = self.room_of(&s) {
-                    room.request_keyframe();
+                    room.request_keyframe(codec);
+                }
+                if let Some((room, _)) = self.book.session(&s).cloned() {
+                    self.update_wanted(&room);
                 }
             }
             Action::Keyframe(s) => {
-                if let Some((room, _)) = self.room_of(&s) {
-                    room.request_keyframe();
+                let codec = self.peers.get(&s).and_then(|p| p.payloads?.video()).map(|(c, _)| c);
+                if let (Some((room, _)), Some(codec)) = (self.room_of(&s), codec) {
+                    room.request_keyframe(codec);
                 }
             }
             Action::Input(s, pad) => {

@@ -7,6 +7,8 @@ use std::time::Instant;
 use anyhow::{anyhow, Context, Result};
 use retrofarm_proto::browser::IceCandidate;
 use retrofarm_proto::input::PadTracker;
+
+use crate::room::VideoCodec;
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::channel::{ChannelConfig, ChannelId, Reliability};
 use str0m::format::{Codec, PayloadParams};
@@ -37,8 +39,17 @@ pub struct Peer {
 pub struct Payloads {
     /// H264 video, when the browser accepted it.
     pub h264: Option<Pt>,
+    /// VP8 video, when the browser accepted it.
+    pub vp8: Option<Pt>,
     /// Opus audio.
     pub opus: Option<Pt>,
+}
+
+impl Payloads {
+    /// The video codec this peer gets: H264 when it accepted a usable format, else VP8.
+    pub fn video(&self) -> Option<(VideoCodec, Pt)> {
+        self.h264.map(|pt| (VideoCodec::H264, pt)).or(self.vp8.map(|pt| (VideoCodec::Vp8, pt)))
+    }
 }
 
 /// Preference among the browser's H264 formats: packetization-mode 1 is required; constrained
@@ -57,13 +68,11 @@ fn h264_rank(p: &PayloadParams) -> Option<u8> {
 }
 
 /// Chooses what to send from the payload types the browser accepted.
-pub fn choose_payloads<'a>(
-    video: impl Iterator<Item = &'a PayloadParams>,
-    mut audio: impl Iterator<Item = &'a PayloadParams>,
-) -> Payloads {
-    let h264 = video.filter_map(|p| h264_rank(p).map(|r| (r, p.pt()))).min_by_key(|(r, _)| *r).map(|(_, pt)| pt);
-    let opus = audio.find(|p| p.spec().codec == Codec::Opus).map(|p| p.pt());
-    Payloads { h264, opus }
+pub fn choose_payloads(video: &[PayloadParams], audio: &[PayloadParams]) -> Payloads {
+    let h264 = video.iter().filter_map(|p| h264_rank(p).map(|r| (r, p.pt()))).min_by_key(|(r, _)| *r).map(|(_, pt)| pt);
+    let vp8 = video.iter().find(|p| p.spec().codec == Codec::Vp8).map(|p| p.pt());
+    let opus = audio.iter().find(|p| p.spec().codec == Codec::Opus).map(|p| p.pt());
+    Payloads { h264, vp8, opus }
 }
 
 impl std::fmt::Debug for Peer {
@@ -128,7 +137,7 @@ impl Peer {
             self.rtc.writer(self.video).map(|w| w.payload_params().cloned().collect()).unwrap_or_default();
         let audio: Vec<PayloadParams> =
             self.rtc.writer(self.audio).map(|w| w.payload_params().cloned().collect()).unwrap_or_default();
-        let p = choose_payloads(video.iter(), audio.iter());
+        let p = choose_payloads(&video, &audio);
         self.payloads = Some(p);
         p
     }

@@ -11,7 +11,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use retrofarm_emulator::{Emulator, EmulatorConfig, PixelFormat as EmuFormat};
-use retrofarm_media::{AudioConfig, AudioEncoder, H264Config, H264Encoder, I420Frame, PixelFormat, RgbFrame};
+use retrofarm_media::{
+    AudioConfig, AudioEncoder, EncodedFrame, H264Config, H264Encoder, I420Frame, PixelFormat, RgbFrame, Vp8Config,
+    Vp8Encoder,
+};
 use retrofarm_proto::ids::RoomId;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -24,7 +27,22 @@ use crate::wake::FrameWake;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum VideoCodec {
     /// H264 constrained baseline (openh264).
-    H264,
+    H264 = 0,
+    /// VP8 (libvpx), for browsers whose answer has no usable H264.
+    Vp8 = 1,
+}
+
+impl VideoCodec {
+    /// Both codecs.
+    pub const ALL: [VideoCodec; 2] = [VideoCodec::H264, VideoCodec::Vp8];
+
+    /// The `encoder` metric label.
+    pub fn encoder(self) -> &'static str {
+        match self {
+            VideoCodec::H264 => "openh264",
+            VideoCodec::Vp8 => "vp8",
+        }
+    }
 }
 
 /// When a frame passed each stage, CLOCK_MONOTONIC nanoseconds.
@@ -92,6 +110,7 @@ pub struct RoomSpec {
 #[derive(Default)]
 struct Encoders {
     h264: Option<H264Encoder>,
+    vp8: Option<Vp8Encoder>,
     opus: Option<AudioEncoder>,
     i420: I420Frame,
     pcm: Vec<i16>,
@@ -107,7 +126,10 @@ pub struct Room {
     emulator: OnceLock<Emulator>,
     encoders: Mutex<Encoders>,
     queued: AtomicBool,
-    keyframe: AtomicBool,
+    /// Per codec: the next frame must be a keyframe.
+    keyframe: [AtomicBool; 2],
+    /// Per codec: some viewer needs it (a room encodes only those).
+    wanted: [AtomicBool; 2],
     stopped: AtomicBool,
     events: mpsc::Sender<MediaEvent>,
 }
@@ -133,6 +155,13 @@ impl Room {
     }
 
     fn encode(&self, emu: &Emulator, enc: &mut Encoders) -> Result<(), String> {
+        if !VideoCodec::ALL.iter().any(|c| self.wanted[*c as usize].load(Ordering::Relaxed)) {
+            // Nobody watches yet: keep the rings drained, encode nothing.
+            enc.last_frame = emu.latest_frame().map(|f| f.meta().number);
+            enc.pcm.clear();
+            emu.drain_audio(&mut enc.pcm);
+            return Ok(());
+        }
         if let Some(frame) = emu.latest_frame() {
             let m = *frame.meta();
             if enc.last_frame != Some(m.number) {
@@ -147,39 +176,12 @@ impl Room {
                 let converted = retrofarm_media::convert(&src, &mut enc.i420);
                 // The writer may have lapped us while we read the slot: skip a torn frame.
                 if converted.is_ok() && frame.is_intact() {
-                    let converted_ns = retrofarm_emulator::monotonic_ns();
+                    let converted = retrofarm_emulator::monotonic_ns();
                     let t0 = *enc.first_ns.get_or_insert(m.emulated_at_ns);
                     let pts = Duration::from_nanos(m.emulated_at_ns.saturating_sub(t0));
-                    let h264 = match &mut enc.h264 {
-                        Some(h) => h,
-                        None => enc.h264.insert(
-                            H264Encoder::new(self.spec.h264.clone()).map_err(|e| format!("video encoder: {e}"))?,
-                        ),
-                    };
-                    if self.keyframe.swap(false, Ordering::Relaxed) {
-                        h264.request_keyframe();
-                    }
-                    let out = h264.encode(&enc.i420, pts).map_err(|e| format!("video encoder: {e}"))?;
-                    if !out.data.is_empty() {
-                        let encoded_ns = retrofarm_emulator::monotonic_ns();
-                        let m2 = metrics();
-                        m2.frames_encoded.with_label_values(&["openh264", CPU]).inc();
-                        m2.encode_duration.with_label_values(&["openh264"]).observe(out.encode_time.as_secs_f64());
-                        let since = |t: u64| t.saturating_sub(m.emulated_at_ns) as f64 / 1e9;
-                        m2.stage_latency.with_label_values(&["converted"]).observe(since(converted_ns));
-                        m2.stage_latency.with_label_values(&["encoded"]).observe(since(encoded_ns));
-                        self.send(MediaEvent::Video {
-                            room: self.id.clone(),
-                            codec: VideoCodec::H264,
-                            data: Arc::from(out.data),
-                            keyframe: out.keyframe,
-                            rtp_90k: (pts.as_nanos() * 9 / 100_000) as u64,
-                            stamps: Stamps {
-                                emulated: m.emulated_at_ns,
-                                converted: converted_ns,
-                                encoded: retrofarm_emulator::monotonic_ns(),
-                            },
-                        });
+                    let stamps = Stamps { emulated: m.emulated_at_ns, converted, encoded: 0 };
+                    for codec in VideoCodec::ALL {
+                        self.encode_video(codec, enc, pts, stamps)?;
                     }
                 }
             }
@@ -198,6 +200,74 @@ impl Room {
                 self.send(MediaEvent::Audio { room: self.id.clone(), data: Arc::from(p.data), rtp_48k: p.timestamp });
             }
         }
+        Ok(())
+    }
+}
+
+impl Room {
+    /// Encodes the converted frame with `codec` when a viewer wants it, dropping the encoder
+    /// when none does.
+    fn encode_video(
+        &self,
+        codec: VideoCodec,
+        enc: &mut Encoders,
+        pts: Duration,
+        mut stamps: Stamps,
+    ) -> Result<(), String> {
+        if !self.wanted[codec as usize].load(Ordering::Relaxed) {
+            match codec {
+                VideoCodec::H264 => enc.h264 = None,
+                VideoCodec::Vp8 => enc.vp8 = None,
+            }
+            return Ok(());
+        }
+        let keyframe = self.keyframe[codec as usize].swap(false, Ordering::Relaxed);
+        let fail = |e: &dyn std::fmt::Display| format!("{} encoder: {e}", codec.encoder());
+        let out: EncodedFrame<'_> = match codec {
+            VideoCodec::H264 => {
+                let h = match &mut enc.h264 {
+                    Some(h) => h,
+                    None => enc.h264.insert(H264Encoder::new(self.spec.h264.clone()).map_err(|e| fail(&e))?),
+                };
+                if keyframe {
+                    h.request_keyframe();
+                }
+                h.encode(&enc.i420, pts).map_err(|e| fail(&e))?
+            }
+            VideoCodec::Vp8 => {
+                let cfg = Vp8Config {
+                    bitrate_bps: self.spec.h264.bitrate_bps,
+                    max_fps: self.spec.h264.max_fps,
+                    keyframe_interval: self.spec.h264.keyframe_interval,
+                };
+                let v = match &mut enc.vp8 {
+                    Some(v) => v,
+                    None => enc.vp8.insert(Vp8Encoder::new(cfg).map_err(|e| fail(&e))?),
+                };
+                if keyframe {
+                    v.request_keyframe();
+                }
+                v.encode(&enc.i420, pts).map_err(|e| fail(&e))?
+            }
+        };
+        if out.data.is_empty() {
+            return Ok(());
+        }
+        stamps.encoded = retrofarm_emulator::monotonic_ns();
+        let m = metrics();
+        m.frames_encoded.with_label_values(&[codec.encoder(), CPU]).inc();
+        m.encode_duration.with_label_values(&[codec.encoder()]).observe(out.encode_time.as_secs_f64());
+        let since = |t: u64| t.saturating_sub(stamps.emulated) as f64 / 1e9;
+        m.stage_latency.with_label_values(&["converted"]).observe(since(stamps.converted));
+        m.stage_latency.with_label_values(&["encoded"]).observe(since(stamps.encoded));
+        self.send(MediaEvent::Video {
+            room: self.id.clone(),
+            codec,
+            data: Arc::from(out.data),
+            keyframe: out.keyframe,
+            rtp_90k: (pts.as_nanos() * 9 / 100_000) as u64,
+            stamps,
+        });
         Ok(())
     }
 }
@@ -248,7 +318,8 @@ impl RoomHandle {
             emulator: OnceLock::new(),
             encoders: Mutex::new(Encoders::default()),
             queued: AtomicBool::new(false),
-            keyframe: AtomicBool::new(false),
+            keyframe: Default::default(),
+            wanted: Default::default(),
             stopped: AtomicBool::new(false),
             events,
         });
@@ -268,9 +339,15 @@ impl RoomHandle {
         }
     }
 
-    /// Makes the next encoded frame a keyframe.
-    pub fn request_keyframe(&self) {
-        self.room.keyframe.store(true, Ordering::Relaxed);
+    /// Makes the next frame encoded with `codec` a keyframe.
+    pub fn request_keyframe(&self, codec: VideoCodec) {
+        self.room.keyframe[codec as usize].store(true, Ordering::Relaxed);
+    }
+
+    /// Sets which codecs the room's viewers need; the room encodes only those.
+    pub fn set_wanted(&self, h264: bool, vp8: bool) {
+        self.room.wanted[VideoCodec::H264 as usize].store(h264, Ordering::Relaxed);
+        self.room.wanted[VideoCodec::Vp8 as usize].store(vp8, Ordering::Relaxed);
     }
 }
 

@@ -8,7 +8,8 @@
 use std::time::Duration;
 
 use retrofarm_media::{
-    convert, AudioConfig, AudioEncoder, H264Config, H264Encoder, I420Frame, PixelFormat, TestPattern,
+    convert, AudioConfig, AudioEncoder, H264Config, H264Encoder, I420Frame, PixelFormat, TestPattern, Vp8Config,
+    Vp8Encoder,
 };
 
 const WARM_UP: usize = 60;
@@ -41,20 +42,33 @@ fn video(v: &Video, frames: usize) {
     let mut encoder =
         H264Encoder::new(H264Config { bitrate_bps: v.bitrate_bps, max_fps: v.fps as f32, ..H264Config::default() })
             .expect("encoder");
+    let mut vp8 =
+        Vp8Encoder::new(Vp8Config { bitrate_bps: v.bitrate_bps, max_fps: v.fps as f32, ..Vp8Config::default() })
+            .expect("vp8 encoder");
     let (mut conversion, mut encoding, mut bytes) = (Vec::new(), Vec::new(), 0usize);
+    let (mut vp8_encoding, mut vp8_bytes) = (Vec::new(), 0usize);
     for i in 0..frames + WARM_UP {
         // Rendering is not timed; like an emulator's output, the frame is then in cache.
         let frame = pattern.render(if v.still { 0 } else { i as u32 }, v.format);
         let converted = convert(&frame, &mut yuv).expect("convert");
-        let encoded = encoder.encode(&yuv, Duration::from_secs_f64(i as f64 / v.fps)).expect("encode");
+        let pts = Duration::from_secs_f64(i as f64 / v.fps);
+        let encoded = encoder.encode(&yuv, pts).expect("encode");
         if i >= WARM_UP {
             conversion.push(converted);
             encoding.push(encoded.encode_time);
             bytes += encoded.data.len();
         }
+        // The same frame through VP8 (what a browser without H264 gets), timed on its own.
+        let encoded = vp8.encode(&yuv, pts).expect("vp8 encode");
+        if i >= WARM_UP {
+            vp8_encoding.push(encoded.encode_time);
+            vp8_bytes += encoded.data.len();
+        }
     }
     let kbps = bytes as f64 * 8.0 * v.fps / frames as f64 / 1000.0;
     println!("{:<28} convert {}   h264 {}   ({kbps:.0} kbit/s)", v.name, stats(&mut conversion), stats(&mut encoding),);
+    let kbps = vp8_bytes as f64 * 8.0 * v.fps / frames as f64 / 1000.0;
+    println!("{:<57}vp8  {}   ({kbps:.0} kbit/s)", "", stats(&mut vp8_encoding));
 }
 
 fn audio(name: &str, rate: f64, fps: f64, frames: usize) {

@@ -2,6 +2,7 @@
 //!
 //! - [`convert`](mod@convert): XRGB8888 / RGB565 / 0RGB1555 frames to I420 (BT.601 limited range);
 //! - [`h264`]: I420 to H264 Annex-B access units with OpenH264, for WebRTC;
+//! - [`vp8`]: I420 to VP8 frames with libvpx, for browsers that take no H264;
 //! - [`audio`]: interleaved stereo `i16` at any rate to 48 kHz Opus packets;
 //! - [`pattern`]: a synthetic moving game-like picture for tests and benchmarks.
 //!
@@ -12,8 +13,10 @@ pub mod audio;
 pub mod convert;
 pub mod h264;
 pub mod pattern;
+pub mod vp8;
 
 pub use audio::{AudioConfig, AudioEncoder, AudioError, AudioTiming, OpusFrameDuration, OpusPacket};
 pub use convert::{convert, ConvertError, I420Frame, PixelFormat, RgbFrame};
 pub use h264::{EncodedFrame, H264Config, H264Encoder, H264Error, SpsProfile};
 pub use pattern::TestPattern;
+pub use vp8::{Vp8Config, Vp8Decoder, Vp8Encoder, Vp8Error};

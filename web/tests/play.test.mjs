@@ -183,14 +183,30 @@ scenario('the stream plays and both players move their blocks', { timeout: 90_00
   }
 });
 
-scenario('?codec=vp8 streams VP8', { todo: 'the worker has no VP8 encoder yet' }, async () => {
+scenario('?codec=vp8 streams VP8, and an H264 viewer in the same room plays too', async () => {
   const { page, context } = await openPage(browser, `${cluster.url}/?codec=vp8`, { name: 'vp8 player' });
+  let other;
   try {
     await page.getByRole('button', { name: new RegExp(GAME) }).click();
     const startedAt = Date.now();
     const { stats } = await waitForMedia(page, { frames: 100, startedAt, who: 'vp8 player' });
     assert.equal(stats.codec, 'video/VP8');
+
+    // The share link without ?codec answers with H264: the room now encodes both.
+    const link = await page.locator('#share-link').inputValue();
+    other = await openPage(browser, link, { name: 'h264 viewer' });
+    await waitForState(other.page, (s) => s.phase === 'choosing' && !!s.room, { what: 'share-link init' });
+    await other.page.getByRole('button', { name: 'Join the game' }).click();
+    const joinedAt = Date.now();
+    const h264 = await waitForMedia(other.page, { frames: 60, startedAt: joinedAt, who: 'h264 viewer' });
+    assert.equal(h264.stats.codec, 'video/H264');
+    // The VP8 viewer keeps decoding while the H264 one plays.
+    const before = (await page.evaluate(() => window.retrofarm.pollStats())).framesDecoded;
+    await page.waitForTimeout(1000);
+    const after = (await page.evaluate(() => window.retrofarm.pollStats())).framesDecoded;
+    assert.ok(after - before >= 40, `VP8 viewer decoded ${after - before} frames in 1 s beside an H264 viewer`);
   } finally {
+    await other?.context.close();
     await context.close();
   }
 });

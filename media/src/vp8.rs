@@ -1,0 +1,315 @@
+//! VP8 encoding with libvpx (Debian's `libvpx-dev`, through `env-libvpx-sys`'s pre-generated
+//! bindings), for browsers whose answer has no H264.
+//!
+//! Settings and why (see docs/decisions/media.md):
+//! - real-time deadline (`VPX_DL_REALTIME`) at a fixed speed (`cpu-used` −12): the cheapest
+//!   mode; the speed does not drift with the machine's load as positive values do;
+//! - one thread per encoder (`g_threads` 1): a worker runs dozens of rooms, parallelism comes
+//!   from rooms;
+//! - no look-ahead (`g_lag_in_frames` 0): every frame comes out of the call that took it;
+//! - CBR with a short buffer (a few frames) so a frame's size stays close to its share of the
+//!   bitrate, and no dropped frames: every emulated frame yields a picture;
+//! - error resilient: each frame's entropy context stands alone, so a lost packet costs
+//!   only the frames that depend on it;
+//! - one token partition: str0m splits the frame into RTP packets itself;
+//! - keyframes on the first frame, on [`Vp8Encoder::request_keyframe`] (a browser's PLI), every
+//!   [`Vp8Config::keyframe_interval`] of presentation time and after a size change; libvpx's
+//!   own keyframe placement is off.
+//!
+//! The unsafe calls into libvpx live in the private `ffi` module; this one is safe code.
+
+use std::time::{Duration, Instant};
+
+mod ffi;
+
+pub use ffi::{LibvpxConfig, LibvpxControls, MAX_DIMENSION};
+
+use crate::convert::I420Frame;
+pub use crate::h264::EncodedFrame;
+
+/// Encoder settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vp8Config {
+    /// Target bitrate in bits per second (at least 1000: libvpx counts in kbit/s).
+    pub bitrate_bps: u32,
+    /// The highest frame rate the encoder will be fed.
+    pub max_fps: f32,
+    /// Time between periodic keyframes; `None` for keyframes only on the first frame, on
+    /// resolution changes and on request.
+    pub keyframe_interval: Option<Duration>,
+}
+
+impl Default for Vp8Config {
+    /// 1.5 Mbps, 60 fps, a keyframe every 10 s: as [`crate::H264Config`]'s default.
+    fn default() -> Self {
+        Vp8Config { bitrate_bps: 1_500_000, max_fps: 60.0, keyframe_interval: Some(Duration::from_secs(10)) }
+    }
+}
+
+/// Why a frame could not be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Vp8Error {
+    /// The configuration cannot be used.
+    #[error("invalid VP8 configuration: {0}")]
+    Config(&'static str),
+    /// The picture is empty, larger than VP8 allows, or its planes are shorter than its size.
+    #[error("unusable VP8 picture size {width}x{height}")]
+    FrameSize {
+        /// Width in pixels.
+        width: usize,
+        /// Height in pixels.
+        height: usize,
+    },
+    /// Compressed input the decoder cannot take.
+    #[error("bad VP8 input: {0}")]
+    Input(&'static str),
+    /// libvpx refused a call.
+    #[error("libvpx {call}: {message}")]
+    Codec {
+        /// The libvpx function or control that failed.
+        call: &'static str,
+        /// libvpx's error text.
+        message: String,
+    },
+}
+
+/// Microseconds: the encoder's pts unit.
+const TIMEBASE: (i32, i32) = (1, 1_000_000);
+
+/// The libvpx configuration for a `width`x`height` stream with `config`.
+fn libvpx_config(config: &Vp8Config, width: u32, height: u32) -> LibvpxConfig {
+    LibvpxConfig {
+        width,
+        height,
+        threads: 1,
+        timebase: TIMEBASE,
+        lag_in_frames: 0,
+        error_resilient: true,
+        cbr: true,
+        target_kbps: config.bitrate_bps / 1000,
+        // WebRTC's range for VP8.
+        min_quantizer: tmp_env("VP8_QMIN", 2),
+        max_quantizer: tmp_env("VP8_QMAX", 56),
+        // Rate control may undershoot freely (a still picture costs nothing) but overshoot
+        // only a little.
+        undershoot_pct: tmp_env("VP8_UNDER", 100),
+        overshoot_pct: tmp_env("VP8_OVER", 15),
+        // A buffer of a few frames keeps each frame near its share of the bitrate, so no frame
+        // waits behind a burst at the bottleneck.
+        buffer_ms: tmp_env("VP8_BUF", 200),
+        buffer_initial_ms: tmp_env("VP8_BUF_INIT", 100),
+        buffer_optimal_ms: tmp_env("VP8_BUF_OPT", 150),
+        drop_frame_threshold: 0,
+        auto_keyframes: false,
+        keyframe_max_distance: u32::MAX >> 1,
+    }
+}
+
+/// The controls every encoder gets.
+fn tmp_env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+#[allow(non_snake_case)]
+fn CONTROLS_() -> LibvpxControls { LibvpxControls {
+    cpu_used: tmp_env("VP8_CPU", -12),
+    token_partitions: 0,
+    static_threshold: tmp_env("VP8_STATIC", 1),
+    noise_sensitivity: 0,
+    max_intra_bitrate_pct: tmp_env("VP8_INTRA", 0),
+    screen_content_mode: tmp_env("VP8_SCREEN", 0),
+}}
+
+/// A VP8 encoder for one stream. Re-creates its libvpx instance when the frame size changes
+/// (the next frame is then a keyframe).
+pub struct Vp8Encoder {
+    config: Vp8Config,
+    encoder: Option<ffi::Encoder>,
+    size: (usize, usize),
+    keyframe_requested: bool,
+    last_keyframe: Option<Duration>,
+    /// The last pts handed to libvpx, in microseconds.
+    last_pts: Option<i64>,
+    out: Vec<u8>,
+}
+
+impl std::fmt::Debug for Vp8Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vp8Encoder")
+            .field("config", &self.config)
+            .field("size", &self.size)
+            .field("keyframe_requested", &self.keyframe_requested)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Vp8Encoder {
+    /// Makes an encoder; libvpx itself is set up on the first frame, when the size is known.
+    pub fn new(config: Vp8Config) -> Result<Self, Vp8Error> {
+        if config.bitrate_bps < 1000 {
+            return Err(Vp8Error::Config("bitrate must be at least 1000 bps"));
+        }
+        if !(config.max_fps.is_finite() && config.max_fps >= 1.0 && config.max_fps <= 240.0) {
+            return Err(Vp8Error::Config("max_fps must be between 1 and 240"));
+        }
+        Ok(Vp8Encoder {
+            config,
+            encoder: None,
+            size: (0, 0),
+            keyframe_requested: false,
+            last_keyframe: None,
+            last_pts: None,
+            out: Vec::new(),
+        })
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &Vp8Config {
+        &self.config
+    }
+
+    /// libvpx's configuration as its running encoder holds it; `None` before the first frame.
+    pub fn libvpx_config(&self) -> Option<LibvpxConfig> {
+        self.encoder.as_ref().and_then(ffi::Encoder::config)
+    }
+
+    /// The controls set on every libvpx encoder.
+    pub fn libvpx_controls(&self) -> LibvpxControls {
+        CONTROLS_()
+    }
+
+    /// Makes the next encoded frame a keyframe (answer to a browser's PLI or FIR).
+    pub fn request_keyframe(&mut self) {
+        self.keyframe_requested = true;
+    }
+
+    /// Encodes one picture shown at `pts` (time since the stream began; it drives rate control
+    /// and the periodic keyframe, and a `pts` before the last keyframe's forces a new one). The
+    /// returned bytes are one VP8 frame, the payload str0m packetizes into RTP; they live until
+    /// the next call.
+    pub fn encode(&mut self, frame: &I420Frame, pts: Duration) -> Result<EncodedFrame<'_>, Vp8Error> {
+        let started = Instant::now();
+        let size = (frame.width(), frame.height());
+        if size.0 == 0 || size.1 == 0 || size.0 > MAX_DIMENSION || size.1 > MAX_DIMENSION {
+            return Err(Vp8Error::FrameSize { width: size.0, height: size.1 });
+        }
+        if self.size != size || self.encoder.is_none() {
+            // Dropping the old instance first keeps at most one alive.
+            self.encoder = None;
+            self.size = size;
+            self.last_keyframe = None;
+            self.last_pts = None;
+        }
+        let encoder = match self.encoder {
+            Some(ref mut encoder) => encoder,
+            None => {
+                // Both fit in u32: checked against MAX_DIMENSION above.
+                let config = libvpx_config(&self.config, size.0 as u32, size.1 as u32);
+                self.encoder.insert(ffi::Encoder::new(&config, &CONTROLS_())?)
+            }
+        };
+
+        let periodic = match (self.last_keyframe, self.config.keyframe_interval) {
+            (Some(last), Some(interval)) => pts < last || pts - last >= interval,
+            _ => false,
+        };
+        let force = self.keyframe_requested || periodic || self.last_keyframe.is_none();
+
+        // libvpx estimates the frame rate from pts steps, so they must increase: a pts that does
+        // not (a caller's clock going back) continues one nominal frame after the last.
+        let frame_us = (1e6 / f64::from(self.config.max_fps)).round() as i64;
+        let mut pts_us = i64::try_from(pts.as_micros()).unwrap_or(i64::MAX / 2).min(i64::MAX / 2);
+        if let Some(last) = self.last_pts {
+            if pts_us <= last {
+                pts_us = last.saturating_add(frame_us).min(i64::MAX / 2);
+            }
+        }
+
+        let keyframe = encoder.encode(frame, pts_us, frame_us as u64, force, &mut self.out)?;
+        self.last_pts = Some(pts_us);
+        if keyframe {
+            self.keyframe_requested = false;
+            self.last_keyframe = Some(pts);
+        }
+        Ok(EncodedFrame { data: &self.out, keyframe, encode_time: started.elapsed() })
+    }
+}
+
+/// A VP8 decoder (libvpx, one thread): for tests and diagnostics, not on the streaming path.
+pub struct Vp8Decoder {
+    decoder: ffi::Decoder,
+}
+
+impl std::fmt::Debug for Vp8Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vp8Decoder").finish_non_exhaustive()
+    }
+}
+
+impl Vp8Decoder {
+    /// Sets up libvpx's VP8 decoder.
+    pub fn new() -> Result<Self, Vp8Error> {
+        Ok(Vp8Decoder { decoder: ffi::Decoder::new()? })
+    }
+
+    /// Decodes one VP8 frame (as [`Vp8Encoder::encode`] returns it) into `out`, resized to the
+    /// picture's size. Returns whether a picture came out; garbage gives an error, never a
+    /// crash.
+    pub fn decode(&mut self, data: &[u8], out: &mut I420Frame) -> Result<bool, Vp8Error> {
+        self.decoder.decode(data, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_config_is_rejected() {
+        let bad = Vp8Config { bitrate_bps: 999, ..Vp8Config::default() };
+        assert!(matches!(Vp8Encoder::new(bad), Err(Vp8Error::Config(_))));
+        let bad = Vp8Config { max_fps: f32::NAN, ..Vp8Config::default() };
+        assert!(matches!(Vp8Encoder::new(bad), Err(Vp8Error::Config(_))));
+        let bad = Vp8Config { max_fps: 0.5, ..Vp8Config::default() };
+        assert!(matches!(Vp8Encoder::new(bad), Err(Vp8Error::Config(_))));
+    }
+
+    #[test]
+    fn an_empty_picture_is_an_error_not_a_crash() {
+        let mut encoder = Vp8Encoder::new(Vp8Config::default()).unwrap();
+        let empty = I420Frame::default();
+        assert!(matches!(encoder.encode(&empty, Duration::ZERO), Err(Vp8Error::FrameSize { .. })));
+        let huge = I420Frame::new(MAX_DIMENSION + 1, 2);
+        assert!(matches!(encoder.encode(&huge, Duration::ZERO), Err(Vp8Error::FrameSize { .. })));
+        // Still usable afterwards.
+        let frame = I420Frame::new(64, 48);
+        assert!(encoder.encode(&frame, Duration::ZERO).unwrap().keyframe);
+    }
+
+    #[test]
+    fn pts_going_back_still_encodes() {
+        let mut encoder = Vp8Encoder::new(Vp8Config { keyframe_interval: None, ..Vp8Config::default() }).unwrap();
+        let frame = I420Frame::new(64, 48);
+        for ms in [0, 16, 33, 33, 10, 0, 50] {
+            let encoded = encoder.encode(&frame, Duration::from_millis(ms)).unwrap();
+            assert!(!encoded.data.is_empty());
+        }
+    }
+
+    #[test]
+    fn garbage_does_not_crash_the_decoder() {
+        let mut decoder = Vp8Decoder::new().unwrap();
+        let mut out = I420Frame::default();
+        assert!(matches!(decoder.decode(&[], &mut out), Err(Vp8Error::Input(_))));
+        let mut seed = 0x1234_5678u32;
+        for len in [1usize, 3, 10, 100, 1000] {
+            let data: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    (seed >> 24) as u8
+                })
+                .collect();
+            // Either an error or a picture; never a crash.
+            let _ = decoder.decode(&data, &mut out);
+        }
+    }
+}
