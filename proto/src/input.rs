@@ -19,11 +19,11 @@ pub const INPUT_PACKET_LEN: usize = 13;
 /// Version byte.
 pub const INPUT_VERSION: u8 = 1;
 
-/// RetroPad button bits.
+/// RetroPad button bits: bit `i` is libretro's `RETRO_DEVICE_ID_JOYPAD_*` id `i`.
 pub mod button {
-    /// B.
+    /// B (bottom face button).
     pub const B: u16 = 1 << 0;
-    /// Y.
+    /// Y (left face button).
     pub const Y: u16 = 1 << 1;
     /// Select.
     pub const SELECT: u16 = 1 << 2;
@@ -37,14 +37,31 @@ pub mod button {
     pub const LEFT: u16 = 1 << 6;
     /// D-pad right.
     pub const RIGHT: u16 = 1 << 7;
-    /// A.
+    /// A (right face button).
     pub const A: u16 = 1 << 8;
-    /// X.
+    /// X (top face button).
     pub const X: u16 = 1 << 9;
-    /// L.
+    /// L shoulder.
     pub const L: u16 = 1 << 10;
-    /// R.
+    /// R shoulder.
     pub const R: u16 = 1 << 11;
+    /// L2 trigger.
+    pub const L2: u16 = 1 << 12;
+    /// R2 trigger.
+    pub const R2: u16 = 1 << 13;
+    /// L3 (left stick press).
+    pub const L3: u16 = 1 << 14;
+    /// R3 (right stick press).
+    pub const R3: u16 = 1 << 15;
+
+    /// Names, in bit order (as used in input scripts).
+    pub const NAMES: [&str; 16] =
+        ["B", "Y", "SELECT", "START", "UP", "DOWN", "LEFT", "RIGHT", "A", "X", "L", "R", "L2", "R2", "L3", "R3"];
+
+    /// The bit for a button name (case-insensitive).
+    pub fn from_name(name: &str) -> Option<u16> {
+        NAMES.iter().position(|n| n.eq_ignore_ascii_case(name)).map(|i| 1 << i)
+    }
 }
 
 /// One pad's state.
@@ -133,6 +150,13 @@ mod tests {
         let b = p.encode();
         assert_eq!(&b[..5], &[1, 0x02, 0x01, 0x80, 0x01]);
         assert_eq!(PadState::decode(&b).unwrap(), p);
+    }
+
+    #[test]
+    fn button_names_match_bits() {
+        assert_eq!(button::from_name("start"), Some(button::START));
+        assert_eq!(button::from_name("R3"), Some(button::R3));
+        assert_eq!(button::from_name("turbo"), None);
     }
 
     #[test]
