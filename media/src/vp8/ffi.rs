@@ -161,9 +161,9 @@ pub struct Encoder {
     height: usize,
 }
 
-// SAFETY: the boxed configuration is plain data that only this encoder refers to (its one
-// pointer field, the unused two-pass buffer, is null); the context is Send (see above). An
-// encoder is only ever used through `&mut self`, from one thread at a time.
+// SAFETY: the boxed configuration is plain data that only this encoder refers to (its only
+// pointers, the unused two-pass statistics buffers, are set to null); the context is Send (see
+// above). An encoder is only ever used through `&mut self`, from one thread at a time.
 unsafe impl Send for Encoder {}
 
 impl Encoder {
@@ -191,6 +191,9 @@ impl Encoder {
         cfg.g_threads = config.threads;
         cfg.g_timebase = vpx::vpx_rational { num: config.timebase.0, den: config.timebase.1 };
         cfg.g_pass = vpx::vpx_enc_pass::VPX_RC_ONE_PASS;
+        // One pass: no statistics buffers (their pointers are the config's only pointers).
+        cfg.rc_twopass_stats_in = vpx::vpx_fixed_buf_t { buf: ptr::null_mut(), sz: 0 };
+        cfg.rc_firstpass_mb_stats_in = vpx::vpx_fixed_buf_t { buf: ptr::null_mut(), sz: 0 };
         cfg.g_lag_in_frames = config.lag_in_frames;
         cfg.g_error_resilient = if config.error_resilient { vpx::VPX_ERROR_RESILIENT_DEFAULT } else { 0 };
         cfg.rc_end_usage = if config.cbr { vpx::vpx_rc_mode::VPX_CBR } else { vpx::vpx_rc_mode::VPX_VBR };
@@ -204,7 +207,8 @@ impl Encoder {
         cfg.rc_buf_optimal_sz = config.buffer_optimal_ms;
         cfg.rc_dropframe_thresh = config.drop_frame_threshold;
         cfg.rc_resize_allowed = 0;
-        cfg.kf_mode = if config.auto_keyframes { vpx::vpx_kf_mode::VPX_KF_AUTO } else { vpx::vpx_kf_mode::VPX_KF_DISABLED };
+        cfg.kf_mode =
+            if config.auto_keyframes { vpx::vpx_kf_mode::VPX_KF_AUTO } else { vpx::vpx_kf_mode::VPX_KF_DISABLED };
         cfg.kf_min_dist = 0;
         cfg.kf_max_dist = config.keyframe_max_distance;
 
@@ -251,12 +255,7 @@ impl Encoder {
     }
 
     /// A control whose argument is a C `int`.
-    fn control_int(
-        &mut self,
-        call: &'static str,
-        id: vpx::vp8e_enc_control_id,
-        value: i32,
-    ) -> Result<(), Vp8Error> {
+    fn control_int(&mut self, call: &'static str, id: vpx::vp8e_enc_control_id, value: i32) -> Result<(), Vp8Error> {
         // SAFETY: the context is an initialised VP8 encoder, and every control passed here
         // takes one `int` argument (VPX_CTRL_USE_TYPE in vp8cx.h), which is what we pass.
         let err = unsafe { vpx::vpx_codec_control_(self.context.ptr(), id as c_int, value as c_int) };
@@ -267,12 +266,7 @@ impl Encoder {
     }
 
     /// A control whose argument is a C `unsigned int`.
-    fn control_uint(
-        &mut self,
-        call: &'static str,
-        id: vpx::vp8e_enc_control_id,
-        value: u32,
-    ) -> Result<(), Vp8Error> {
+    fn control_uint(&mut self, call: &'static str, id: vpx::vp8e_enc_control_id, value: u32) -> Result<(), Vp8Error> {
         // SAFETY: the context is an initialised VP8 encoder, and every control passed here
         // takes one `unsigned int` argument (VPX_CTRL_USE_TYPE in vp8cx.h), which we pass.
         let err = unsafe { vpx::vpx_codec_control_(self.context.ptr(), id as c_int, value as c_uint) };
