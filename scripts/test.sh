@@ -13,8 +13,10 @@ echo "== build"
 cargo build --workspace --bins --examples
 echo "== cargo tests"
 cargo test --workspace --no-fail-fast
-if [ -f web/package.json ]; then
-    echo "== browser tests"
-    (cd web && npm test)
-fi
+echo "== browser tests (headless Chromium)"
+(cd web && npm test)
+echo "== monitoring: alert rules, dashboards, queries"
+monitoring/check.sh
+echo "== ansible: lint, syntax, convergence in a debootstrap root"
+ansible/test.sh
 echo "== all tests passed"
