@@ -35,7 +35,9 @@ fn round_trip(core: &str, rom: PathBuf, script: &str, frames: u64) -> Option<(f6
         .frame_slots(64)
         .input_script(InputScript::parse(script).unwrap());
     let emu = Emulator::spawn(cfg).unwrap();
-    let mut enc = H264Encoder::new(H264Config::default()).unwrap();
+    // The worker's own settings: its default bitrate.
+    let kbps = farm_worker::config::Config::default().video_kbps;
+    let mut enc = H264Encoder::new(H264Config { bitrate_bps: kbps * 1000, ..H264Config::default() }).unwrap();
     let mut dec = Decoder::new().unwrap();
     let mut i420 = I420Frame::default();
     let (mut wy, mut wu, mut wv, mut n) = (f64::INFINITY, f64::INFINITY, f64::INFINITY, 0);
