@@ -118,6 +118,12 @@ scenario('the stream plays and both players move their blocks', { timeout: 90_00
   try {
     const p1 = one.page;
     players.p1 = p1;
+    // Time to first frame: from the click to the first frame the video element presents.
+    await p1.evaluate(() => {
+      window.firstFrameAt = new Promise((resolve) =>
+        document.querySelector('video').requestVideoFrameCallback(() => resolve(performance.now())));
+    });
+    const clickedAt = await p1.evaluate(() => performance.now());
     await p1.getByRole('button', { name: new RegExp(GAME) }).click();
     const startedAt = Date.now();
     await waitForState(p1, (s) => s.phase === 'playing', { what: 'game_started' });
@@ -125,6 +131,9 @@ scenario('the stream plays and both players move their blocks', { timeout: 90_00
     // Within 5 s: ≥ 100 frames decoded at 256 wide in H264, audio packets arriving.
     const { stats, video } = await waitForMedia(p1, { frames: 100, startedAt, who: 'player 1' });
     t.diagnostic(`player 1: ${stats.framesDecoded} frames, ${stats.audioPackets} audio packets ${Date.now() - startedAt} ms after the click`);
+    const firstFrame = (await p1.evaluate(() => window.firstFrameAt)) - clickedAt;
+    t.diagnostic(`time to first frame: ${firstFrame.toFixed(0)} ms from the click`);
+    assert.ok(firstFrame < 5000, `first frame ${firstFrame.toFixed(0)} ms after the click`);
     assert.equal(stats.codec, 'video/H264', `codec: ${stats.codec}`);
     assert.equal(video.width, 256, `videoWidth ${video.width}`);
     assert.ok([224, 240].includes(video.height), `videoHeight ${video.height} (240, or 224 with overscan cropped)`);
