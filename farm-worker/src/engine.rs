@@ -328,7 +328,10 @@ impl Engine {
                 None => payloads.opus.map(|pt| (peer.audio, pt)),
             };
             let Some((mid, pt)) = target else { continue };
-            if let Some(w) = peer.rtc.writer(mid) {
+            if let Some(mut w) = peer.rtc.writer(mid) {
+                if codec.is_some() {
+                    w = w.playout_delay(MediaTime::from_90khz(0), MediaTime::from_90khz(0));
+                }
                 match w.write(pt, now, time, Arc::clone(&data)) {
                     Ok(()) => metrics().sent_bytes.with_label_values(&[kind]).inc_by(data.len() as u64),
                     Err(e) => debug!(session = %s, error = %e, "media write failed"),
