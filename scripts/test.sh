@@ -13,6 +13,8 @@ echo "== build"
 cargo build --workspace --bins --examples
 echo "== cargo tests"
 cargo test --workspace --no-fail-fast
+echo "== benchmarks, short mode (so they cannot rot)"
+bench/quick.sh
 echo "== browser tests (headless Chromium)"
 (cd web && npm test)
 echo "== monitoring: alert rules, dashboards, queries"
