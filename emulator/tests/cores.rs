@@ -71,6 +71,22 @@ fn distinct(h: &[u64]) -> usize {
     v.len()
 }
 
+/// Two runs of the same script gave every frame, the same frames, a game that actually renders
+/// (not a still screen) and the audio the core's rate implies.
+fn assert_repeatable_and_playing(core: &str, a: &Run, b: &Run, av: &retrofarm_emulator::AvInfo, frames: u64) {
+    assert_eq!(a.hashes.len(), frames as usize);
+    assert_eq!(a.hashes, b.hashes, "same ROM + same input script = same frames");
+    let d = distinct(&a.hashes);
+    assert!(d > 100, "the game renders changing frames ({d} distinct of {frames})");
+    let expected_audio = frames as f64 / av.fps * av.sample_rate;
+    assert!(
+        (a.audio_frames as f64 - expected_audio).abs() < expected_audio * 0.02,
+        "audio: {} stereo frames, expected ~{expected_audio}",
+        a.audio_frames
+    );
+    eprintln!("{core}: {d} distinct frames, {:?} per frame (unpaced, in a child)", a.per_frame);
+}
+
 /// Through the logo and menus, a new game, then walking right and jumping in the first room.
 fn alwa_script() -> InputScript {
     InputScript::parse(
@@ -105,17 +121,7 @@ fn nestopia_plays_alwa_deterministically() {
     assert!((av.fps - 60.0).abs() < 0.2, "NTSC NES rate, as the core reports it: {}", av.fps);
     drop(emu);
     let (_, b) = run_scripted(config, frames);
-    assert_eq!(a.hashes.len(), frames as usize);
-    assert_eq!(a.hashes, b.hashes, "same ROM + same input script = same frames");
-    let d = distinct(&a.hashes);
-    assert!(d > 100, "the game renders changing frames ({d} distinct of {frames})");
-    let expected_audio = frames as f64 / av.fps * av.sample_rate;
-    assert!(
-        (a.audio_frames as f64 - expected_audio).abs() < expected_audio * 0.02,
-        "audio: {} stereo frames, expected ~{expected_audio}",
-        a.audio_frames
-    );
-    eprintln!("nestopia: {d} distinct frames, {:?} per frame (unpaced, in a child)", a.per_frame);
+    assert_repeatable_and_playing("nestopia", &a, &b, &av, frames);
 }
 
 #[test]
@@ -143,16 +149,7 @@ fn mgba_plays_sushi_the_cat_deterministically() {
     assert_eq!(av.sample_rate, 32_768.0);
     drop(emu);
     let (_, b) = run_scripted(config, frames);
-    assert_eq!(a.hashes, b.hashes, "same ROM + same input script = same frames");
-    let d = distinct(&a.hashes);
-    assert!(d > 100, "the game renders changing frames ({d} distinct of {frames})");
-    let expected_audio = frames as f64 / av.fps * av.sample_rate;
-    assert!(
-        (a.audio_frames as f64 - expected_audio).abs() < expected_audio * 0.02,
-        "audio: {} stereo frames, expected ~{expected_audio}",
-        a.audio_frames
-    );
-    eprintln!("mgba: {d} distinct frames, {:?} per frame (unpaced, in a child)", a.per_frame);
+    assert_repeatable_and_playing("mgba", &a, &b, &av, frames);
 }
 
 #[test]
