@@ -24,12 +24,16 @@ use crate::admission::{self, CostMeter};
 use crate::library::Library;
 use crate::metrics::{metrics, CPU};
 use crate::peer::Peer;
+use crate::polling::PollSchedule;
 use crate::pool::EncodePool;
 use crate::room::{MediaEvent, RoomHandle, RoomSpec, VideoCodec};
 use crate::roombook::RoomBook;
 
 /// How long a peer may wait for the browser's answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most media events or datagrams taken per wake-up before the peers are polled: the batch
+/// amortizes polling, the cap bounds how long a frame waits for its turn.
+const BATCH: usize = 64;
 
 /// What the link reports to the coordinator on (re-)registration and in heartbeats.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -96,6 +100,11 @@ pub struct Engine {
     book: RoomBook,
     rooms: HashMap<RoomId, RoomHandle>,
     peers: HashMap<SessionId, Peer>,
+    /// Which peers to poll next, and when.
+    polls: PollSchedule<SessionId>,
+    /// The session each remote address last spoke for: a datagram finds its peer without
+    /// asking every peer.
+    sources: HashMap<SocketAddr, SessionId>,
     up: mpsc::Sender<WorkerMsg>,
     status: watch::Sender<Status>,
     pool: Arc<EncodePool>,
@@ -104,6 +113,8 @@ pub struct Engine {
     sent: Vec<u64>,
     media_tx: mpsc::Sender<MediaEvent>,
     media_rx: mpsc::Receiver<MediaEvent>,
+    /// Rooms, sessions or capacity may have changed since the status was last published.
+    status_stale: bool,
 }
 
 impl Engine {
@@ -113,9 +124,12 @@ impl Engine {
         library: Library,
         up: mpsc::Sender<WorkerMsg>,
         status: watch::Sender<Status>,
-    ) -> Self {
+    ) -> anyhow::Result<Self> {
         let (media_tx, media_rx) = mpsc::channel(1024);
-        let pool = Arc::new(cfg.encoder_threads.map_or_else(EncodePool::per_core, EncodePool::new));
+        let pool = cfg.encoder_threads.map_or_else(EncodePool::per_core, EncodePool::new);
+        let pool = Arc::new(pool.map_err(|e| {
+            anyhow::anyhow!("cannot start the encoder pool: {e} (is the open-file limit, `ulimit -n`, too low?)")
+        })?);
         info!(threads = pool.threads(), "encoder pool started");
         let cost = CostMeter::new(cfg.room_cost_prior);
         let capacity = admission::capacity(cfg.cpu_budget_cores, cost.per_room(), cfg.max_rooms);
@@ -126,7 +140,7 @@ impl Engine {
             last_cpu: retrofarm_emulator::process_cpu_time(),
             seen: HashMap::new(),
         };
-        let e = Self {
+        let mut e = Self {
             pool,
             meter,
             sent: Vec::new(),
@@ -135,13 +149,16 @@ impl Engine {
             book: RoomBook::new(),
             rooms: HashMap::new(),
             peers: HashMap::new(),
+            polls: PollSchedule::new(),
+            sources: HashMap::new(),
             up,
             status,
             media_tx,
             media_rx,
+            status_stale: false,
         };
         e.publish();
-        e
+        Ok(e)
     }
 
     fn send(&self, msg: WorkerMsg) {
@@ -150,7 +167,8 @@ impl Engine {
         }
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
+        self.status_stale = false;
         let status = Status { load: self.book.load(self.meter.capacity), rooms: self.book.infos() };
         self.status.send_if_modified(|s| {
             let changed = *s != status;
@@ -178,13 +196,10 @@ impl Engine {
                     Err(e) => warn!(error = %e, "UDP receive failed"),
                 },
                 _ = tick.tick() => self.tick(),
-                _ = sleep => {
-                    let now = Instant::now();
-                    for p in self.peers.values_mut() {
-                        let _ = p.rtc.handle_input(Input::Timeout(now));
-                    }
-                }
+                // A peer's timeout: drive() gives it the time.
+                _ = sleep => {}
             }
+            self.take_ready(&socket, &mut buf, local);
             next = self.drive(&socket);
             // Everything written above went out in drive(): the frames' "sent" stage.
             if !self.sent.is_empty() {
@@ -194,7 +209,28 @@ impl Engine {
                     h.observe(now.saturating_sub(emulated) as f64 / 1e9);
                 }
             }
-            self.publish();
+            if self.status_stale {
+                self.publish();
+            }
+        }
+    }
+
+    /// Takes the media events and datagrams that are already waiting, up to [`BATCH`] of each,
+    /// so that one round of polling serves them all.
+    fn take_ready(&mut self, socket: &UdpSocket, buf: &mut [u8], local: SocketAddr) {
+        for _ in 0..BATCH {
+            let Ok(ev) = self.media_rx.try_recv() else { break };
+            self.media(ev);
+        }
+        for _ in 0..BATCH {
+            match socket.try_recv_from(buf) {
+                Ok((n, source)) => self.datagram(&buf[..n], source, local),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    warn!(error = %e, "UDP receive failed");
+                    break;
+                }
+            }
         }
     }
 
@@ -205,6 +241,7 @@ impl Engine {
             }
             CoordMsg::Answer { session, sdp } => {
                 let Some(peer) = self.peers.get_mut(&session) else { return };
+                self.polls.touch(&session);
                 if let Err(e) = peer.accept_answer(&sdp) {
                     warn!(%session, error = %format!("{e:#}"), "bad SDP answer");
                     self.end(&session, ErrorCode::Malformed, format!("the browser's SDP answer was refused: {e:#}"));
@@ -212,6 +249,7 @@ impl Engine {
             }
             CoordMsg::Ice { session, candidate } => {
                 let (Some(peer), Some(c)) = (self.peers.get_mut(&session), candidate) else { return };
+                self.polls.touch(&session);
                 if let Err(e) = peer.add_remote_candidate(&c) {
                     debug!(%session, error = %e, "ignoring ICE candidate");
                 }
@@ -244,6 +282,7 @@ impl Engine {
             },
             None => None,
         };
+        self.status_stale = true;
         let can_create = (self.book.room_count() as u32) < self.meter.capacity;
         let joined = match self.book.join(session.clone(), &game, room.as_ref(), port, new_room_id(), can_create) {
             Ok(j) => j,
@@ -269,6 +308,7 @@ impl Engine {
         }
         info!(%session, room = %joined.room, game = %joined.game, port, created = joined.created, "session started");
         self.peers.insert(session.clone(), peer);
+        self.polls.touch(&session);
         self.send(WorkerMsg::SessionStarted { session: session.clone(), room: joined.room, game: joined.game, port });
         self.send(WorkerMsg::Offer { session: session.clone(), sdp });
         // Our candidates are in the offer; tell the browser there are no more.
@@ -282,13 +322,21 @@ impl Engine {
     }
 
     fn remove(&mut self, session: &SessionId) {
-        if let Some(mut p) = self.peers.remove(session) {
-            p.rtc.disconnect();
-        }
+        self.drop_peer(session);
         self.leave(session);
     }
 
+    /// Disconnects and forgets a session's peer.
+    fn drop_peer(&mut self, session: &SessionId) {
+        if let Some(mut p) = self.peers.remove(session) {
+            p.rtc.disconnect();
+        }
+        self.polls.remove(session);
+        self.sources.retain(|_, s| s != session);
+    }
+
     fn leave(&mut self, session: &SessionId) {
+        self.status_stale = true;
         match self.book.leave(session) {
             Some((room, true)) => {
                 info!(%room, "room closed: last player left");
@@ -328,6 +376,7 @@ impl Engine {
                 None => payloads.opus.map(|pt| (peer.audio, pt)),
             };
             let Some((mid, pt)) = target else { continue };
+            self.polls.touch(&s);
             if let Some(mut w) = peer.rtc.writer(mid) {
                 if codec.is_some() {
                     w = w.playout_delay(MediaTime::from_90khz(0), MediaTime::from_90khz(0));
@@ -349,13 +398,12 @@ impl Engine {
     }
 
     fn room_died(&mut self, room: &RoomId, reason: String) {
+        self.status_stale = true;
         metrics().emulator_crashes.inc();
         let sessions = self.book.close(room);
         warn!(%room, %reason, players = sessions.len(), "room died");
         for s in sessions {
-            if let Some(mut p) = self.peers.remove(&s) {
-                p.rtc.disconnect();
-            }
+            self.drop_peer(&s);
             self.refuse(s, ErrorCode::RoomClosed, reason.clone());
         }
         self.stop_room(room);
@@ -366,24 +414,38 @@ impl Engine {
         let Ok(contents) = data.try_into() else { return };
         let input =
             Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: local, contents });
-        match self.peers.values_mut().find(|p| p.rtc.accepts(&input)) {
-            Some(p) => {
-                if let Err(e) = p.rtc.handle_input(input) {
-                    debug!(error = %e, "peer rejected a datagram");
+        // The peer this address spoke for last time, else whichever peer claims it.
+        let known = self.sources.get(&source).filter(|s| self.peers.get(*s).is_some_and(|p| p.rtc.accepts(&input)));
+        let session = match known {
+            Some(s) => s.clone(),
+            None => match self.peers.iter().find(|(_, p)| p.rtc.accepts(&input)) {
+                Some((s, _)) => {
+                    self.sources.insert(source, s.clone());
+                    s.clone()
                 }
-            }
-            None => debug!(%source, "datagram for no peer"),
+                None => return debug!(%source, "datagram for no peer"),
+            },
+        };
+        let Some(p) = self.peers.get_mut(&session) else { return };
+        self.polls.touch(&session);
+        if let Err(e) = p.rtc.handle_input(input) {
+            debug!(error = %e, "peer rejected a datagram");
         }
     }
 
-    /// Polls every peer until it waits, then acts on what they reported; returns the earliest
-    /// deadline.
+    /// Polls the peers that were fed something or whose timeout passed until each waits, then
+    /// acts on what they reported; returns when the engine must wake for a peer's timeout.
     fn drive(&mut self, socket: &UdpSocket) -> Instant {
         let now = Instant::now();
-        let mut next = now + Duration::from_millis(100);
         let mut actions = Vec::new();
         let mut losses = Vec::new();
-        for (session, p) in self.peers.iter_mut() {
+        for (session, expired) in self.polls.take_due(now) {
+            let Some(p) = self.peers.get_mut(&session) else { continue };
+            if expired {
+                if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
+                    debug!(%session, error = %e, "peer timeout failed");
+                }
+            }
             loop {
                 match p.rtc.poll_output() {
                     Ok(Output::Transmit(t)) => {
@@ -392,7 +454,7 @@ impl Engine {
                         }
                     }
                     Ok(Output::Timeout(t)) => {
-                        next = next.min(t);
+                        self.polls.set_deadline(&session, t);
                         break;
                     }
                     Ok(Output::Event(ev)) => match ev {
@@ -422,7 +484,7 @@ impl Engine {
                     }
                 }
             }
-            if !p.rtc.is_alive() || (!p.answered() && now.duration_since(p.created) > CONNECT_TIMEOUT) {
+            if !p.rtc.is_alive() {
                 actions.push(Action::Dead(session.clone()));
             }
         }
@@ -432,13 +494,28 @@ impl Engine {
         for a in actions {
             self.act(a);
         }
-        next
+        if self.polls.has_touched() {
+            // Acting (a keyframe request, a closed room) fed some peer: poll again at once.
+            return now;
+        }
+        let idle = now + Duration::from_secs(1);
+        self.polls.next_deadline().map_or(idle, |t| t.min(idle))
     }
 
     /// Once a second: exports the emulators' counters and re-measures capacity.
     fn tick(&mut self) {
+        self.status_stale = true;
         let m = metrics();
         let now = Instant::now();
+        let unanswered: Vec<SessionId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| !p.answered() && now.duration_since(p.created) > CONNECT_TIMEOUT)
+            .map(|(s, _)| s.clone())
+            .collect();
+        for s in unanswered {
+            self.act(Action::Dead(s));
+        }
         let cpu = retrofarm_emulator::process_cpu_time();
         let mut used = cpu.saturating_sub(self.meter.last_cpu);
         let mut seen = HashMap::new();

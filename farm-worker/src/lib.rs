@@ -14,6 +14,7 @@ pub mod library;
 pub mod link;
 pub mod metrics;
 pub mod peer;
+pub mod polling;
 pub mod pool;
 pub mod room;
 pub mod roombook;

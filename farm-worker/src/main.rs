@@ -131,7 +131,7 @@ async fn main() -> Result<()> {
         cpu_budget_cores: cfg.cpu_budget(),
         room_cost_prior: cfg.room_cost_prior,
     };
-    let engine = Engine::new(engine_cfg, library, up_tx, status_tx);
+    let engine = Engine::new(engine_cfg, library, up_tx, status_tx)?;
     tokio::spawn(link::run(link_cfg, up_rx, down_tx, status_rx));
     engine.run(socket, down_rx).await;
     Ok(())

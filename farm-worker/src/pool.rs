@@ -1,16 +1,27 @@
 //! The worker-wide encoder pool: a fixed set of threads (one per core by default) that encode
 //! every room's frames, earliest deadline first.
 //!
+//! Rooms are woken straight from their emulators: each room's "frame published" eventfd sits
+//! in the pool's epoll set ([`WakeSet`]), idle pool threads block on it, and the emulator's
+//! write wakes one of them, which queues the room and runs the earliest job. No async task or
+//! condition variable stands between a published frame and its encoder.
+//!
 //! A room is queued at most once: when it is already waiting, a newer frame needs no second
 //! entry, because the job always takes the room's newest frame (older unread ones are skipped
 //! and counted by the frame ring). Nothing here ever blocks an emulator.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::collections::{BinaryHeap, HashMap};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use tracing::error;
+
+use crate::wake::{WakeSet, KICK};
 
 /// Work a pool thread can do for a room.
 pub trait Job: Send + Sync + 'static {
@@ -48,12 +59,22 @@ impl Ord for Entry {
 struct Queue {
     heap: BinaryHeap<Reverse<Entry>>,
     seq: u64,
+    /// Threads blocked (or about to block) in the wake set.
+    idle: usize,
     stop: bool,
+}
+
+/// A watched eventfd: whose job it wakes, and the job's deadline after a wake-up.
+struct Source {
+    job: Arc<dyn Job>,
+    period: Duration,
 }
 
 struct Shared {
     queue: Mutex<Queue>,
-    ready: Condvar,
+    wake: WakeSet,
+    sources: Mutex<HashMap<u64, Source>>,
+    next_token: AtomicU64,
 }
 
 /// The pool.
@@ -68,24 +89,46 @@ impl std::fmt::Debug for EncodePool {
     }
 }
 
+/// A job's eventfd in the pool's wake set; dropping it stops the wake-ups.
+pub struct Watch {
+    shared: Arc<Shared>,
+    token: u64,
+    fd: OwnedFd,
+}
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch").field("token", &self.token).finish()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.shared.wake.remove(self.fd.as_fd());
+        self.shared.sources.lock().expect("pool sources").remove(&self.token);
+    }
+}
+
 impl EncodePool {
     /// Starts `threads` encoder threads.
-    pub fn new(threads: usize) -> Self {
-        let shared = Arc::new(Shared { queue: Mutex::new(Queue::default()), ready: Condvar::new() });
+    pub fn new(threads: usize) -> io::Result<Self> {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            wake: WakeSet::new()?,
+            sources: Mutex::new(HashMap::new()),
+            next_token: AtomicU64::new(KICK + 1),
+        });
         let threads = (0..threads.max(1))
             .map(|i| {
                 let shared = shared.clone();
-                std::thread::Builder::new()
-                    .name(format!("encode-{i}"))
-                    .spawn(move || work(&shared))
-                    .expect("spawning an encoder thread")
+                std::thread::Builder::new().name(format!("encode-{i}")).spawn(move || work(&shared))
             })
-            .collect();
-        Self { shared, threads }
+            .collect::<io::Result<_>>()?;
+        Ok(Self { shared, threads })
     }
 
     /// A thread per available core.
-    pub fn per_core() -> Self {
+    pub fn per_core() -> io::Result<Self> {
         Self::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
     }
 
@@ -96,40 +139,91 @@ impl EncodePool {
 
     /// Queues `job` with `deadline` unless it is already queued.
     pub fn submit(&self, job: Arc<dyn Job>, deadline: Instant) {
-        submit(&self.shared, job, deadline);
+        if self.shared.push(job, deadline) {
+            self.shared.wake.kick();
+        }
+    }
+
+    /// Queues `job` each time `fd` (an eventfd) is written, with a deadline `period` after the
+    /// wake-up, until the returned [`Watch`] is dropped. The job drains the eventfd itself.
+    pub fn watch(&self, fd: BorrowedFd<'_>, job: Arc<dyn Job>, period: Duration) -> io::Result<Watch> {
+        let fd = fd.try_clone_to_owned()?;
+        let token = self.shared.next_token.fetch_add(1, Ordering::Relaxed);
+        self.shared.sources.lock().expect("pool sources").insert(token, Source { job, period });
+        let watch = Watch { shared: self.shared.clone(), token, fd };
+        self.shared.wake.add(watch.fd.as_fd(), token)?;
+        Ok(watch)
     }
 }
 
-fn submit(shared: &Shared, job: Arc<dyn Job>, deadline: Instant) {
-    if job.queued().swap(true, Ordering::AcqRel) {
-        return;
+impl Shared {
+    /// Queues `job` unless it is already queued; true when it was.
+    fn push(&self, job: Arc<dyn Job>, deadline: Instant) -> bool {
+        if job.queued().swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let mut q = self.queue.lock().expect("pool lock");
+        q.seq += 1;
+        let seq = q.seq;
+        q.heap.push(Reverse(Entry { deadline, seq, job }));
+        true
     }
-    let mut q = shared.queue.lock().expect("pool lock");
-    q.seq += 1;
-    let seq = q.seq;
-    q.heap.push(Reverse(Entry { deadline, seq, job }));
-    drop(q);
-    shared.ready.notify_one();
+
+    /// Waits for wake-ups (up to `timeout`; `None`: until one comes) and queues the woken jobs.
+    fn collect(&self, timeout: Option<Duration>, tokens: &mut Vec<u64>) {
+        tokens.clear();
+        if let Err(e) = self.wake.wait(timeout, tokens) {
+            error!(error = %e, "encoder pool: epoll_wait failed");
+            std::thread::sleep(Duration::from_millis(1));
+            return;
+        }
+        if tokens.iter().all(|t| *t == KICK) {
+            return;
+        }
+        let now = Instant::now();
+        let woken: Vec<(Arc<dyn Job>, Duration)> = {
+            let sources = self.sources.lock().expect("pool sources");
+            tokens.iter().filter_map(|t| sources.get(t)).map(|s| (s.job.clone(), s.period)).collect()
+        };
+        for (job, period) in woken {
+            self.push(job, now + period);
+        }
+    }
 }
 
 fn work(shared: &Shared) {
+    let mut tokens = Vec::new();
     loop {
-        let entry = {
+        // Frames published while this thread worked join the queue before it picks the next
+        // job, so the earliest deadline really goes first.
+        shared.collect(Some(Duration::ZERO), &mut tokens);
+        let (entry, help) = {
             let mut q = shared.queue.lock().expect("pool lock");
-            loop {
-                if q.stop {
-                    return;
-                }
-                if let Some(Reverse(e)) = q.heap.pop() {
-                    break e;
-                }
-                q = shared.ready.wait(q).expect("pool lock");
+            if q.stop {
+                // Pass the stop on: the kick that woke this thread may have been its only one.
+                shared.wake.kick();
+                return;
             }
+            let entry = q.heap.pop();
+            if entry.is_none() {
+                q.idle += 1;
+            }
+            (entry, !q.heap.is_empty() && q.idle > 0)
+        };
+        // More work than this thread takes, and a thread asleep: wake it. (A busy thread may
+        // swallow a kick meant for an idle one; the next pop then kicks again.)
+        if help {
+            shared.wake.kick();
+        }
+        let Some(Reverse(entry)) = entry else {
+            shared.collect(None, &mut tokens);
+            shared.queue.lock().expect("pool lock").idle -= 1;
+            continue;
         };
         let again = entry.job.run();
         entry.job.queued().store(false, Ordering::Release);
         if again {
-            submit(shared, entry.job, Instant::now());
+            shared.push(entry.job, Instant::now());
         }
     }
 }
@@ -137,7 +231,7 @@ fn work(shared: &Shared) {
 impl Drop for EncodePool {
     fn drop(&mut self) {
         self.shared.queue.lock().expect("pool lock").stop = true;
-        self.shared.ready.notify_all();
+        self.shared.wake.kick();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -148,6 +242,7 @@ impl Drop for EncodePool {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
+    use std::sync::Condvar;
     use std::time::Duration;
 
     struct Probe {
@@ -188,7 +283,7 @@ mod tests {
     fn earliest_deadline_first_and_one_entry_per_room() {
         let order = Arc::new(Mutex::new(vec![]));
         let gate = Arc::new((Mutex::new(false), Condvar::new()));
-        let pool = EncodePool::new(1);
+        let pool = EncodePool::new(1).unwrap();
         let blocker = probe(0, &order, &gate);
         pool.submit(blocker.clone(), Instant::now());
         std::thread::sleep(Duration::from_millis(50)); // the one thread is now inside blocker

@@ -1,5 +1,5 @@
-//! A running room: its emulator child process, its encoders, and the task that wakes the
-//! encoder pool once per emulated frame.
+//! A running room: its emulator child process, its encoders, and the task that starts the
+//! emulator, hands its frame eventfd to the encoder pool and watches its health.
 //!
 //! Frames never leave shared memory until the pool converts them: a pool thread reads the
 //! room's newest frame in place from the emulator's frame ring, converts it once, encodes it
@@ -21,7 +21,6 @@ use tracing::{info, warn};
 
 use crate::metrics::{metrics, CPU};
 use crate::pool::{EncodePool, Job};
-use crate::wake::FrameWake;
 
 /// A video codec a room can encode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -278,6 +277,8 @@ impl Job for Room {
         if self.stopped.load(Ordering::Relaxed) {
             return false;
         }
+        // Drain before reading: a frame published from here on wakes the pool again.
+        emu.clear_event();
         let mut enc = self.encoders.lock().expect("room encoders");
         if let Err(reason) = self.encode(emu, &mut enc) {
             warn!(room = %self.id, %reason, "room encoder failed");
@@ -358,8 +359,8 @@ impl Drop for RoomHandle {
     }
 }
 
-/// Starts the emulator, then submits the room to the pool once per published frame, and reports
-/// the emulator's death.
+/// Starts the emulator, has the pool wake the room on every published frame, and reports the
+/// emulator's death.
 async fn watch(room: Arc<Room>, pool: Arc<EncodePool>) {
     let events = room.events.clone();
     let id = room.id.clone();
@@ -377,24 +378,18 @@ async fn watch(room: Arc<Room>, pool: Arc<EncodePool>) {
     info!(room = %room.id, fps = av.fps, w = av.base_width, h = av.base_height, rate = av.sample_rate, pid = emu.pid(), "emulator running");
     let period = Duration::from_secs_f64(1.0 / av.fps.max(1.0));
     let emu = room.emulator.get_or_init(|| emu);
-    let wake = match FrameWake::new(emu.event_fd()) {
-        Ok(fd) => fd,
+    let _watch = match pool.watch(emu.event_fd(), room.clone(), period) {
+        Ok(w) => w,
         Err(e) => return died(format!("cannot watch the emulator: {e}")).await,
     };
+    // Frames published before the watch began.
+    pool.submit(room.clone(), Instant::now() + period);
+    let mut health = tokio::time::interval(Duration::from_millis(250));
     while !room.stopped.load(Ordering::Relaxed) {
-        match tokio::time::timeout(Duration::from_millis(250), wake.wait()).await {
-            Ok(Ok(())) => {
-                // Drain before submitting: a frame published after this wakes us again.
-                emu.clear_event();
-                pool.submit(room.clone(), Instant::now() + period);
-            }
-            Ok(Err(e)) => return died(format!("cannot watch the emulator: {e}")).await,
-            Err(_) => {
-                if let Err(e) = emu.health() {
-                    room.stopped.store(true, Ordering::Relaxed);
-                    return died(format!("the game stopped: {e}")).await;
-                }
-            }
+        health.tick().await;
+        if let Err(e) = emu.health() {
+            room.stopped.store(true, Ordering::Relaxed);
+            return died(format!("the game stopped: {e}")).await;
         }
     }
 }

@@ -1,28 +1,143 @@
-//! Waiting for an emulator's "frame published" eventfd on the tokio reactor.
+//! The encoder pool's wake-ups: an epoll set of the emulators' "frame published" eventfds, on
+//! which idle pool threads block, and a kick eventfd that wakes them for queued work.
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::time::Duration;
 
-use tokio::io::unix::AsyncFd;
+/// Token of the kick eventfd; frame sources get tokens from 1 up.
+pub const KICK: u64 = 0;
 
-/// Readiness of an emulator's eventfd, on our own duplicate of the descriptor.
-pub struct FrameWake(AsyncFd<OwnedFd>);
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
 
-impl FrameWake {
-    /// Registers a duplicate of `fd` with the reactor.
-    pub fn new(fd: BorrowedFd<'_>) -> io::Result<Self> {
-        let owned = fd.try_clone_to_owned()?;
-        // SAFETY: `owned` is a descriptor this value owns exclusively; it stays open and refers
-        // to the same eventfd until the AsyncFd (which holds it) is dropped.
-        let afd = unsafe { AsyncFd::register(owned) }.map_err(|e| e.into_parts().1)?;
-        Ok(Self(afd))
+/// An epoll instance with a kick eventfd registered under [`KICK`].
+#[derive(Debug)]
+pub struct WakeSet {
+    epoll: OwnedFd,
+    kick: OwnedFd,
+}
+
+impl WakeSet {
+    /// A new set holding only the kick.
+    pub fn new() -> io::Result<Self> {
+        // SAFETY: plain system call with valid flags.
+        let ep = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        // SAFETY: epoll_create1 returned a fresh descriptor that nothing else owns.
+        let epoll = unsafe { OwnedFd::from_raw_fd(ep) };
+        // SAFETY: plain system call with valid flags.
+        let k = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
+        // SAFETY: eventfd returned a fresh descriptor that nothing else owns.
+        let kick = unsafe { OwnedFd::from_raw_fd(k) };
+        let set = Self { epoll, kick };
+        // Level-triggered: every idle thread sees a kick until one of them drains it.
+        set.ctl(libc::EPOLL_CTL_ADD, set.kick.as_fd(), libc::EPOLLIN as u32, KICK)?;
+        Ok(set)
     }
 
-    /// Waits until the eventfd is readable (the caller drains it), then re-arms.
-    pub async fn wait(&self) -> io::Result<()> {
-        let mut guard = self.0.readable().await?;
-        guard.clear_ready();
+    fn ctl(&self, op: libc::c_int, fd: BorrowedFd<'_>, events: u32, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events, u64: token };
+        // SAFETY: both descriptors are open for the duration of the call; `ev` is a valid
+        // epoll_event (ignored by EPOLL_CTL_DEL).
+        cvt(unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), op, fd.as_raw_fd(), &mut ev) })?;
         Ok(())
+    }
+
+    /// Watches `fd` (an eventfd) for readability under `token`, edge-triggered: every write to
+    /// it is one wake-up, whether or not the reader drained the counter.
+    pub fn add(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        debug_assert_ne!(token, KICK);
+        self.ctl(libc::EPOLL_CTL_ADD, fd, (libc::EPOLLIN | libc::EPOLLET) as u32, token)
+    }
+
+    /// Stops watching `fd`.
+    pub fn remove(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
+    }
+
+    /// Wakes one or more threads blocked in [`WakeSet::wait`].
+    pub fn kick(&self) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: `one` is 8 readable bytes, as eventfd requires. A full counter (EAGAIN)
+        // already means a pending kick.
+        let _ = unsafe { libc::write(self.kick.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+    }
+
+    /// Waits up to `timeout` (`None`: until something happens) and appends the tokens that
+    /// became ready to `tokens`. A pending kick is consumed here and reported as [`KICK`].
+    pub fn wait(&self, timeout: Option<Duration>, tokens: &mut Vec<u64>) -> io::Result<()> {
+        const MAX: usize = 64;
+        let mut evs = [libc::epoll_event { events: 0, u64: 0 }; MAX];
+        let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as libc::c_int);
+        // SAFETY: `evs` has room for MAX events; the epoll descriptor is open.
+        let n = unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), evs.as_mut_ptr(), MAX as libc::c_int, ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted { Ok(()) } else { Err(e) };
+        }
+        for ev in &evs[..n as usize] {
+            let token = ev.u64;
+            if token == KICK {
+                let mut buf = [0u8; 8];
+                // SAFETY: `buf` is 8 writable bytes; the eventfd is non-blocking, so a kick
+                // another thread drained first gives EAGAIN, which is fine.
+                let _ = unsafe { libc::read(self.kick.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            }
+            tokens.push(token);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eventfd() -> OwnedFd {
+        // SAFETY: plain system call; the result is a fresh descriptor nothing else owns.
+        unsafe { OwnedFd::from_raw_fd(cvt(libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK)).unwrap()) }
+    }
+
+    fn write(fd: &OwnedFd) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: 8 readable bytes into an open eventfd.
+        assert_eq!(unsafe { libc::write(fd.as_raw_fd(), one.as_ptr().cast(), 8) }, 8);
+    }
+
+    #[test]
+    fn reports_each_write_once_and_kicks() {
+        let set = WakeSet::new().unwrap();
+        let (a, b) = (eventfd(), eventfd());
+        set.add(a.as_fd(), 1).unwrap();
+        set.add(b.as_fd(), 2).unwrap();
+        let mut got = vec![];
+        set.wait(Some(Duration::ZERO), &mut got).unwrap();
+        assert!(got.is_empty());
+        write(&a);
+        write(&b);
+        set.wait(Some(Duration::ZERO), &mut got).unwrap();
+        got.sort();
+        assert_eq!(got, vec![1, 2]);
+        // Edge-triggered: undrained, but no new write, no new wake-up.
+        got.clear();
+        set.wait(Some(Duration::ZERO), &mut got).unwrap();
+        assert!(got.is_empty());
+        write(&a);
+        set.kick();
+        set.wait(Some(Duration::from_secs(1)), &mut got).unwrap();
+        got.sort();
+        assert_eq!(got, vec![KICK, 1]);
+        // The kick was consumed; a removed fd is silent.
+        got.clear();
+        set.remove(a.as_fd()).unwrap();
+        write(&a);
+        set.wait(Some(Duration::ZERO), &mut got).unwrap();
+        assert!(got.is_empty());
     }
 }

@@ -52,9 +52,10 @@ pub struct AudioConfig {
 }
 
 impl AudioConfig {
-    /// The defaults (96 kbps, complexity 5, 20 ms frames) for a core running at `source_rate`.
+    /// The defaults (96 kbps, complexity 0, 20 ms frames) for a core running at `source_rate`:
+    /// complexity 0 costs 40 % less than 5 for the same fidelity on game audio (`bench/` `audio`).
     pub fn new(source_rate: f64) -> Self {
-        AudioConfig { source_rate, bitrate_bps: 96_000, complexity: 5, frame: OpusFrameDuration::Ms20 }
+        AudioConfig { source_rate, bitrate_bps: 96_000, complexity: 0, frame: OpusFrameDuration::Ms20 }
     }
 }
 
@@ -129,7 +130,14 @@ pub struct AudioEncoder {
     scratch: Vec<u8>,
     ready: VecDeque<OpusPacket>,
     next_timestamp: u64,
+    /// Consecutive frames whose two channels were identical.
+    mono_run: u32,
+    /// Whether Opus is told to code one channel.
+    mono: bool,
 }
+
+/// Frames of identical channels (1 s at 20 ms) before the encoder codes one channel.
+const MONO_AFTER: u32 = 50;
 
 impl std::fmt::Debug for AudioEncoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -193,6 +201,8 @@ impl AudioEncoder {
             scratch: vec![0; MAX_PACKET],
             ready: VecDeque::new(),
             next_timestamp: 0,
+            mono_run: 0,
+            mono: false,
             config,
         })
     }
@@ -288,6 +298,9 @@ impl AudioEncoder {
         let started = Instant::now();
         let mut used = 0;
         while self.pending_out.len() - used >= frame {
+            let samples = &self.pending_out[used..used + frame];
+            let identical = samples.chunks_exact(CHANNELS).all(|lr| lr[0] == lr[1]);
+            self.follow_channels(identical)?;
             let len = self.opus.encode_float(&self.pending_out[used..used + frame], &mut self.scratch)?;
             self.ready.push_back(OpusPacket {
                 data: self.scratch[..len].to_vec(),
@@ -300,6 +313,25 @@ impl AudioEncoder {
         }
         self.pending_out.drain(..used);
         timing.encode += started.elapsed();
+        Ok(())
+    }
+
+    /// Whether Opus currently codes one channel (the source has been mono for a while).
+    pub fn is_coding_mono(&self) -> bool {
+        self.mono
+    }
+
+    /// Codes one channel while the source is mono (NES cores write the same sample to both):
+    /// half the work for the same sound. `identical`: this frame's two channels are the same.
+    /// Stereo comes back with the first frame whose channels differ. Packets stay valid in the
+    /// negotiated stereo stream (RFC 7587 lets every packet be mono or stereo).
+    fn follow_channels(&mut self, identical: bool) -> Result<(), AudioError> {
+        self.mono_run = if identical { self.mono_run.saturating_add(1) } else { 0 };
+        let mono = self.mono_run >= MONO_AFTER;
+        if mono != self.mono {
+            self.opus.set_force_channels(mono.then_some(opus::Channels::Mono))?;
+            self.mono = mono;
+        }
         Ok(())
     }
 }

@@ -189,3 +189,41 @@ fn bad_input_is_rejected() {
     assert_eq!(encoder.buffered_frames(), before, "nothing taken from a rejected call");
     assert!(encoder.push(&[1, 2]).is_ok());
 }
+
+/// The stereo flag of an Opus packet's TOC byte (RFC 6716, 3.1).
+fn is_stereo_packet(p: &OpusPacket) -> bool {
+    p.data[0] & 0x04 != 0
+}
+
+#[test]
+fn a_mono_source_is_coded_as_one_channel_until_its_channels_differ() {
+    // NES cores write the same sample to both channels.
+    let mut encoder = AudioEncoder::new(AudioConfig::new(48_000.0)).unwrap();
+    let mono: Vec<i16> = sine(48_000, 2.0, 440.0).chunks_exact(2).flat_map(|f| [f[0], f[0]]).collect();
+    push_in_odd_chunks(&mut encoder, &mono);
+    assert!(encoder.is_coding_mono(), "2 s of identical channels");
+    let stereo = sine(48_000, 1.0, 440.0);
+    encoder.push(&stereo[..960 * 2]).unwrap();
+    assert!(!encoder.is_coding_mono(), "the first frame whose channels differ brings stereo back");
+    encoder.push(&stereo[960 * 2..]).unwrap();
+    encoder.flush().unwrap();
+    let packets = drain(&mut encoder);
+    assert_eq!(packets.len(), 150);
+    // Stereo until a second of mono has been seen, mono to the end of the mono part, then stereo.
+    let flags: Vec<bool> = packets.iter().map(is_stereo_packet).collect();
+    assert!(flags[..49].iter().all(|s| *s), "{flags:?}");
+    assert!(flags[50..100].iter().all(|s| !*s), "{flags:?}");
+    assert!(flags[100..].iter().all(|s| *s), "{flags:?}");
+    let (left, right) = decode(&packets);
+    let (mono_l, mono_r) = (&left[60_000..96_000], &right[60_000..96_000]);
+    assert!((dominant_frequency(mono_l) - 440.0).abs() <= 5.0);
+    assert!(db(rms(mono_l) / rms(mono_r)).abs() <= 0.5, "mono part: both channels at the same level");
+    assert!(
+        (db(rms(mono_l) / (LEFT_AMPLITUDE / 2f64.sqrt()))).abs() <= 1.5,
+        "mono part keeps the level: {:.2} dB",
+        db(rms(mono_l) / (LEFT_AMPLITUDE / 2f64.sqrt()))
+    );
+    let (st_l, st_r) = (&left[100_000..140_000], &right[100_000..140_000]);
+    let balance = db(rms(st_l) / rms(st_r));
+    assert!((balance - db(LEFT_AMPLITUDE / RIGHT_AMPLITUDE)).abs() <= 1.5, "stereo again: {balance:.2} dB");
+}
