@@ -169,6 +169,10 @@ pub struct WorkerOpts {
     pub pki: PathBuf,
     /// Games folder.
     pub games: PathBuf,
+    /// Whether the worker leaves out repeated frames. Off by default here: most tests check
+    /// that every emulated frame of the (mostly still) homebrew game reaches its viewers; the
+    /// worker's own default, on, has tests of its own.
+    pub skip_repeated_frames: bool,
     /// Extra flags.
     pub extra: Vec<String>,
 }
@@ -181,6 +185,7 @@ impl WorkerOpts {
             zone: zone.into(),
             pki: pki.to_path_buf(),
             games: crate::repo_root().join("games"),
+            skip_repeated_frames: false,
             extra: vec![],
         }
     }
@@ -203,6 +208,8 @@ pub fn worker(dir: &Path, coord: CoordinatorAddrs, o: &WorkerOpts) -> Result<Pro
         .arg("127.0.0.1:0")
         .arg("--games-dir")
         .arg(&o.games)
+        .arg("--skip-repeated-frames")
+        .arg(o.skip_repeated_frames.to_string())
         .args(&o.extra);
     Proc::spawn(&format!("worker-{}", o.id), &mut cmd, dir)
 }

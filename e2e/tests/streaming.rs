@@ -108,3 +108,41 @@ async fn killing_one_rooms_emulator_ends_only_that_room() {
     let mut c = Player::join(addrs, None, 1).await;
     assert!(c.watch(Duration::from_secs(1)).await.0 > 20);
 }
+
+/// The worker's default: a frame identical to the one before is not encoded again. A still
+/// picture still reaches the viewer ten times a second, motion at the full rate, and a viewer
+/// who joins a still room gets its keyframe at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_frames_are_left_out_yet_still_and_moving_pictures_reach_the_viewers() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let addrs = CoordinatorAddrs::fresh();
+    let _coord = procs::coordinator(dir.path(), &pki, addrs, &[]).unwrap();
+    let mut opts = WorkerOpts::new("w1", "local", &pki);
+    opts.skip_repeated_frames = true;
+    let worker = procs::worker(dir.path(), addrs, &opts).unwrap();
+    worker.wait_log("registered with the coordinator", T).unwrap();
+
+    // Nobody presses anything: the homebrew game's picture is still.
+    let mut p1 = Player::join(addrs, None, 1).await;
+    p1.watch(Duration::from_millis(500)).await;
+    let (video, audio, pic) = p1.watch(Duration::from_secs(2)).await;
+    assert!((14..=28).contains(&video), "a still picture: {video} frames in 2 s, 20 expected (every sixth frame)");
+    assert!(audio >= 60, "audio goes on: {audio} Opus packets in 2 s");
+    let (x0, _, _) = pic.expect("the still picture decodes").centroid(WHITE.0, WHITE.1).expect("player 1 visible");
+
+    // Moving: every frame differs, every frame is sent.
+    let (video, _, pic) = p1.hold(button::RIGHT, Duration::from_millis(600)).await;
+    assert!(video >= 28, "a moving picture: {video} frames in 0.6 s, 36 expected");
+    let (_, _, after) = p1.watch(Duration::from_millis(300)).await;
+    let (x1, _, _) = after.or(pic).unwrap().centroid(WHITE.0, WHITE.1).unwrap();
+    assert!(x1 - x0 > 30.0, "holding Right moved player 1 from {x0} to {x1}");
+
+    // The room is still again; a second viewer decodes it within a second.
+    let room = p1.room.clone();
+    let mut p2 = Player::join(addrs, Some(&room), 2).await;
+    let (video, _, pic) = p2.watch(Duration::from_secs(1)).await;
+    assert!(video >= 5, "second viewer got {video} frames of a still room in 1 s");
+    let (x2, _, _) = pic.expect("the second viewer decodes the still picture").centroid(WHITE.0, WHITE.1).unwrap();
+    assert!((x2 - x1).abs() < 3.0, "both viewers see player 1 at the same place ({x1}, {x2})");
+}

@@ -46,6 +46,9 @@ pub struct Config {
     pub core_options: BTreeMap<String, String>,
     /// H264 bitrate per room, kbit/s.
     pub video_kbps: u32,
+    /// Leave out frames identical to the one before (most retro games repeat many frames):
+    /// viewers keep the picture, and a still picture is still sent ten times a second.
+    pub skip_repeated_frames: bool,
     /// Encoder pool threads; default one per core.
     pub encoder_threads: Option<usize>,
     /// CPU cores rooms may use in all; default 90% of the host's cores.
@@ -77,6 +80,7 @@ impl Default for Config {
             core_options: [("nestopia_audio_type".to_string(), "stereo".to_string())].into_iter().collect(),
             // GBA scenes full of detail stay above 35 dB PSNR at 2 Mbps; 256x240 needs no more.
             video_kbps: 2000,
+            skip_repeated_frames: true,
             encoder_threads: None,
             cpu_budget_cores: None,
             room_cost_prior: 0.1,

@@ -57,6 +57,8 @@ pub struct EngineConfig {
     pub core_options: Vec<(String, String)>,
     /// Video encoder settings.
     pub h264: H264Config,
+    /// Whether frames identical to the one before are left out (not encoded again).
+    pub skip_repeated_frames: bool,
     /// Encoder pool threads (None: one per core).
     pub encoder_threads: Option<usize>,
     /// CPU cores rooms may use in all.
@@ -302,6 +304,7 @@ impl Engine {
                 rom: g.rom,
                 options: self.cfg.core_options.clone(),
                 h264: self.cfg.h264.clone(),
+                skip_repeats: self.cfg.skip_repeated_frames,
             };
             let handle = RoomHandle::start(spec, self.pool.clone(), self.media_tx.clone());
             self.rooms.insert(joined.room.clone(), handle);

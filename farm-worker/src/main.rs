@@ -61,6 +61,9 @@ struct Cli {
     /// Most rooms at once [default: 64].
     #[arg(long, env = "RETROFARM_MAX_ROOMS")]
     max_rooms: Option<u32>,
+    /// Leave out frames identical to the one before (true or false) [default: true].
+    #[arg(long, env = "RETROFARM_SKIP_REPEATED_FRAMES", action = clap::ArgAction::Set)]
+    skip_repeated_frames: Option<bool>,
 }
 
 impl Cli {
@@ -68,7 +71,19 @@ impl Cli {
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = self.$f { c.$f = v; } )* };
         }
-        set!(id, zone, coordinator, pki_dir, cert_name, http_listen, ping_delay_ms, rtc_listen, games_dir, max_rooms);
+        set!(
+            id,
+            zone,
+            coordinator,
+            pki_dir,
+            cert_name,
+            http_listen,
+            ping_delay_ms,
+            rtc_listen,
+            games_dir,
+            max_rooms,
+            skip_repeated_frames
+        );
         if self.public_url.is_some() {
             c.public_url = self.public_url;
         }
@@ -127,6 +142,7 @@ async fn main() -> Result<()> {
         cores_dir: cfg.cores_dir.clone(),
         core_options: cfg.core_options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         h264: H264Config { bitrate_bps: cfg.video_kbps * 1000, ..H264Config::default() },
+        skip_repeated_frames: cfg.skip_repeated_frames,
         encoder_threads: cfg.encoder_threads,
         cpu_budget_cores: cfg.cpu_budget(),
         room_cost_prior: cfg.room_cost_prior,

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub frames_encoded: IntCounterVec,
     /// Frames dropped, by reason.
     pub frames_dropped: IntCounterVec,
+    /// Frames identical to the one before them, not encoded again.
+    pub frames_repeated: IntCounterVec,
     /// Frames the emulator produced after their deadline.
     pub frames_late: IntCounterVec,
     /// Time from emulated to each later stage.
@@ -69,6 +71,14 @@ impl Metrics {
             frames_dropped: IntCounterVec::new(
                 Opts::new("retrofarm_frames_dropped_total", "Frames dropped before reaching viewers."),
                 &["reason", "gpu"],
+            )
+            .unwrap(),
+            frames_repeated: IntCounterVec::new(
+                Opts::new(
+                    "retrofarm_frames_repeated_total",
+                    "Frames identical to the one before them: viewers keep the picture, nothing is encoded.",
+                ),
+                &["gpu"],
             )
             .unwrap(),
             frames_late: IntCounterVec::new(
@@ -123,6 +133,7 @@ impl Metrics {
         r.register(Box::new(m.frames_emulated.clone())).unwrap();
         r.register(Box::new(m.frames_encoded.clone())).unwrap();
         r.register(Box::new(m.frames_dropped.clone())).unwrap();
+        r.register(Box::new(m.frames_repeated.clone())).unwrap();
         r.register(Box::new(m.frames_late.clone())).unwrap();
         r.register(Box::new(m.stage_latency.clone())).unwrap();
         r.register(Box::new(m.encode_duration.clone())).unwrap();
@@ -138,6 +149,7 @@ impl Metrics {
         // Series that exist from the start, so dashboards and alerts see zeros, not gaps.
         m.frames_emulated.with_label_values(&[CPU]);
         m.frames_late.with_label_values(&[CPU]);
+        m.frames_repeated.with_label_values(&[CPU]);
         m.frames_encoded.with_label_values(&["openh264", CPU]);
         for reason in ["ring_overrun", "encoder_busy", "send_queue"] {
             m.frames_dropped.with_label_values(&[reason, CPU]);
@@ -178,6 +190,7 @@ mod tests {
             "retrofarm_frames_encoded_total",
             "retrofarm_frames_dropped_total",
             "retrofarm_frames_late_total",
+            "retrofarm_frames_repeated_total",
             "retrofarm_stage_latency_seconds_bucket",
             "retrofarm_encode_duration_seconds_bucket",
             "retrofarm_rooms",

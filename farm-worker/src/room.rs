@@ -20,6 +20,10 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::metrics::{metrics, CPU};
+
+/// While a room's picture stays the same, every sixth frame is still encoded: viewers keep
+/// getting ten frames a second at 60 fps (no "frozen" stream), and rate control keeps its clock.
+const MAX_REPEATS: u32 = 5;
 use crate::pool::{EncodePool, Job};
 
 /// A video codec a room can encode.
@@ -104,6 +108,8 @@ pub struct RoomSpec {
     pub options: Vec<(String, String)>,
     /// Video encoder settings.
     pub h264: H264Config,
+    /// Frames identical to the one before are not encoded again (see [`MAX_REPEATS`]).
+    pub skip_repeats: bool,
 }
 
 #[derive(Default)]
@@ -115,6 +121,10 @@ struct Encoders {
     pcm: Vec<i16>,
     first_ns: Option<u64>,
     last_frame: Option<u64>,
+    /// Hash of the newest frame's pixels.
+    last_hash: Option<u64>,
+    /// Frames left out since the last one encoded.
+    repeats: u32,
 }
 
 /// A room's shared state: the emulator, its encoders and flags.
@@ -165,6 +175,10 @@ impl Room {
             let m = *frame.meta();
             if enc.last_frame != Some(m.number) {
                 enc.last_frame = Some(m.number);
+                if self.spec.skip_repeats && self.is_repeat(frame.data(), &m, enc) && frame.is_intact() {
+                    metrics().frames_repeated.with_label_values(&[CPU]).inc();
+                    return self.encode_audio(emu, enc);
+                }
                 let src = RgbFrame {
                     format: format(m.format),
                     width: m.width,
@@ -179,12 +193,33 @@ impl Room {
                     let t0 = *enc.first_ns.get_or_insert(m.emulated_at_ns);
                     let pts = Duration::from_nanos(m.emulated_at_ns.saturating_sub(t0));
                     let stamps = Stamps { emulated: m.emulated_at_ns, converted, encoded: 0 };
+                    enc.repeats = 0;
                     for codec in VideoCodec::ALL {
                         self.encode_video(codec, enc, pts, stamps)?;
                     }
                 }
             }
         }
+        self.encode_audio(emu, enc)
+    }
+
+    /// Whether a frame shows exactly what the last one did, and so need not be encoded: no
+    /// viewer waits for a keyframe and fewer than [`MAX_REPEATS`] frames in a row were left
+    /// out. Remembers its hash and counts it.
+    fn is_repeat(&self, pixels: &[u8], m: &retrofarm_emulator::FrameMeta, enc: &mut Encoders) -> bool {
+        let shape = (u64::from(m.width) << 32) | u64::from(m.height);
+        let hash = xxhash_rust::xxh3::xxh3_64_with_seed(pixels, shape);
+        let same = enc.last_hash.replace(hash) == Some(hash);
+        let keyframe_wanted = VideoCodec::ALL.iter().any(|c| {
+            self.wanted[*c as usize].load(Ordering::Relaxed) && self.keyframe[*c as usize].load(Ordering::Relaxed)
+        });
+        let skip = same && enc.repeats < MAX_REPEATS && !keyframe_wanted;
+        enc.repeats += u32::from(skip);
+        skip
+    }
+
+    /// Encodes the audio the emulator wrote since the last call.
+    fn encode_audio(&self, emu: &Emulator, enc: &mut Encoders) -> Result<(), String> {
         enc.pcm.clear();
         if emu.drain_audio(&mut enc.pcm) > 0 {
             let opus = match &mut enc.opus {

@@ -564,13 +564,15 @@ def worker():
                 [
                     timeseries(
                         "Frames per second by GPU",
-                        'Frames emulated and encoded per second ("cpu" = software encoders).',
+                        'Frames emulated, encoded, and repeated (identical to the frame before, so not '
+                        'encoded again) per second ("cpu" = software encoders).',
                         targets(
                             (f"sum by (gpu) (rate(retrofarm_frames_emulated_total{IG}[$__rate_interval]))", "emulated gpu {{gpu}}"),
                             (
                                 f"sum by (gpu, encoder) (rate(retrofarm_frames_encoded_total{IG}[$__rate_interval]))",
                                 "encoded gpu {{gpu}} {{encoder}}",
                             ),
+                            (f"sum by (gpu) (rate(retrofarm_frames_repeated_total{IG}[$__rate_interval]))", "repeated gpu {{gpu}}"),
                         ),
                         "fps",
                     ),

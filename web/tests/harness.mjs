@@ -164,7 +164,9 @@ export async function startCluster({ workers = [{ id: 'w1', zone: 'eu' }], coord
     quic: `127.0.0.1:${quicPort}`,
     coordinator,
     workers: new Map(),
-    async startWorker({ id, zone, extra = [] }) {
+    // skipRepeatedFrames: the worker's default is on; tests that count decoded frames of the
+    // (mostly still) homebrew game turn it off so that every emulated frame is sent.
+    async startWorker({ id, zone, skipRepeatedFrames = false, extra = [] }) {
       const w = new Proc(
         `worker-${id}`,
         binary('retrofarm-worker'),
@@ -176,6 +178,7 @@ export async function startCluster({ workers = [{ id: 'w1', zone: 'eu' }], coord
           '--http-listen', '127.0.0.1:0',
           '--rtc-listen', '127.0.0.1:0',
           '--games-dir', GAMES_DIR,
+          '--skip-repeated-frames', String(skipRepeatedFrames),
           ...extra,
         ],
         dir,

@@ -183,6 +183,7 @@ struct Step {
     emulated: f64,
     late: f64,
     dropped: f64,
+    repeated: f64,
     sent_p50_ms: f64,
     sent_p99_ms: f64,
     encoded_p50_ms: f64,
@@ -248,6 +249,7 @@ async fn measure_worker(cluster: &Cluster, viewers: &[Viewer], window: Duration)
         emulated: d("retrofarm_frames_emulated_total", &[]),
         late: d("retrofarm_frames_late_total", &[]),
         dropped: d("retrofarm_frames_dropped_total", &[]),
+        repeated: d("retrofarm_frames_repeated_total", &[]),
         sent_p50_ms: prom::quantile(&sent, 0.5) * 1e3,
         sent_p99_ms: prom::quantile(&sent, 0.99) * 1e3,
         encoded_p50_ms: prom::quantile(&encoded, 0.5) * 1e3,
@@ -261,7 +263,7 @@ async fn measure_worker(cluster: &Cluster, viewers: &[Viewer], window: Duration)
 
 fn print_worker_header() {
     println!(
-        "{:>4} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>8}",
+        "{:>4} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>8}",
         "N",
         "worker",
         "emus",
@@ -269,6 +271,7 @@ fn print_worker_header() {
         "other",
         "late%",
         "drop%",
+        "rep%",
         "sent50",
         "sent99",
         "enc50",
@@ -279,8 +282,8 @@ fn print_worker_header() {
         "emu PSS"
     );
     println!(
-        "{:>4} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>8}",
-        "", "cores", "cores", "cores", "cores", "", "", "ms", "ms", "ms", "ms", "min", "MiB", "MiB", "MiB"
+        "{:>4} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>8}",
+        "", "cores", "cores", "cores", "cores", "", "", "", "ms", "ms", "ms", "ms", "min", "MiB", "MiB", "MiB"
     );
 }
 
@@ -298,7 +301,7 @@ fn busy(other: f64) -> String {
 fn print_worker_row(s: &Step, verdict: &str) {
     let pct = |x: f64| if s.emulated > 0.0 { 100.0 * x / s.emulated } else { f64::NAN };
     println!(
-        "{:>4} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7.1} {:>9.1} {:>9.1} {:>8.1}  {verdict}{}",
+        "{:>4} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7.1} {:>9.1} {:>9.1} {:>8.1}  {verdict}{}",
         s.n,
         s.worker_cores,
         s.emu_cores,
@@ -306,6 +309,7 @@ fn print_worker_row(s: &Step, verdict: &str) {
         s.other_cores,
         pct(s.late),
         pct(s.dropped),
+        pct(s.repeated),
         s.sent_p50_ms,
         s.sent_p99_ms,
         s.encoded_p50_ms,
