@@ -13,7 +13,12 @@ use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::channel::{ChannelConfig, ChannelId, Reliability};
 use str0m::format::{Codec, PayloadParams};
 use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::rtp::Extension;
 use str0m::{Candidate, Rtc};
+
+/// RTP header extension id of playout-delay (not in str0m's standard map, whose ids are 1–4,
+/// 10, 11 and 13).
+const PLAYOUT_DELAY_ID: u8 = 6;
 
 /// A peer and the handles of what it offered.
 pub struct Peer {
@@ -84,8 +89,15 @@ impl std::fmt::Debug for Peer {
 impl Peer {
     /// Creates a peer whose host candidates are `candidates` and returns it with its SDP offer.
     pub fn offer(now: Instant, candidates: &[SocketAddr]) -> Result<(Self, String)> {
-        let mut rtc =
-            Rtc::builder().clear_codecs().enable_h264(true).enable_vp8(true).enable_opus(true, false).build(now);
+        // Video carries playout-delay min = max = 0 (the engine writes it): the browser renders
+        // each frame as soon as it is decoded instead of smoothing through a jitter buffer.
+        let mut rtc = Rtc::builder()
+            .clear_codecs()
+            .enable_h264(true)
+            .enable_vp8(true)
+            .enable_opus(true, false)
+            .set_extension(PLAYOUT_DELAY_ID, Extension::PlayoutDelay)
+            .build(now);
         for addr in candidates {
             let c = Candidate::host(*addr, "udp").with_context(|| format!("bad candidate address {addr}"))?;
             rtc.add_local_candidate(c);
@@ -173,6 +185,8 @@ mod tests {
         assert!(sdp.contains("VP8/90000"));
         assert!(sdp.contains("opus/48000"));
         assert!(sdp.contains("127.0.0.1 40000 typ host"));
+        let playout = format!("a=extmap:{PLAYOUT_DELAY_ID} http://www.webrtc.org/experiments/rtp-hdrext/playout-delay");
+        assert!(sdp.contains(&playout), "video offers playout-delay: {sdp}");
         assert!(!peer.answered());
     }
 
