@@ -145,6 +145,17 @@ impl Dump {
     pub fn frame_len(&self) -> usize {
         self.width as usize * self.height as usize * 4
     }
+
+    /// The audio, interleaved stereo samples.
+    pub fn audio_samples(&self) -> Result<Vec<i16>> {
+        let bytes = std::fs::read(&self.audio).with_context(|| format!("reading {}", self.audio.display()))?;
+        Ok(bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect())
+    }
+}
+
+/// Where dumps are kept between runs: `$TMPDIR/retrofarm-bench-frames`.
+pub fn dump_cache() -> PathBuf {
+    std::env::temp_dir().join("retrofarm-bench-frames")
 }
 
 /// Runs `rom` on `core` in this process for `frames` frames with the scripted input and writes

@@ -315,4 +315,61 @@ mod tests {
         }
         assert_eq!(early.runs.load(Ordering::SeqCst), 2);
     }
+
+    struct Counter {
+        queued: AtomicBool,
+        runs: AtomicUsize,
+    }
+
+    impl Job for Counter {
+        fn run(&self) -> bool {
+            self.runs.fetch_add(1, Ordering::SeqCst);
+            false
+        }
+        fn queued(&self) -> &AtomicBool {
+            &self.queued
+        }
+    }
+
+    fn wait_for(what: impl Fn() -> bool) -> bool {
+        let end = Instant::now() + Duration::from_secs(5);
+        while !what() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        what()
+    }
+
+    #[test]
+    fn a_watched_eventfd_wakes_its_job_until_the_watch_is_dropped() {
+        use crate::wake::testing::{eventfd, write};
+        let pool = EncodePool::new(2).unwrap();
+        let jobs: Vec<Arc<Counter>> =
+            (0..8).map(|_| Arc::new(Counter { queued: AtomicBool::new(false), runs: AtomicUsize::new(0) })).collect();
+        let fds: Vec<OwnedFd> = jobs.iter().map(|_| eventfd()).collect();
+        let watches: Vec<Watch> = jobs
+            .iter()
+            .zip(&fds)
+            .map(|(j, fd)| pool.watch(fd.as_fd(), j.clone(), Duration::from_millis(16)).unwrap())
+            .collect();
+        // Every job is woken once per write, all of them at once included (no wake-up is lost
+        // between the two threads).
+        for round in 1..=20 {
+            for fd in &fds {
+                write(fd);
+            }
+            assert!(
+                wait_for(|| jobs.iter().all(|j| j.runs.load(Ordering::SeqCst) >= round)),
+                "round {round}: runs {:?}",
+                jobs.iter().map(|j| j.runs.load(Ordering::SeqCst)).collect::<Vec<_>>()
+            );
+        }
+        drop(watches);
+        let before: Vec<usize> = jobs.iter().map(|j| j.runs.load(Ordering::SeqCst)).collect();
+        for fd in &fds {
+            write(fd);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let after: Vec<usize> = jobs.iter().map(|j| j.runs.load(Ordering::SeqCst)).collect();
+        assert_eq!(before, after, "no wake-ups once the watches are gone");
+    }
 }

@@ -20,11 +20,11 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::metrics::{metrics, CPU};
+use crate::pool::{EncodePool, Job};
 
 /// While a room's picture stays the same, every sixth frame is still encoded: viewers keep
 /// getting ten frames a second at 60 fps (no "frozen" stream), and rate control keeps its clock.
 const MAX_REPEATS: u32 = 5;
-use crate::pool::{EncodePool, Job};
 
 /// A video codec a room can encode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -95,20 +95,27 @@ impl WakeSet {
     }
 }
 
+/// A non-blocking eventfd and a way to signal it, for tests of what waits on one.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
 
-    fn eventfd() -> OwnedFd {
+    pub(crate) fn eventfd() -> OwnedFd {
         // SAFETY: plain system call; the result is a fresh descriptor nothing else owns.
         unsafe { OwnedFd::from_raw_fd(cvt(libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK)).unwrap()) }
     }
 
-    fn write(fd: &OwnedFd) {
+    pub(crate) fn write(fd: &OwnedFd) {
         let one = 1u64.to_ne_bytes();
         // SAFETY: 8 readable bytes into an open eventfd.
         assert_eq!(unsafe { libc::write(fd.as_raw_fd(), one.as_ptr().cast(), 8) }, 8);
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{eventfd, write};
+    use super::*;
 
     #[test]
     fn reports_each_write_once_and_kicks() {

@@ -8,11 +8,9 @@
 //! video frame (60 fps), bitrate, and the SNR of the decoded signal against its source, both
 //! without DC (the NES's sound is all above zero; Opus removes DC): a rough, non-perceptual
 //! measure, but a fair one between complexities at one bitrate. `--quick`: 300 frames,
-//! complexities 0 and 5 (CI). Flags: `--frames N`.
+//! complexities 0 and 5 (CI). Flags: `--frames N --kbps N`.
 
-use std::io::Read;
-
-use anyhow::{Context, Result};
+use anyhow::Result;
 use retrofarm_bench::{arg, games, quick, sysstat};
 use retrofarm_media::{AudioConfig, AudioEncoder};
 
@@ -119,11 +117,8 @@ fn main() -> Result<()> {
         rom.file_name().unwrap_or_default().to_string_lossy()
     );
     println!("host: {} × {} CPUs; load average {:.2}", sysstat::cpu_model(), sysstat::cpus(), sysstat::loadavg());
-    let cache = std::env::temp_dir().join("retrofarm-bench-frames");
-    let d = games::dump(&core, &rom, frames, &cache)?;
-    let mut bytes = vec![];
-    std::fs::File::open(&d.audio).context("reading the audio dump")?.read_to_end(&mut bytes)?;
-    let game: Vec<i16> = bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+    let d = games::dump(&core, &rom, frames, &games::dump_cache())?;
+    let game = d.audio_samples()?;
     let mono_source = game.chunks_exact(2).all(|lr| lr[0] == lr[1]);
     println!(
         "audio: {:.1} s at {} Hz, channels {}",

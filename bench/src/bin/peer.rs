@@ -57,9 +57,7 @@ struct Room {
 /// thread serves many rooms: each room's encoder state is cold when its turn comes; every room
 /// gets the same pictures). Returns CPU µs per frame per room and the video bitrate in kbit/s.
 fn ours(d: &Dump, rooms: usize) -> Result<(Cost, f64)> {
-    let mut audio_bytes = vec![];
-    std::fs::File::open(&d.audio)?.read_to_end(&mut audio_bytes)?;
-    let pcm: Vec<i16> = audio_bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+    let pcm = d.audio_samples()?;
     let per_frame = (pcm.len() / 2) as f64 / d.frames as f64;
     let mut video = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&d.video)?);
     let mut frame = vec![0u8; d.frame_len()];
@@ -229,7 +227,7 @@ fn main() -> Result<()> {
         rom.file_name().unwrap_or_default().to_string_lossy()
     );
     println!("host: {} × {} CPUs; load average {:.2}", sysstat::cpu_model(), sysstat::cpus(), sysstat::loadavg());
-    let cache = std::env::temp_dir().join("retrofarm-bench-frames");
+    let cache = games::dump_cache();
     let d = games::dump(&core, &rom, frames, &cache)?;
     println!(
         "frames: {} ({}x{} BGRx), audio: {} ({} Hz stereo)",
