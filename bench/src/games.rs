@@ -44,6 +44,11 @@ pub fn core() -> Result<PathBuf> {
     })
 }
 
+/// The nestopia core, or `None` after printing why `bench` is skipped without it.
+pub fn core_or_skip(bench: &str) -> Option<PathBuf> {
+    core().map_err(|e| println!("{bench}: SKIPPED: {e}")).ok()
+}
+
 /// A temporary games folder holding `rom` (symlinked) as `<name>.nes`; returns it and the game
 /// name the worker will list.
 pub fn games_dir(rom: &Path, name: &str) -> Result<(tempfile::TempDir, String)> {

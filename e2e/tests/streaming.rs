@@ -17,11 +17,19 @@ const T: Duration = Duration::from_secs(20);
 const WHITE: (u8, u8) = (200, 255);
 const RED: (u8, u8) = (75, 110);
 
+/// A coordinator and a worker with the test harness's options.
 fn start(dir: &std::path::Path) -> (CoordinatorAddrs, Proc, Proc) {
+    start_with(dir, |_| {})
+}
+
+/// [`start`], with the worker's options changed by `opts`.
+fn start_with(dir: &std::path::Path, opts: impl FnOnce(&mut WorkerOpts)) -> (CoordinatorAddrs, Proc, Proc) {
     let pki = dir.join("pki");
     let addrs = CoordinatorAddrs::fresh();
     let coord = procs::coordinator(dir, &pki, addrs, &[]).unwrap();
-    let worker = procs::worker(dir, addrs, &WorkerOpts::new("w1", "local", &pki)).unwrap();
+    let mut o = WorkerOpts::new("w1", "local", &pki);
+    opts(&mut o);
+    let worker = procs::worker(dir, addrs, &o).unwrap();
     worker.wait_log("registered with the coordinator", T).unwrap();
     (addrs, coord, worker)
 }
@@ -115,13 +123,7 @@ async fn killing_one_rooms_emulator_ends_only_that_room() {
 #[tokio::test(flavor = "multi_thread")]
 async fn repeated_frames_are_left_out_yet_still_and_moving_pictures_reach_the_viewers() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = dir.path().join("pki");
-    let addrs = CoordinatorAddrs::fresh();
-    let _coord = procs::coordinator(dir.path(), &pki, addrs, &[]).unwrap();
-    let mut opts = WorkerOpts::new("w1", "local", &pki);
-    opts.skip_repeated_frames = true;
-    let worker = procs::worker(dir.path(), addrs, &opts).unwrap();
-    worker.wait_log("registered with the coordinator", T).unwrap();
+    let (addrs, _coord, _worker) = start_with(dir.path(), |o| o.skip_repeated_frames = true);
 
     // Nobody presses anything: the homebrew game's picture is still.
     let mut p1 = Player::join(addrs, None, 1).await;

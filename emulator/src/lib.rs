@@ -34,6 +34,10 @@ pub use shm::input::PortInput;
 pub use shm::Counters;
 pub use synthetic::TestPattern;
 
+/// Eventfds, as the frame wake-ups use them: created non-blocking and close-on-exec, signalled
+/// and drained without ever blocking.
+pub use sys::{eventfd, eventfd_drain, eventfd_notify};
+
 /// CPU time (user + system) this process has used so far.
 pub fn process_cpu_time() -> std::time::Duration {
     sys::process_cpu_time()

@@ -341,11 +341,12 @@ mod tests {
 
     #[test]
     fn a_watched_eventfd_wakes_its_job_until_the_watch_is_dropped() {
-        use crate::wake::testing::{eventfd, write};
+        use retrofarm_emulator::{eventfd, eventfd_notify};
+        let write = |fd: &OwnedFd| eventfd_notify(fd.as_fd(), 1).unwrap();
         let pool = EncodePool::new(2).unwrap();
         let jobs: Vec<Arc<Counter>> =
             (0..8).map(|_| Arc::new(Counter { queued: AtomicBool::new(false), runs: AtomicUsize::new(0) })).collect();
-        let fds: Vec<OwnedFd> = jobs.iter().map(|_| eventfd()).collect();
+        let fds: Vec<OwnedFd> = jobs.iter().map(|_| eventfd().unwrap()).collect();
         let watches: Vec<Watch> = jobs
             .iter()
             .zip(&fds)

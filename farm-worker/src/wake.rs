@@ -6,6 +6,8 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
+use retrofarm_emulator::{eventfd, eventfd_drain, eventfd_notify};
+
 /// Token of the kick eventfd; frame sources get tokens from 1 up.
 pub const KICK: u64 = 0;
 
@@ -31,11 +33,7 @@ impl WakeSet {
         let ep = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         // SAFETY: epoll_create1 returned a fresh descriptor that nothing else owns.
         let epoll = unsafe { OwnedFd::from_raw_fd(ep) };
-        // SAFETY: plain system call with valid flags.
-        let k = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
-        // SAFETY: eventfd returned a fresh descriptor that nothing else owns.
-        let kick = unsafe { OwnedFd::from_raw_fd(k) };
-        let set = Self { epoll, kick };
+        let set = Self { epoll, kick: eventfd()? };
         // Level-triggered: every idle thread sees a kick until one of them drains it.
         set.ctl(libc::EPOLL_CTL_ADD, set.kick.as_fd(), libc::EPOLLIN as u32, KICK)?;
         Ok(set)
@@ -63,10 +61,8 @@ impl WakeSet {
 
     /// Wakes one or more threads blocked in [`WakeSet::wait`].
     pub fn kick(&self) {
-        let one = 1u64.to_ne_bytes();
-        // SAFETY: `one` is 8 readable bytes, as eventfd requires. A full counter (EAGAIN)
-        // already means a pending kick.
-        let _ = unsafe { libc::write(self.kick.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+        // Writing an open eventfd cannot fail but for a full counter, which is a pending kick.
+        let _ = eventfd_notify(self.kick.as_fd(), 1);
     }
 
     /// Waits up to `timeout` (`None`: until something happens) and appends the tokens that
@@ -84,10 +80,8 @@ impl WakeSet {
         for ev in &evs[..n as usize] {
             let token = ev.u64;
             if token == KICK {
-                let mut buf = [0u8; 8];
-                // SAFETY: `buf` is 8 writable bytes; the eventfd is non-blocking, so a kick
-                // another thread drained first gives EAGAIN, which is fine.
-                let _ = unsafe { libc::read(self.kick.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+                // A kick another thread drained first reads as 0.
+                eventfd_drain(self.kick.as_fd())?;
             }
             tokens.push(token);
         }
@@ -95,32 +89,18 @@ impl WakeSet {
     }
 }
 
-/// A non-blocking eventfd and a way to signal it, for tests of what waits on one.
-#[cfg(test)]
-pub(crate) mod testing {
-    use super::*;
-
-    pub(crate) fn eventfd() -> OwnedFd {
-        // SAFETY: plain system call; the result is a fresh descriptor nothing else owns.
-        unsafe { OwnedFd::from_raw_fd(cvt(libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK)).unwrap()) }
-    }
-
-    pub(crate) fn write(fd: &OwnedFd) {
-        let one = 1u64.to_ne_bytes();
-        // SAFETY: 8 readable bytes into an open eventfd.
-        assert_eq!(unsafe { libc::write(fd.as_raw_fd(), one.as_ptr().cast(), 8) }, 8);
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::testing::{eventfd, write};
     use super::*;
+
+    fn write(fd: &OwnedFd) {
+        eventfd_notify(fd.as_fd(), 1).unwrap();
+    }
 
     #[test]
     fn reports_each_write_once_and_kicks() {
         let set = WakeSet::new().unwrap();
-        let (a, b) = (eventfd(), eventfd());
+        let (a, b) = (eventfd().unwrap(), eventfd().unwrap());
         set.add(a.as_fd(), 1).unwrap();
         set.add(b.as_fd(), 2).unwrap();
         let mut got = vec![];

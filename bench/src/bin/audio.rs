@@ -105,13 +105,7 @@ fn main() -> Result<()> {
     let q = quick();
     let frames: u64 = arg("--frames").unwrap_or(if q { 300 } else { 3600 });
     let rom = games::rom();
-    let core = match games::core() {
-        Ok(c) => c,
-        Err(e) => {
-            println!("audio: SKIPPED: {e}");
-            return Ok(());
-        }
-    };
+    let Some(core) = games::core_or_skip("audio") else { return Ok(()) };
     println!(
         "== audio: Opus per room by complexity, on {frames} frames of {}",
         rom.file_name().unwrap_or_default().to_string_lossy()

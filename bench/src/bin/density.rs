@@ -491,13 +491,7 @@ async fn main() -> Result<()> {
 async fn run() -> Result<()> {
     let plan = Plan::from_args();
     let rom = games::rom();
-    let core = match games::core() {
-        Ok(c) => c,
-        Err(e) => {
-            println!("density: SKIPPED: {e}");
-            return Ok(());
-        }
-    };
+    let Some(core) = games::core_or_skip("density") else { return Ok(()) };
     println!("== density: rooms of {} ({})", rom.file_name().unwrap_or_default().to_string_lossy(), core.display());
     println!(
         "host: {} × {} CPUs; load average {:.2} at start; window {:?}, settle {:?}{}",

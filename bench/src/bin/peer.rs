@@ -215,13 +215,7 @@ fn main() -> Result<()> {
     let runs: usize = arg("--runs").unwrap_or(if q { 1 } else { 3 });
     let short = (frames / 10).max(10);
     let rom = games::rom();
-    let core = match games::core() {
-        Ok(c) => c,
-        Err(e) => {
-            println!("peer: SKIPPED: {e}");
-            return Ok(());
-        }
-    };
+    let Some(core) = games::core_or_skip("peer") else { return Ok(()) };
     println!(
         "== peer: media CPU per room, ours vs GStreamer, on {frames} frames of {}",
         rom.file_name().unwrap_or_default().to_string_lossy()
