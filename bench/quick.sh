@@ -26,6 +26,8 @@ echo "== bench: density --quick"
 "$bins/density" --quick
 echo "== bench: peer --quick"
 "$bins/peer" --quick
+echo "== bench: gpu --quick"
+"$bins/gpu" --quick
 echo "== bench: audio --quick"
 "$bins/audio" --quick
 echo "== bench: latency --quick"

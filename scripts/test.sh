@@ -10,7 +10,9 @@ scripts/setup.sh
 echo "== homebrew game matches its source"
 games/build.sh --check
 echo "== build"
+# The binaries, and the NVENC test double (a cdylib: `--bins` does not build it).
 cargo build --workspace --bins --examples
+cargo build -p retrofarm-nvenc-double
 echo "== cargo tests"
 cargo test --workspace --no-fail-fast
 echo "== benchmarks, short mode (so they cannot rot)"

@@ -3,6 +3,8 @@
 //! worker's Prometheus metrics, and the ROMs and cores they run. See docs/performance.md.
 
 pub mod games;
+pub mod gpu;
+pub mod nvenc_check;
 pub mod procs;
 pub mod prom;
 pub mod sysstat;

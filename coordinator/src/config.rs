@@ -29,7 +29,7 @@ pub struct Config {
     pub heartbeat_ms: u64,
     /// Silence after which a worker is dropped, in milliseconds.
     pub heartbeat_timeout_ms: u64,
-    /// STUN/TURN servers handed to browsers and workers.
+    /// STUN/TURN servers handed to browsers in `init` (workers announce host candidates only).
     pub ice_servers: Vec<IceServer>,
 }
 

@@ -51,7 +51,7 @@ struct Session {
 /// Coordinator settings the hub needs.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
-    /// ICE servers handed to browsers and workers.
+    /// ICE servers (STUN/TURN) handed to browsers in `init`.
     pub ice_servers: Vec<IceServer>,
     /// How often workers must heartbeat.
     pub heartbeat: Duration,
@@ -279,11 +279,7 @@ impl Hub {
             s.phase = Phase::Starting;
             s.ended = false;
         }
-        let ice_servers = self.cfg.ice_servers.clone();
-        self.out.push_back(Output::Worker(
-            conn,
-            CoordMsg::StartSession { session: id.clone(), game, room, port, ice_servers },
-        ));
+        self.out.push_back(Output::Worker(conn, CoordMsg::StartSession { session: id.clone(), game, room, port }));
     }
 
     /// A browser's WebSocket closed.

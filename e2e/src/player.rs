@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use anyhow::Result;
 use retrofarm_proto::browser::{ClientMsg, ServerMsg};
 use retrofarm_proto::ids::RoomId;
 use retrofarm_proto::input::PadState;
@@ -89,6 +90,24 @@ impl Player {
         Ok(Player { browser, peer, decoder: H264Decoder::default(), seq: 0, room })
     }
 
+    /// Waits up to `timeout` for the first picture that decodes, asking for a keyframe after
+    /// each frame that does not (as a browser sends a PLI when it cannot decode).
+    pub async fn first_picture(&mut self, timeout: Duration) -> Result<Luma> {
+        let Self { peer, decoder, .. } = self;
+        let input = peer.requester();
+        peer.wait_for(timeout, |e| match e {
+            RtcEvent::Media { kind: MediaKind::Video, data, .. } => {
+                let picture = decoder.decode(data);
+                if picture.is_none() {
+                    input.request_keyframe();
+                }
+                picture
+            }
+            _ => None,
+        })
+        .await
+    }
+
     /// Receives for `d`; returns (video frames, audio packets, last decoded picture).
     pub async fn watch(&mut self, d: Duration) -> (usize, usize, Option<Luma>) {
         let (mut video, mut audio, mut last) = (0, 0, None);
@@ -98,8 +117,10 @@ impl Player {
                     MediaKind::Video => {
                         assert_eq!(codec, "H264");
                         video += 1;
-                        if let Some(l) = self.decoder.decode(&data) {
-                            last = Some(l);
+                        match self.decoder.decode(&data) {
+                            Some(l) => last = Some(l),
+                            // Undecodable (a lost reference): a browser would send a PLI.
+                            None => self.peer.request_keyframe(),
                         }
                     }
                     MediaKind::Audio => {

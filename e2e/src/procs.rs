@@ -74,6 +74,27 @@ impl Proc {
         bail!("{} did not log {needle:?} within {timeout:?}; log:\n{}", self.name, self.log())
     }
 
+    /// A worker's HTTP address (`/ping`, `/healthz`, `/metrics`), from its log line
+    /// "worker listening http=…".
+    pub fn http_addr(&self) -> Result<String> {
+        let log = self.log();
+        log.split("worker listening http=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_string)
+            .with_context(|| format!("{} has not logged its HTTP address", self.name))
+    }
+
+    /// GETs `path` from a worker's HTTP endpoint; the body of a 200 answer.
+    pub async fn http_get(&self, path: &str) -> Result<String> {
+        let url = format!("http://{}{path}", self.http_addr()?);
+        let (status, body) = crate::browser::http_get(&url).await?;
+        if status != 200 {
+            bail!("GET {url}: HTTP {status}: {body}");
+        }
+        Ok(body)
+    }
+
     /// Sends a signal (SIGSTOP, SIGCONT, SIGKILL…).
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
@@ -175,6 +196,11 @@ pub struct WorkerOpts {
     pub skip_repeated_frames: bool,
     /// Extra flags.
     pub extra: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// A command the worker runs under (its arguments, then the worker's command line), e.g.
+    /// `unshare` to change what the worker sees.
+    pub wrap: Vec<String>,
 }
 
 impl WorkerOpts {
@@ -187,13 +213,35 @@ impl WorkerOpts {
             games: crate::repo_root().join("games"),
             skip_repeated_frames: false,
             extra: vec![],
+            env: vec![],
+            wrap: vec![],
         }
     }
 }
 
+/// A coordinator and one worker (`w1` in zone `local`, the test harness's options changed by
+/// `opts`), both logging into `dir`; returns once the worker has registered.
+pub fn cluster(dir: &Path, opts: impl FnOnce(&mut WorkerOpts)) -> Result<(CoordinatorAddrs, Proc, Proc)> {
+    let pki = dir.join("pki");
+    let addrs = CoordinatorAddrs::fresh();
+    let coord = coordinator(dir, &pki, addrs, &[])?;
+    let mut o = WorkerOpts::new("w1", "local", &pki);
+    opts(&mut o);
+    let worker = worker(dir, addrs, &o)?;
+    worker.wait_log("registered with the coordinator", Duration::from_secs(20))?;
+    Ok((addrs, coord, worker))
+}
+
 /// Starts a worker connecting to `coord`.
 pub fn worker(dir: &Path, coord: CoordinatorAddrs, o: &WorkerOpts) -> Result<Proc> {
-    let mut cmd = Command::new(bin("retrofarm-worker"));
+    let mut cmd = match o.wrap.split_first() {
+        Some((wrapper, args)) => {
+            let mut c = Command::new(wrapper);
+            c.args(args).arg(bin("retrofarm-worker"));
+            c
+        }
+        None => Command::new(bin("retrofarm-worker")),
+    };
     cmd.arg("--id")
         .arg(&o.id)
         .arg("--zone")
@@ -210,6 +258,7 @@ pub fn worker(dir: &Path, coord: CoordinatorAddrs, o: &WorkerOpts) -> Result<Pro
         .arg(&o.games)
         .arg("--skip-repeated-frames")
         .arg(o.skip_repeated_frames.to_string())
-        .args(&o.extra);
+        .args(&o.extra)
+        .envs(o.env.iter().map(|(k, v)| (k, v)));
     Proc::spawn(&format!("worker-{}", o.id), &mut cmd, dir)
 }

@@ -8,7 +8,7 @@ use anyhow::{anyhow, Context, Result};
 use retrofarm_proto::browser::IceCandidate;
 use str0m::change::SdpOffer;
 use str0m::channel::ChannelId;
-use str0m::media::MediaKind;
+use str0m::media::{KeyframeRequestKind, MediaKind};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::net::UdpSocket;
@@ -43,7 +43,7 @@ pub struct RtcClient {
     /// Our ICE candidate, to trickle.
     pub candidate: IceCandidate,
     events: mpsc::UnboundedReceiver<RtcEvent>,
-    input: mpsc::UnboundedSender<Vec<u8>>,
+    input: mpsc::UnboundedSender<Ask>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -98,19 +98,51 @@ impl RtcClient {
 
     /// Sends bytes on the input data channel.
     pub fn send_input(&self, bytes: Vec<u8>) {
-        let _ = self.input.send(bytes);
+        let _ = self.input.send(Ask::Input(bytes));
+    }
+
+    /// Asks the sender for a keyframe (a PLI), as a browser does when it cannot decode.
+    pub fn request_keyframe(&self) {
+        self.requester().request_keyframe();
+    }
+
+    /// A handle that asks for keyframes while the client itself is borrowed (in [`Self::wait_for`]).
+    pub fn requester(&self) -> KeyframeRequester {
+        KeyframeRequester(self.input.clone())
     }
 }
+
+/// Asks a client's sender for keyframes; see [`RtcClient::requester`].
+pub struct KeyframeRequester(mpsc::UnboundedSender<Ask>);
+
+impl KeyframeRequester {
+    /// Asks the sender for a keyframe (a PLI), spaced as browsers space theirs.
+    pub fn request_keyframe(&self) {
+        let _ = self.0.send(Ask::Keyframe);
+    }
+}
+
+/// What the test asks of its peer task.
+enum Ask {
+    Input(Vec<u8>),
+    Keyframe,
+}
+
+/// The least time between two keyframe requests, as browsers space their PLIs.
+const PLI_INTERVAL: Duration = Duration::from_millis(300);
 
 async fn drive(
     mut rtc: Rtc,
     socket: UdpSocket,
     local: SocketAddr,
     ev: mpsc::UnboundedSender<RtcEvent>,
-    mut input: mpsc::UnboundedReceiver<Vec<u8>>,
+    mut input: mpsc::UnboundedReceiver<Ask>,
 ) {
     let mut buf = vec![0u8; 2048];
     let mut channel: Option<ChannelId> = None;
+    let mut video = None;
+    let mut last_pli: Option<Instant> = None;
+    let mut want_keyframe = false;
     loop {
         let timeout = loop {
             match rtc.poll_output() {
@@ -126,6 +158,16 @@ async fn drive(
                             Some(RtcEvent::ChannelOpen(label))
                         }
                         Event::ChannelData(d) => Some(RtcEvent::ChannelData(d.data)),
+                        Event::MediaData(m) if !m.params.spec().codec.is_audio() => {
+                            video = Some(m.mid);
+                            // A frame after a gap cannot be decoded: ask for a keyframe.
+                            want_keyframe |= !m.contiguous;
+                            Some(RtcEvent::Media {
+                                kind: MediaKind::Video,
+                                codec: format!("{:?}", m.params.spec().codec),
+                                data: m.data.to_vec(),
+                            })
+                        }
                         Event::MediaData(m) => Some(RtcEvent::Media {
                             kind: if m.params.spec().codec.is_audio() { MediaKind::Audio } else { MediaKind::Video },
                             codec: format!("{:?}", m.params.spec().codec),
@@ -147,6 +189,15 @@ async fn drive(
             let _ = ev.send(RtcEvent::Disconnected);
             return;
         }
+        let now = Instant::now();
+        if want_keyframe && last_pli.is_none_or(|t| now >= t + PLI_INTERVAL) {
+            if let Some(mut w) = video.and_then(|mid| rtc.writer(mid)) {
+                let _ = w.request_keyframe(None, KeyframeRequestKind::Pli);
+                last_pli = Some(now);
+                want_keyframe = false;
+                continue;
+            }
+        }
         let wait = timeout.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
         tokio::select! {
             r = socket.recv_from(&mut buf) => {
@@ -156,12 +207,15 @@ async fn drive(
                     }
                 }
             }
-            bytes = input.recv() => {
-                let Some(bytes) = bytes else { return };
-                if let Some(mut ch) = channel.and_then(|id| rtc.channel(id)) {
-                    let _ = ch.write(true, &bytes);
+            ask = input.recv() => match ask {
+                None => return,
+                Some(Ask::Keyframe) => want_keyframe = true,
+                Some(Ask::Input(bytes)) => {
+                    if let Some(mut ch) = channel.and_then(|id| rtc.channel(id)) {
+                        let _ = ch.write(true, &bytes);
+                    }
                 }
-            }
+            },
             _ = tokio::time::sleep(wait) => {
                 let _ = rtc.handle_input(Input::Timeout(Instant::now()));
             }

@@ -4,23 +4,13 @@
 use std::time::{Duration, Instant};
 
 use retrofarm_e2e::player::{Player, GAME};
-use retrofarm_e2e::procs::{self, CoordinatorAddrs, Proc, WorkerOpts};
-use retrofarm_e2e::rtc::RtcEvent;
+use retrofarm_e2e::procs::{self, CoordinatorAddrs, Proc};
 use retrofarm_proto::browser::ServerMsg;
 use retrofarm_proto::input::button;
 use retrofarm_proto::ErrorCode;
 
-const T: Duration = Duration::from_secs(20);
-
 fn start(dir: &std::path::Path, extra: &[&str]) -> (CoordinatorAddrs, Proc, Proc) {
-    let pki = dir.join("pki");
-    let addrs = CoordinatorAddrs::fresh();
-    let coord = procs::coordinator(dir, &pki, addrs, &[]).unwrap();
-    let mut opts = WorkerOpts::new("w1", "local", &pki);
-    opts.extra = extra.iter().map(|s| s.to_string()).collect();
-    let worker = procs::worker(dir, addrs, &opts).unwrap();
-    worker.wait_log("registered with the coordinator", T).unwrap();
-    (addrs, coord, worker)
+    procs::cluster(dir, |o| o.extra = extra.iter().map(|s| s.to_string()).collect()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -99,15 +89,7 @@ async fn a_viewer_joining_a_running_room_decodes_within_one_second() {
 
     let started = Instant::now();
     let mut guest = Player::join(addrs, Some(&host.room), 2).await;
-    let decoder = &mut guest.decoder;
-    guest
-        .peer
-        .wait_for(Duration::from_secs(5), |e| match e {
-            RtcEvent::Media { data, .. } => decoder.decode(data).map(|_| ()),
-            _ => None,
-        })
-        .await
-        .unwrap();
+    guest.first_picture(Duration::from_secs(5)).await.unwrap();
     let took = started.elapsed();
     assert!(took < Duration::from_secs(1), "first decoded frame after {took:?}");
 }

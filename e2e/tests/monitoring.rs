@@ -21,12 +21,6 @@ fn have(cmd: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// The worker's HTTP address, from its log line "worker listening http=…".
-fn worker_http(log: &str) -> String {
-    let at = log.find("http=").expect("worker logs its http address") + 5;
-    log[at..].split_whitespace().next().unwrap().to_string()
-}
-
 async fn get(url: &str) -> String {
     let (status, body) = http_get(url).await.unwrap();
     assert_eq!(status, 200, "{url}: {body}");
@@ -57,7 +51,7 @@ async fn prometheus_scrapes_and_every_dashboard_and_alert_query_answers() {
     let _coord = procs::coordinator(dir.path(), &pki, addrs, &[]).unwrap();
     let worker = procs::worker(dir.path(), addrs, &WorkerOpts::new("w1", "eu", &pki)).unwrap();
     worker.wait_log("registered with the coordinator", T).unwrap();
-    let worker_http = worker_http(&worker.log());
+    let worker_http = worker.http_addr().unwrap();
 
     // promtool accepts both exposition endpoints.
     for target in [format!("http://{}/metrics", addrs.http), format!("http://{worker_http}/metrics")] {

@@ -11,7 +11,6 @@ use retrofarm_proto::browser::ServerMsg;
 use retrofarm_proto::input::button;
 use retrofarm_proto::ErrorCode;
 
-const T: Duration = Duration::from_secs(20);
 /// Luma of the white player-1 block (RGB 255,255,255 → Y≈235) and the red player-2 block
 /// (RGB 181,49,32 → Y≈90); the blue background is Y≈50.
 const WHITE: (u8, u8) = (200, 255);
@@ -24,14 +23,7 @@ fn start(dir: &std::path::Path) -> (CoordinatorAddrs, Proc, Proc) {
 
 /// [`start`], with the worker's options changed by `opts`.
 fn start_with(dir: &std::path::Path, opts: impl FnOnce(&mut WorkerOpts)) -> (CoordinatorAddrs, Proc, Proc) {
-    let pki = dir.join("pki");
-    let addrs = CoordinatorAddrs::fresh();
-    let coord = procs::coordinator(dir, &pki, addrs, &[]).unwrap();
-    let mut o = WorkerOpts::new("w1", "local", &pki);
-    opts(&mut o);
-    let worker = procs::worker(dir, addrs, &o).unwrap();
-    worker.wait_log("registered with the coordinator", T).unwrap();
-    (addrs, coord, worker)
+    procs::cluster(dir, opts).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -140,11 +132,20 @@ async fn repeated_frames_are_left_out_yet_still_and_moving_pictures_reach_the_vi
     let (x1, _, _) = after.or(pic).unwrap().centroid(WHITE.0, WHITE.1).unwrap();
     assert!(x1 - x0 > 30.0, "holding Right moved player 1 from {x0} to {x1}");
 
-    // The room is still again; a second viewer decodes it within a second.
+    // The room is still again; a second viewer gets frames and decodes the still picture soon
+    // (its keyframe on joining, or on its PLI if that one was lost while its DTLS finished; a
+    // loaded CI host has taken over a second).
     let room = p1.room.clone();
     let mut p2 = Player::join(addrs, Some(&room), 2).await;
-    let (video, _, pic) = p2.watch(Duration::from_secs(1)).await;
-    assert!(video >= 5, "second viewer got {video} frames of a still room in 1 s");
-    let (x2, _, _) = pic.expect("the second viewer decodes the still picture").centroid(WHITE.0, WHITE.1).unwrap();
+    let joined = std::time::Instant::now();
+    let (mut video, mut pic) = (0, None);
+    while pic.is_none() && joined.elapsed() < Duration::from_secs(3) {
+        let (v, _, p) = p2.watch(Duration::from_millis(250)).await;
+        (video, pic) = (video + v, p);
+    }
+    let waited = joined.elapsed();
+    assert!(video >= 3, "second viewer got {video} frames of a still room in {waited:?}");
+    let pic = pic.unwrap_or_else(|| panic!("the second viewer decoded nothing in {waited:?} ({video} frames)"));
+    let (x2, _, _) = pic.centroid(WHITE.0, WHITE.1).unwrap();
     assert!((x2 - x1).abs() < 3.0, "both viewers see player 1 at the same place ({x1}, {x2})");
 }

@@ -23,6 +23,20 @@ pub fn shared_roms_dir() -> PathBuf {
     repo_root().join("../shared/roms")
 }
 
+/// For tests: core `core` and the ROM at `rom`, or `None` after printing why the test skips
+/// (a core not fetched, a shared ROM absent outside CI).
+pub fn core_and_rom(core: &str, rom: &Path) -> Option<(PathBuf, PathBuf)> {
+    let Some(core_path) = find_core(core, None) else {
+        eprintln!("SKIP: libretro core '{core}' not found in {:?}; run scripts/fetch-cores.sh", core_dirs(None));
+        return None;
+    };
+    if !rom.is_file() {
+        eprintln!("SKIP: this test needs the ROM {} (shared/roms beside the repository)", rom.display());
+        return None;
+    }
+    Some((core_path, rom.to_owned()))
+}
+
 /// Directories searched for cores, in order.
 pub fn core_dirs(explicit: Option<&Path>) -> Vec<PathBuf> {
     let mut dirs = Vec::new();

@@ -29,7 +29,7 @@ use crate::args::{ChildArgs, SourceSpec};
 use crate::av::AvInfo;
 use crate::pacing::PacingMode;
 use crate::script::InputScript;
-use crate::shm::frame_ring::Frame;
+use crate::shm::frame_ring::{Frame, FrameTicket};
 use crate::shm::input::PortInput;
 use crate::shm::layout::{Layout, WriterState, HEADER_LEN, MAX_PORTS};
 use crate::shm::region::Region;
@@ -438,6 +438,11 @@ impl Emulator {
     /// The newest frame, skipping (and counting) older unread ones.
     pub fn latest_frame(&self) -> Option<Frame<'_>> {
         self.shm.latest_frame()
+    }
+
+    /// Whether a frame read earlier (see [`Frame::ticket`]) is still untouched in the ring.
+    pub fn is_intact(&self, ticket: FrameTicket) -> bool {
+        self.shm.is_intact(ticket)
     }
 
     /// Appends new audio (interleaved i16 stereo at `av_info().sample_rate`) to `out`; returns

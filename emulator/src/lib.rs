@@ -29,7 +29,7 @@ pub use cores::find_core;
 pub use host::{find_binary, Emulator, EmulatorConfig, Error, Health};
 pub use pacing::{Pacer, PacingMode, Tick};
 pub use script::InputScript;
-pub use shm::frame_ring::{Frame, FrameMeta};
+pub use shm::frame_ring::{Frame, FrameMeta, FrameTicket};
 pub use shm::input::PortInput;
 pub use shm::Counters;
 pub use synthetic::TestPattern;

@@ -12,16 +12,7 @@ const NES_ROM: &str = "Alwa's Awakening (Demo).nes";
 const GBA_ROM: &str = "Sushi The Cat.gba";
 
 fn core_and_rom(core: &str, rom: &str) -> Option<(PathBuf, PathBuf)> {
-    let Some(core_path) = cores::find_core(core, None) else {
-        eprintln!("SKIP: libretro core '{core}' not found in {:?}; run scripts/fetch-cores.sh", cores::core_dirs(None));
-        return None;
-    };
-    let rom_path = cores::shared_roms_dir().join(rom);
-    if !rom_path.is_file() {
-        eprintln!("SKIP: this test needs the ROM {} (shared/roms beside the repository)", rom_path.display());
-        return None;
-    }
-    Some((core_path, rom_path))
+    cores::core_and_rom(core, &cores::shared_roms_dir().join(rom))
 }
 
 /// FNV-1a over 8-byte words: fast enough in a debug build, good enough to tell frames apart.

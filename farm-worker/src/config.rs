@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
+pub use crate::nvenc::NvencMode;
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -57,6 +59,50 @@ pub struct Config {
     pub room_cost_prior: f64,
     /// Most rooms this host runs at once, whatever the measured capacity.
     pub max_rooms: u32,
+    /// Where frames are converted for the encoders: `auto` (a discrete or integrated GPU
+    /// through Vulkan when there is one, else the CPU), `vulkan` (any Vulkan device, Mesa's
+    /// CPU lavapipe included: for tests), or `off` (the CPU).
+    pub gpu: GpuMode,
+    /// How long the GPU stage waits for other rooms' frames before converting a batch, in
+    /// microseconds: rooms do not tick together, and the wait adds to every frame's latency.
+    pub gpu_batch_window_us: u64,
+    /// Whole-number upscaling of every frame before encoding, 1 to 4 (nearest neighbour).
+    pub video_scale: u32,
+    /// The encoded picture's size as `[width, height]`, the scaled frame centred on black;
+    /// unset: the scaled frame's own size.
+    pub video_canvas: Option<[u32; 2]>,
+    /// H264 on NVIDIA's NVENC: `auto` (when the driver's encode library loads and a device can
+    /// be used) or `off`.
+    pub nvenc: NvencMode,
+    /// The NVENC library to load; unset: `libnvidia-encode.so.1` on the loader's path.
+    pub nvenc_library: Option<PathBuf>,
+    /// Most NVENC sessions (rooms encoding H264 on the GPU) at once; rooms beyond use openh264.
+    pub nvenc_max_sessions: u32,
+}
+
+/// Where frames are converted (the `gpu` setting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum GpuMode {
+    /// A hardware GPU through Vulkan if the host has one, else the CPU.
+    Auto,
+    /// Any Vulkan device, Mesa's lavapipe (CPU) included.
+    #[value(alias = "lavapipe")]
+    #[serde(alias = "lavapipe")]
+    Vulkan,
+    /// The CPU only.
+    Off,
+}
+
+impl GpuMode {
+    /// The device to ask for; `None` for the CPU.
+    pub fn choice(self) -> Option<retrofarm_gpu::DeviceChoice> {
+        match self {
+            GpuMode::Auto => Some(retrofarm_gpu::DeviceChoice::Hardware),
+            GpuMode::Vulkan => Some(retrofarm_gpu::DeviceChoice::Any),
+            GpuMode::Off => None,
+        }
+    }
 }
 
 impl Default for Config {
@@ -85,6 +131,13 @@ impl Default for Config {
             cpu_budget_cores: None,
             room_cost_prior: 0.1,
             max_rooms: 64,
+            gpu: GpuMode::Auto,
+            gpu_batch_window_us: 2000,
+            video_scale: 1,
+            video_canvas: None,
+            nvenc: NvencMode::Auto,
+            nvenc_library: None,
+            nvenc_max_sessions: 32,
         }
     }
 }
@@ -143,5 +196,9 @@ mod tests {
         assert_eq!(Config::default().candidate_addrs(bound), vec!["127.0.0.1:5000".parse().unwrap()]);
         assert_eq!(Config::default().ping_url("0.0.0.0:9001".parse().unwrap()), "http://127.0.0.1:9001/ping");
         assert!(toml::from_str::<Config>("zonee = \"eu\"").is_err());
+        let c: Config = toml::from_str("gpu = \"lavapipe\"\nvideo_scale = 2\nvideo_canvas = [640, 480]").unwrap();
+        assert_eq!((c.gpu, c.video_scale, c.video_canvas), (GpuMode::Vulkan, 2, Some([640, 480])));
+        assert_eq!(Config::default().gpu, GpuMode::Auto);
+        assert!(toml::from_str::<Config>("gpu = \"cuda\"").is_err());
     }
 }

@@ -1,93 +1,192 @@
-//! The worker's engine: one task that owns the rooms, the WebRTC peers and the UDP socket they
-//! all share, driven by commands from the coordinator link, datagrams, encoded media from the
-//! rooms, and timers.
+//! The worker's decision logic: sessions, their WebRTC peers, which room each is in, and what
+//! the rooms must do. Sans-IO in the manner of str0m's `Rtc` and quinn-proto: inputs come in
+//! through [`Engine::handle`] with the current time, and [`Engine::poll_output`] hands out what
+//! to do (datagrams to send, messages for the coordinator, rooms to start or stop, keyframes,
+//! input) until it returns [`Output::Timeout`]. No socket, no clock, no metrics: the driver
+//! (`driver.rs`) owns those, and tests run the engine on a virtual clock.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use retrofarm_media::H264Config;
-use retrofarm_proto::control::{CoordMsg, Load, RoomInfo, WorkerMsg};
+use retrofarm_media::VideoCodec;
+use retrofarm_proto::control::{CoordMsg, WorkerMsg};
 use retrofarm_proto::ids::{RoomId, SessionId};
 use retrofarm_proto::input::PadState;
 use retrofarm_proto::ErrorCode;
-use str0m::media::MediaTime;
-use str0m::net::{Protocol, Receive};
-use str0m::{Event, IceConnectionState, Input, Output};
-use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, watch};
+use str0m::media::{Frequency, MediaTime};
+use str0m::net::{Protocol, Receive, Transmit};
+use str0m::{Event, IceConnectionState};
 use tracing::{debug, info, warn};
 
-use crate::admission::{self, CostMeter};
 use crate::library::Library;
-use crate::metrics::{metrics, CPU};
+use crate::link::Status;
 use crate::peer::Peer;
 use crate::polling::PollSchedule;
-use crate::pool::EncodePool;
-use crate::room::{MediaEvent, RoomHandle, RoomSpec, VideoCodec};
 use crate::roombook::RoomBook;
 
-/// How long a peer may wait for the browser's answer.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Most media events or datagrams taken per wake-up before the peers are polled: the batch
-/// amortizes polling, the cap bounds how long a frame waits for its turn.
-const BATCH: usize = 64;
-
-/// What the link reports to the coordinator on (re-)registration and in heartbeats.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Status {
-    /// Current load.
-    pub load: Load,
-    /// Rooms running.
-    pub rooms: Vec<RoomInfo>,
-}
+/// How long a peer may wait for the browser's answer by default. Below the ~23 s after which
+/// the DTLS handshake, retrying from 1 s with doubling and ±25 % jitter, gives up on its own.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often sessions are checked for a missed answer.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// Rounds of peer polling per [`Engine::poll_output`] before the driver gets a turn.
+const MAX_ROUNDS: usize = 8;
 
 /// Engine settings.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Most rooms at once.
-    pub max_rooms: u32,
-    /// ICE host candidates of the shared socket.
+    /// ICE host candidates of the shared UDP socket.
     pub candidates: Vec<SocketAddr>,
-    /// Where libretro cores are (None: the default search path).
-    pub cores_dir: Option<PathBuf>,
-    /// Core options applied to every room.
-    pub core_options: Vec<(String, String)>,
-    /// Video encoder settings.
-    pub h264: H264Config,
-    /// Whether frames identical to the one before are left out (not encoded again).
-    pub skip_repeated_frames: bool,
-    /// Encoder pool threads (None: one per core).
-    pub encoder_threads: Option<usize>,
-    /// CPU cores rooms may use in all.
-    pub cpu_budget_cores: f64,
-    /// Cost of a room, in cores, assumed until one is measured.
-    pub room_cost_prior: f64,
+    /// How long a peer may wait for the browser's answer.
+    pub connect_timeout: Duration,
 }
 
-/// Cumulative counters of one room's emulator at the last tick.
-#[derive(Debug, Clone, Copy, Default)]
-struct Seen {
-    published: u64,
-    late: u64,
-    missed: u64,
-    skipped: u64,
-    emulate_ns: u64,
+/// Encoded media from a room, on its way to the room's viewers.
+#[derive(Debug, Clone)]
+pub enum Media {
+    /// One encoded video frame.
+    Video {
+        /// The room.
+        room: RoomId,
+        /// Its codec: only viewers that get this codec are sent it.
+        codec: VideoCodec,
+        /// The frame, shared by every viewer of that codec.
+        data: Arc<[u8]>,
+        /// RTP time, 90 kHz.
+        rtp_90k: u64,
+        /// When the emulator finished the frame (CLOCK_MONOTONIC ns), for the "sent" stage.
+        emulated_ns: u64,
+    },
+    /// One Opus packet.
+    Audio {
+        /// The room.
+        room: RoomId,
+        /// The packet.
+        data: Arc<[u8]>,
+        /// RTP time, 48 kHz.
+        rtp_48k: u64,
+    },
 }
 
-/// Measurement state for admission and metrics, updated once a second.
+/// Something that happened, for the engine to act on.
 #[derive(Debug)]
-struct Meter {
-    cost: CostMeter,
-    capacity: u32,
-    last: Instant,
-    last_cpu: Duration,
-    seen: HashMap<RoomId, Seen>,
+pub enum Input<'a> {
+    /// A command from the coordinator.
+    Command(CoordMsg),
+    /// Encoded media from a room.
+    Media(Media),
+    /// A datagram arrived on the shared socket.
+    Datagram {
+        /// Who sent it.
+        source: SocketAddr,
+        /// The local address it arrived on.
+        destination: SocketAddr,
+        /// Its bytes.
+        contents: &'a [u8],
+    },
+    /// A room stopped on its own (its emulator died, failed to start or its encoder failed).
+    RoomEnded {
+        /// The room.
+        room: RoomId,
+        /// What happened, for the players.
+        reason: String,
+    },
+    /// How many rooms this host can hold, as the driver last measured.
+    Capacity(u32),
+    /// Only time passed.
+    Timeout,
 }
 
-/// Something learned while polling peers, acted on afterwards.
+/// Something for the driver to do.
+#[derive(Debug)]
+pub enum Output {
+    /// Send a datagram on the shared socket.
+    Transmit(Transmit),
+    /// Send a message to the coordinator.
+    Coordinator(WorkerMsg),
+    /// Start a room's emulator.
+    StartRoom(RoomStart),
+    /// Stop a room and free what it holds.
+    StopRoom(RoomId),
+    /// The video codecs a room's connected viewers need (it encodes only those).
+    WantedCodecs {
+        /// The room.
+        room: RoomId,
+        /// The codecs, each once.
+        codecs: Vec<VideoCodec>,
+    },
+    /// The room's next frame in `codec` must be a keyframe.
+    Keyframe {
+        /// The room.
+        room: RoomId,
+        /// The codec.
+        codec: VideoCodec,
+    },
+    /// A player's pad changed.
+    Pad {
+        /// The room.
+        room: RoomId,
+        /// The player's port, 1..=4.
+        port: u8,
+        /// The new state.
+        pad: PadState,
+    },
+    /// The status the link reports changed.
+    Status(Status),
+    /// Nothing more until this time, or until the next input.
+    Timeout(Instant),
+}
+
+/// What a new room runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomStart {
+    /// The room.
+    pub room: RoomId,
+    /// The libretro core.
+    pub core: PathBuf,
+    /// The ROM.
+    pub rom: PathBuf,
+}
+
+/// Cumulative counters, for the driver to export.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Counters {
+    /// Video payload bytes written to peers.
+    pub video_bytes: u64,
+    /// Audio payload bytes written to peers.
+    pub audio_bytes: u64,
+    /// Rooms that ended on their own (emulator crash, start or encoder failure).
+    pub rooms_failed: u64,
+    /// Viewers connected now.
+    pub viewers: usize,
+    /// Rooms running now.
+    pub rooms: usize,
+    /// Mean fraction of packets the viewers lost, from their latest reports.
+    pub peer_loss: f64,
+}
+
+/// Measurements that come one by one, for the driver's histograms.
+#[derive(Debug, Default)]
+pub struct Samples {
+    /// Round-trip times reported by peers.
+    pub rtt: Vec<Duration>,
+    /// Emulated-at stamps (CLOCK_MONOTONIC ns) of video frames written to peers since the
+    /// last call: they leave with the transmits the driver sends next.
+    pub sent_emulated_ns: Vec<u64>,
+}
+
+/// One browser session on this worker.
+#[derive(Debug)]
+struct Session {
+    peer: Peer,
+    /// The remote address its datagrams last came from.
+    source: Option<SocketAddr>,
+}
+
+/// Something learned while polling a peer, acted on afterwards.
 enum Action {
     Connected(SessionId),
     Keyframe(SessionId),
@@ -95,164 +194,141 @@ enum Action {
     Dead(SessionId),
 }
 
-/// Rooms, peers and the shared UDP socket.
+/// The engine.
+#[derive(Debug)]
 pub struct Engine {
     cfg: EngineConfig,
     library: Library,
+    /// Which session is in which room, on which port.
     book: RoomBook,
-    rooms: HashMap<RoomId, RoomHandle>,
-    peers: HashMap<SessionId, Peer>,
-    /// Which peers to poll next, and when.
-    polls: PollSchedule<SessionId>,
+    sessions: HashMap<SessionId, Session>,
     /// The session each remote address last spoke for: a datagram finds its peer without
     /// asking every peer.
     sources: HashMap<SocketAddr, SessionId>,
-    up: mpsc::Sender<WorkerMsg>,
-    status: watch::Sender<Status>,
-    pool: Arc<EncodePool>,
-    meter: Meter,
-    /// Emulated-at stamps of frames written since the last transmit, for the "sent" stage.
-    sent: Vec<u64>,
-    media_tx: mpsc::Sender<MediaEvent>,
-    media_rx: mpsc::Receiver<MediaEvent>,
-    /// Rooms, sessions or capacity may have changed since the status was last published.
+    /// Which peers to poll next, and when.
+    polls: PollSchedule<SessionId>,
+    queue: VecDeque<Output>,
+    now: Instant,
+    capacity: u32,
+    next_housekeeping: Instant,
+    last_status: Option<Status>,
+    /// Rooms, sessions or capacity may have changed since the status was last compared.
     status_stale: bool,
+    counters: Counters,
+    losses: HashMap<SessionId, f64>,
+    samples: Samples,
 }
 
 impl Engine {
-    /// A new engine; `up` carries messages to the coordinator, `status` publishes load.
-    pub fn new(
-        cfg: EngineConfig,
-        library: Library,
-        up: mpsc::Sender<WorkerMsg>,
-        status: watch::Sender<Status>,
-    ) -> anyhow::Result<Self> {
-        let (media_tx, media_rx) = mpsc::channel(1024);
-        let pool = cfg.encoder_threads.map_or_else(EncodePool::per_core, EncodePool::new);
-        let pool = Arc::new(pool.map_err(|e| {
-            anyhow::anyhow!("cannot start the encoder pool: {e} (is the open-file limit, `ulimit -n`, too low?)")
-        })?);
-        info!(threads = pool.threads(), "encoder pool started");
-        let cost = CostMeter::new(cfg.room_cost_prior);
-        let capacity = admission::capacity(cfg.cpu_budget_cores, cost.per_room(), cfg.max_rooms);
-        let meter = Meter {
-            cost,
-            capacity,
-            last: Instant::now(),
-            last_cpu: retrofarm_emulator::process_cpu_time(),
-            seen: HashMap::new(),
-        };
-        let mut e = Self {
-            pool,
-            meter,
-            sent: Vec::new(),
+    /// A new engine at time `now`, with the games of `library` and room for `capacity` rooms
+    /// until the driver measures otherwise.
+    pub fn new(cfg: EngineConfig, library: Library, capacity: u32, now: Instant) -> Self {
+        Self {
             cfg,
             library,
             book: RoomBook::new(),
-            rooms: HashMap::new(),
-            peers: HashMap::new(),
-            polls: PollSchedule::new(),
+            sessions: HashMap::new(),
             sources: HashMap::new(),
-            up,
-            status,
-            media_tx,
-            media_rx,
-            status_stale: false,
-        };
-        e.publish();
-        Ok(e)
-    }
-
-    fn send(&self, msg: WorkerMsg) {
-        if self.up.try_send(msg).is_err() {
-            debug!("coordinator link is down or backed up; message dropped");
+            polls: PollSchedule::new(),
+            queue: VecDeque::new(),
+            now,
+            capacity,
+            next_housekeeping: now + HOUSEKEEPING,
+            last_status: None,
+            status_stale: true,
+            counters: Counters::default(),
+            losses: HashMap::new(),
+            samples: Samples::default(),
         }
     }
 
-    fn publish(&mut self) {
-        self.status_stale = false;
-        let status = Status { load: self.book.load(self.meter.capacity), rooms: self.book.infos() };
-        self.status.send_if_modified(|s| {
-            let changed = *s != status;
-            *s = status;
-            changed
-        });
-    }
-
-    /// Runs until `down` closes.
-    pub async fn run(mut self, socket: UdpSocket, mut down: mpsc::Receiver<CoordMsg>) {
-        let local = self.cfg.candidates.first().copied().unwrap_or(socket.local_addr().expect("bound socket"));
-        let mut buf = vec![0u8; 2048];
-        let mut next = Instant::now();
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            let sleep = tokio::time::sleep_until(next.into());
-            tokio::select! {
-                cmd = down.recv() => {
-                    let Some(cmd) = cmd else { break };
-                    self.command(cmd);
-                }
-                Some(ev) = self.media_rx.recv() => self.media(ev),
-                res = socket.recv_from(&mut buf) => match res {
-                    Ok((n, source)) => self.datagram(&buf[..n], source, local),
-                    Err(e) => warn!(error = %e, "UDP receive failed"),
-                },
-                _ = tick.tick() => self.tick(),
-                // A peer's timeout: drive() gives it the time.
-                _ = sleep => {}
+    /// Feeds one input that happened at `now`.
+    pub fn handle(&mut self, now: Instant, input: Input<'_>) {
+        self.now = self.now.max(now);
+        match input {
+            Input::Command(cmd) => self.command(cmd),
+            Input::Media(m) => self.media(m),
+            Input::Datagram { source, destination, contents } => self.datagram(source, destination, contents),
+            Input::RoomEnded { room, reason } => self.room_ended(&room, reason),
+            Input::Capacity(c) => {
+                self.status_stale |= self.capacity != c;
+                self.capacity = c;
             }
-            self.take_ready(&socket, &mut buf, local);
-            next = self.drive(&socket);
-            // Everything written above went out in drive(): the frames' "sent" stage.
-            if !self.sent.is_empty() {
-                let now = retrofarm_emulator::monotonic_ns();
-                let h = metrics().stage_latency.with_label_values(&["sent"]);
-                for emulated in self.sent.drain(..) {
-                    h.observe(now.saturating_sub(emulated) as f64 / 1e9);
-                }
-            }
-            if self.status_stale {
-                self.publish();
-            }
+            Input::Timeout => {}
         }
     }
 
-    /// Takes the media events and datagrams that are already waiting, up to [`BATCH`] of each,
-    /// so that one round of polling serves them all.
-    fn take_ready(&mut self, socket: &UdpSocket, buf: &mut [u8], local: SocketAddr) {
-        for _ in 0..BATCH {
-            let Ok(ev) = self.media_rx.try_recv() else { break };
-            self.media(ev);
-        }
-        for _ in 0..BATCH {
-            match socket.try_recv_from(buf) {
-                Ok((n, source)) => self.datagram(&buf[..n], source, local),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    warn!(error = %e, "UDP receive failed");
-                    break;
-                }
+    /// The next thing to do; [`Output::Timeout`] when there is nothing until that time or the
+    /// next input.
+    pub fn poll_output(&mut self) -> Output {
+        for _ in 0..MAX_ROUNDS {
+            if let Some(o) = self.queue.pop_front() {
+                return o;
+            }
+            if self.now >= self.next_housekeeping {
+                self.housekeeping();
+                continue;
+            }
+            if !self.poll_peers() {
+                break;
             }
         }
+        if let Some(o) = self.queue.pop_front() {
+            return o;
+        }
+        // Rebuilt only after rooms, sessions or capacity changed: not on every media event.
+        if std::mem::take(&mut self.status_stale) {
+            let status = self.status();
+            if self.last_status.as_ref() != Some(&status) {
+                self.last_status = Some(status.clone());
+                return Output::Status(status);
+            }
+        }
+        if self.polls.has_touched() {
+            // Polling rounds ran out with work left: come back at once.
+            return Output::Timeout(self.now);
+        }
+        let next = self.polls.next_deadline().map_or(self.next_housekeeping, |t| t.min(self.next_housekeeping));
+        Output::Timeout(next)
+    }
+
+    /// Counters for the driver to export.
+    pub fn counters(&self) -> Counters {
+        let viewers = self.sessions.values().filter(|s| s.peer.payloads.is_some()).count();
+        let peer_loss =
+            if self.losses.is_empty() { 0.0 } else { self.losses.values().sum::<f64>() / self.losses.len() as f64 };
+        Counters { viewers, rooms: self.book.room_count(), peer_loss, ..self.counters }
+    }
+
+    /// Takes the samples gathered since the last call.
+    pub fn take_samples(&mut self) -> Samples {
+        std::mem::take(&mut self.samples)
+    }
+
+    /// What the link reports now.
+    pub fn status(&self) -> Status {
+        Status { load: self.book.load(self.capacity), rooms: self.book.infos() }
+    }
+
+    fn send(&mut self, msg: WorkerMsg) {
+        self.queue.push_back(Output::Coordinator(msg));
     }
 
     fn command(&mut self, cmd: CoordMsg) {
         match cmd {
-            CoordMsg::StartSession { session, game, room, port, ice_servers: _ } => {
-                self.start(session, game, room, port)
-            }
+            CoordMsg::StartSession { session, game, room, port } => self.start(session, game, room, port),
             CoordMsg::Answer { session, sdp } => {
-                let Some(peer) = self.peers.get_mut(&session) else { return };
+                let Some(s) = self.sessions.get_mut(&session) else { return };
                 self.polls.touch(&session);
-                if let Err(e) = peer.accept_answer(&sdp) {
+                if let Err(e) = s.peer.accept_answer(&sdp) {
                     warn!(%session, error = %format!("{e:#}"), "bad SDP answer");
                     self.end(&session, ErrorCode::Malformed, format!("the browser's SDP answer was refused: {e:#}"));
                 }
             }
             CoordMsg::Ice { session, candidate } => {
-                let (Some(peer), Some(c)) = (self.peers.get_mut(&session), candidate) else { return };
+                let (Some(s), Some(c)) = (self.sessions.get_mut(&session), candidate) else { return };
                 self.polls.touch(&session);
-                if let Err(e) = peer.add_remote_candidate(&c) {
+                if let Err(e) = s.peer.add_remote_candidate(&c) {
                     debug!(%session, error = %e, "ignoring ICE candidate");
                 }
             }
@@ -261,56 +337,44 @@ impl Engine {
         }
     }
 
-    fn refuse(&self, session: SessionId, code: ErrorCode, message: String) {
+    fn refuse(&mut self, session: SessionId, code: ErrorCode, message: String) {
         self.send(WorkerMsg::SessionEnded { session, code, message });
     }
 
     fn start(&mut self, session: SessionId, game: String, room: Option<RoomId>, port: u8) {
-        let game_entry = match (&room, self.library.get(&game)) {
+        // A new room needs its game and that game's core; joining a room needs neither.
+        let new_room = match (&room, self.library.get(&game)) {
             (Some(_), _) => None,
-            (None, Some(g)) => Some(g.clone()),
             (None, None) => {
                 return self.refuse(session, ErrorCode::UnknownGame, format!("no game named {game:?} on this worker"))
             }
-        };
-        let core = match &game_entry {
-            Some(g) => match retrofarm_emulator::find_core(&g.core, self.cfg.cores_dir.as_deref()) {
-                Some(c) => Some(c),
+            (None, Some(g)) => match &g.core_path {
+                Some(core) => Some((core.clone(), g.rom.clone())),
                 None => {
                     let msg = format!("this server lacks the {} emulator core; its operator must install it", g.core);
                     warn!(core = %g.core, "libretro core not found: run scripts/fetch-cores.sh or set cores_dir");
                     return self.refuse(session, ErrorCode::Internal, msg);
                 }
             },
-            None => None,
         };
+        let can_create = (self.book.room_count() as u32) < self.capacity;
         self.status_stale = true;
-        let can_create = (self.book.room_count() as u32) < self.meter.capacity;
         let joined = match self.book.join(session.clone(), &game, room.as_ref(), port, new_room_id(), can_create) {
             Ok(j) => j,
             Err(r) => return self.refuse(session, r.code, r.message),
         };
-        let (peer, sdp) = match Peer::offer(Instant::now(), &self.cfg.candidates) {
+        let (peer, sdp) = match Peer::offer(self.now, &self.cfg.candidates) {
             Ok(x) => x,
             Err(e) => {
-                self.leave(&session);
+                self.remove(&session);
                 return self.refuse(session, ErrorCode::Internal, format!("cannot create the WebRTC peer: {e:#}"));
             }
         };
-        if let (true, Some(g), Some(core)) = (joined.created, game_entry, core) {
-            let spec = RoomSpec {
-                room: joined.room.clone(),
-                core,
-                rom: g.rom,
-                options: self.cfg.core_options.clone(),
-                h264: self.cfg.h264.clone(),
-                skip_repeats: self.cfg.skip_repeated_frames,
-            };
-            let handle = RoomHandle::start(spec, self.pool.clone(), self.media_tx.clone());
-            self.rooms.insert(joined.room.clone(), handle);
+        if let (true, Some((core, rom))) = (joined.created, new_room) {
+            self.queue.push_back(Output::StartRoom(RoomStart { room: joined.room.clone(), core, rom }));
         }
         info!(%session, room = %joined.room, game = %joined.game, port, created = joined.created, "session started");
-        self.peers.insert(session.clone(), peer);
+        self.sessions.insert(session.clone(), Session { peer, source: None });
         self.polls.touch(&session);
         self.send(WorkerMsg::SessionStarted { session: session.clone(), room: joined.room, game: joined.game, port });
         self.send(WorkerMsg::Offer { session: session.clone(), sdp });
@@ -324,26 +388,14 @@ impl Engine {
         self.send(WorkerMsg::SessionEnded { session: session.clone(), code, message });
     }
 
+    /// Forgets a session and leaves its room (which closes when it was the last one in it).
     fn remove(&mut self, session: &SessionId) {
-        self.drop_peer(session);
-        self.leave(session);
-    }
-
-    /// Disconnects and forgets a session's peer.
-    fn drop_peer(&mut self, session: &SessionId) {
-        if let Some(mut p) = self.peers.remove(session) {
-            p.rtc.disconnect();
-        }
-        self.polls.remove(session);
-        self.sources.retain(|_, s| s != session);
-    }
-
-    fn leave(&mut self, session: &SessionId) {
         self.status_stale = true;
+        self.drop_peer(session);
         match self.book.leave(session) {
             Some((room, true)) => {
                 info!(%room, "room closed: last player left");
-                self.stop_room(&room);
+                self.queue.push_back(Output::StopRoom(room.clone()));
                 self.send(WorkerMsg::RoomClosed { room });
             }
             Some((room, false)) => self.update_wanted(&room),
@@ -351,253 +403,229 @@ impl Engine {
         }
     }
 
-    fn stop_room(&mut self, room: &RoomId) {
-        // Dropping the handle stops the room; its emulator dies with the last reference.
-        self.rooms.remove(room);
+    /// Disconnects and forgets a session's peer.
+    fn drop_peer(&mut self, session: &SessionId) {
+        if let Some(mut s) = self.sessions.remove(session) {
+            s.peer.rtc.disconnect();
+            if let Some(addr) = s.source {
+                self.sources.remove(&addr);
+            }
+        }
+        self.polls.remove(session);
+        self.losses.remove(session);
     }
 
-    fn media(&mut self, ev: MediaEvent) {
-        let now = Instant::now();
+    fn media(&mut self, m: Media) {
+        let now = self.now;
         // Which peers get it, on which m-line and payload type, at what RTP time.
-        let (room, codec, time, data) = match ev {
-            MediaEvent::Video { room, codec, data, keyframe: _, rtp_90k, stamps } => {
-                self.sent.push(stamps.emulated);
+        let (room, codec, time, data) = match m {
+            Media::Video { room, codec, data, rtp_90k, emulated_ns } => {
+                self.samples.sent_emulated_ns.push(emulated_ns);
                 (room, Some(codec), MediaTime::from_90khz(rtp_90k), data)
             }
-            MediaEvent::Audio { room, data, rtp_48k } => {
-                (room, None, MediaTime::new(rtp_48k, str0m::media::Frequency::FORTY_EIGHT_KHZ), data)
+            Media::Audio { room, data, rtp_48k } => {
+                (room, None, MediaTime::new(rtp_48k, Frequency::FORTY_EIGHT_KHZ), data)
             }
-            MediaEvent::Died { room, reason } => return self.room_died(&room, reason),
         };
-        let kind = if codec.is_some() { "video" } else { "audio" };
-        let sessions: Vec<SessionId> = self.book.sessions_in(&room).cloned().collect();
-        for s in sessions {
-            let Some(peer) = self.peers.get_mut(&s) else { continue };
-            let Some(payloads) = peer.payloads else { continue };
+        let members: Vec<SessionId> = self.book.sessions_in(&room).cloned().collect();
+        for id in members {
+            let Some(s) = self.sessions.get_mut(&id) else { continue };
+            let Some(payloads) = s.peer.payloads else { continue };
             let target = match codec {
-                Some(c) => payloads.video().filter(|(vc, _)| *vc == c).map(|(_, pt)| (peer.video, pt)),
-                None => payloads.opus.map(|pt| (peer.audio, pt)),
+                Some(c) => payloads.video().filter(|(vc, _)| *vc == c).map(|(_, pt)| (s.peer.video, pt)),
+                None => payloads.opus.map(|pt| (s.peer.audio, pt)),
             };
             let Some((mid, pt)) = target else { continue };
-            self.polls.touch(&s);
-            if let Some(mut w) = peer.rtc.writer(mid) {
-                if codec.is_some() {
-                    w = w.playout_delay(MediaTime::from_90khz(0), MediaTime::from_90khz(0));
-                }
-                match w.write(pt, now, time, Arc::clone(&data)) {
-                    Ok(()) => metrics().sent_bytes.with_label_values(&[kind]).inc_by(data.len() as u64),
-                    Err(e) => debug!(session = %s, error = %e, "media write failed"),
-                }
+            let Some(mut w) = s.peer.rtc.writer(mid) else { continue };
+            if codec.is_some() {
+                w = w.playout_delay(MediaTime::from_90khz(0), MediaTime::from_90khz(0));
             }
+            match w.write(pt, now, time, Arc::clone(&data)) {
+                Ok(()) if codec.is_some() => self.counters.video_bytes += data.len() as u64,
+                Ok(()) => self.counters.audio_bytes += data.len() as u64,
+                Err(e) => debug!(session = %id, error = %e, "media write failed"),
+            }
+            self.polls.touch(&id);
         }
     }
 
     /// Tells a room which codecs its connected viewers need.
-    fn update_wanted(&self, room: &RoomId) {
-        let Some(handle) = self.rooms.get(room) else { return };
-        let codecs: Vec<VideoCodec> =
-            self.book.sessions_in(room).filter_map(|s| self.peers.get(s)?.payloads?.video().map(|(c, _)| c)).collect();
-        handle.set_wanted(codecs.contains(&VideoCodec::H264), codecs.contains(&VideoCodec::Vp8));
+    fn update_wanted(&mut self, room: &RoomId) {
+        let mut codecs: Vec<VideoCodec> = self
+            .book
+            .sessions_in(room)
+            .filter_map(|s| self.sessions.get(s)?.peer.payloads?.video().map(|(c, _)| c))
+            .collect();
+        codecs.sort();
+        codecs.dedup();
+        self.queue.push_back(Output::WantedCodecs { room: room.clone(), codecs });
     }
 
-    fn room_died(&mut self, room: &RoomId, reason: String) {
+    /// A room stopped on its own: its players are told why, the coordinator once.
+    fn room_ended(&mut self, room: &RoomId, reason: String) {
+        let Some(members) = self.book.close(room) else {
+            // Already closed (the last player left, or it was reported before).
+            return debug!(%room, "ended room was already closed");
+        };
         self.status_stale = true;
-        metrics().emulator_crashes.inc();
-        let sessions = self.book.close(room);
-        warn!(%room, %reason, players = sessions.len(), "room died");
-        for s in sessions {
+        self.counters.rooms_failed += 1;
+        warn!(%room, %reason, players = members.len(), "room ended");
+        for s in members {
             self.drop_peer(&s);
             self.refuse(s, ErrorCode::RoomClosed, reason.clone());
         }
-        self.stop_room(room);
+        self.queue.push_back(Output::StopRoom(room.clone()));
         self.send(WorkerMsg::RoomClosed { room: room.clone() });
     }
 
-    fn datagram(&mut self, data: &[u8], source: SocketAddr, local: SocketAddr) {
-        let Ok(contents) = data.try_into() else { return };
-        let input =
-            Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: local, contents });
+    fn datagram(&mut self, source: SocketAddr, destination: SocketAddr, contents: &[u8]) {
+        let Ok(contents) = contents.try_into() else { return };
+        let input = str0m::Input::Receive(self.now, Receive { proto: Protocol::Udp, source, destination, contents });
         // The peer this address spoke for last time, else whichever peer claims it.
-        let known = self.sources.get(&source).filter(|s| self.peers.get(*s).is_some_and(|p| p.rtc.accepts(&input)));
-        let session = match known {
-            Some(s) => s.clone(),
-            None => match self.peers.iter().find(|(_, p)| p.rtc.accepts(&input)) {
-                Some((s, _)) => {
-                    self.sources.insert(source, s.clone());
-                    s.clone()
-                }
+        let known = self
+            .sources
+            .get(&source)
+            .filter(|id| self.sessions.get(*id).is_some_and(|s| s.peer.rtc.accepts(&input)))
+            .cloned();
+        let id = match known {
+            Some(id) => id,
+            None => match self.sessions.iter().find(|(_, s)| s.peer.rtc.accepts(&input)) {
+                Some((id, _)) => id.clone(),
                 None => return debug!(%source, "datagram for no peer"),
             },
         };
-        let Some(p) = self.peers.get_mut(&session) else { return };
-        self.polls.touch(&session);
-        if let Err(e) = p.rtc.handle_input(input) {
+        let Some(s) = self.sessions.get_mut(&id) else { return };
+        if s.source != Some(source) {
+            if let Some(old) = s.source.replace(source) {
+                self.sources.remove(&old);
+            }
+            self.sources.insert(source, id.clone());
+        }
+        self.polls.touch(&id);
+        if let Err(e) = s.peer.rtc.handle_input(input) {
             debug!(error = %e, "peer rejected a datagram");
         }
     }
 
     /// Polls the peers that were fed something or whose timeout passed until each waits, then
-    /// acts on what they reported; returns when the engine must wake for a peer's timeout.
-    fn drive(&mut self, socket: &UdpSocket) -> Instant {
-        let now = Instant::now();
+    /// acts on what they reported. False when no peer was due.
+    fn poll_peers(&mut self) -> bool {
+        let now = self.now;
+        let due = self.polls.take_due(now);
+        if due.is_empty() {
+            return false;
+        }
         let mut actions = Vec::new();
-        let mut losses = Vec::new();
-        for (session, expired) in self.polls.take_due(now) {
-            let Some(p) = self.peers.get_mut(&session) else { continue };
+        for (id, expired) in due {
+            let Some(s) = self.sessions.get_mut(&id) else { continue };
+            let rtc = &mut s.peer.rtc;
             if expired {
-                if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
-                    debug!(%session, error = %e, "peer timeout failed");
+                if let Err(e) = rtc.handle_input(str0m::Input::Timeout(now)) {
+                    debug!(session = %id, error = %e, "peer timeout failed");
                 }
             }
             loop {
-                match p.rtc.poll_output() {
-                    Ok(Output::Transmit(t)) => {
-                        if let Err(e) = socket.try_send_to(&t.contents, t.destination) {
-                            debug!(error = %e, "UDP send dropped");
-                        }
-                    }
-                    Ok(Output::Timeout(t)) => {
-                        self.polls.set_deadline(&session, t);
+                match rtc.poll_output() {
+                    Ok(str0m::Output::Transmit(t)) => self.queue.push_back(Output::Transmit(t)),
+                    Ok(str0m::Output::Timeout(t)) => {
+                        self.polls.set_deadline(&id, t);
                         break;
                     }
-                    Ok(Output::Event(ev)) => match ev {
-                        Event::Connected => actions.push(Action::Connected(session.clone())),
-                        Event::KeyframeRequest(_) => actions.push(Action::Keyframe(session.clone())),
+                    Ok(str0m::Output::Event(ev)) => match ev {
+                        Event::Connected => actions.push(Action::Connected(id.clone())),
+                        Event::KeyframeRequest(_) => actions.push(Action::Keyframe(id.clone())),
                         Event::ChannelData(d) => match PadState::decode(&d.data) {
-                            Ok(pad) => actions.push(Action::Input(session.clone(), pad)),
-                            Err(e) => debug!(%session, error = %e, "ignoring bad input packet"),
+                            Ok(pad) => actions.push(Action::Input(id.clone(), pad)),
+                            Err(e) => debug!(session = %id, error = %e, "ignoring bad input packet"),
                         },
                         Event::PeerStats(st) => {
                             if let Some(rtt) = st.rtt {
-                                metrics().peer_rtt.observe(rtt.as_secs_f64());
+                                self.samples.rtt.push(rtt);
                             }
                             if let Some(loss) = st.egress_loss_fraction {
-                                losses.push(f64::from(loss));
+                                self.losses.insert(id.clone(), f64::from(loss));
                             }
                         }
                         Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                            debug!(%session, "ICE disconnected")
+                            debug!(session = %id, "ICE disconnected")
                         }
                         _ => {}
                     },
                     Err(e) => {
-                        warn!(%session, error = %e, "peer failed");
-                        p.rtc.disconnect();
+                        warn!(session = %id, error = %e, "peer failed");
+                        rtc.disconnect();
                         break;
                     }
                 }
             }
-            if !p.rtc.is_alive() {
-                actions.push(Action::Dead(session.clone()));
+            if !rtc.is_alive() {
+                actions.push(Action::Dead(id.clone()));
             }
-        }
-        if !losses.is_empty() {
-            metrics().peer_loss.set(losses.iter().sum::<f64>() / losses.len() as f64);
         }
         for a in actions {
             self.act(a);
         }
-        if self.polls.has_touched() {
-            // Acting (a keyframe request, a closed room) fed some peer: poll again at once.
-            return now;
-        }
-        let idle = now + Duration::from_secs(1);
-        self.polls.next_deadline().map_or(idle, |t| t.min(idle))
+        true
     }
 
-    /// Once a second: exports the emulators' counters and re-measures capacity.
-    fn tick(&mut self) {
-        self.status_stale = true;
-        let m = metrics();
-        let now = Instant::now();
+    /// Ends the sessions whose browser never answered.
+    fn housekeeping(&mut self) {
+        self.next_housekeeping = self.now + HOUSEKEEPING;
+        let timeout = self.cfg.connect_timeout;
         let unanswered: Vec<SessionId> = self
-            .peers
+            .sessions
             .iter()
-            .filter(|(_, p)| !p.answered() && now.duration_since(p.created) > CONNECT_TIMEOUT)
-            .map(|(s, _)| s.clone())
+            .filter(|(_, s)| !s.peer.answered() && self.now.duration_since(s.peer.created) > timeout)
+            .map(|(id, _)| id.clone())
             .collect();
-        for s in unanswered {
-            self.act(Action::Dead(s));
+        for id in unanswered {
+            let msg = format!("the browser did not answer the offer within {} s", timeout.as_secs());
+            self.end(&id, ErrorCode::Internal, msg);
         }
-        let cpu = retrofarm_emulator::process_cpu_time();
-        let mut used = cpu.saturating_sub(self.meter.last_cpu);
-        let mut seen = HashMap::new();
-        for (id, handle) in &self.rooms {
-            let Some(emu) = handle.room().emulator() else { continue };
-            let c = emu.counters();
-            let cur = Seen {
-                published: c.frames_published,
-                late: c.frames_late,
-                missed: c.reader.missed,
-                skipped: c.reader.skipped,
-                emulate_ns: c.emulate_ns_total,
-            };
-            let prev = self.meter.seen.get(id).copied().unwrap_or_default();
-            m.frames_emulated.with_label_values(&[CPU]).inc_by(cur.published.saturating_sub(prev.published));
-            m.frames_late.with_label_values(&[CPU]).inc_by(cur.late.saturating_sub(prev.late));
-            m.frames_dropped.with_label_values(&["ring_overrun", CPU]).inc_by(cur.missed.saturating_sub(prev.missed));
-            m.frames_dropped.with_label_values(&["encoder_busy", CPU]).inc_by(cur.skipped.saturating_sub(prev.skipped));
-            used += Duration::from_nanos(cur.emulate_ns.saturating_sub(prev.emulate_ns));
-            seen.insert(id.clone(), cur);
-        }
-        // Only rooms measured over the whole interval count towards the cost.
-        let steady = seen.keys().filter(|id| self.meter.seen.contains_key(*id)).count();
-        if steady > 0 && steady == seen.len() {
-            self.meter.cost.sample(used, now.duration_since(self.meter.last), steady);
-        }
-        self.meter.seen = seen;
-        self.meter.last = now;
-        self.meter.last_cpu = cpu;
-        self.meter.capacity =
-            admission::capacity(self.cfg.cpu_budget_cores, self.meter.cost.per_room(), self.cfg.max_rooms);
-        let rooms = self.book.room_count() as i64;
-        m.rooms.set(rooms);
-        m.viewers.set(self.peers.values().filter(|p| p.payloads.is_some()).count() as i64);
-        m.capacity_rooms.set(i64::from(self.meter.capacity));
-        m.capacity_free.set((i64::from(self.meter.capacity) - rooms).max(0));
-        m.room_cpu.set(self.meter.cost.per_room());
     }
 
-    fn room_of(&self, session: &SessionId) -> Option<(&RoomHandle, u8)> {
-        let (room, port) = self.book.session(session)?;
-        Some((self.rooms.get(room)?, *port))
+    /// The room and port of a session.
+    fn place(&self, session: &SessionId) -> Option<(RoomId, u8)> {
+        self.book.session(session).cloned()
     }
 
     fn act(&mut self, action: Action) {
         match action {
-            Action::Connected(s) => {
-                let Some(peer) = self.peers.get_mut(&s) else { return };
-                let payloads = peer.choose_payloads();
-                info!(session = %s, ?payloads, "peer connected");
+            Action::Connected(id) => {
+                let Some(s) = self.sessions.get_mut(&id) else { return };
+                let payloads = s.peer.choose_payloads();
+                info!(session = %id, ?payloads, "peer connected");
                 let Some((codec, _)) = payloads.video() else {
                     let msg = "your browser accepts neither H264 nor VP8 video".to_string();
-                    return self.end(&s, ErrorCode::Internal, msg);
+                    return self.end(&id, ErrorCode::Internal, msg);
                 };
-                // A new viewer needs a keyframe to start decoding.
-                if let Some((room, _)) = self.room_of(&s) {
-                    room.request_keyframe(codec);
-                }
-                if let Some((room, _)) = self.book.session(&s).cloned() {
+                if let Some((room, _)) = self.place(&id) {
                     self.update_wanted(&room);
+                    // A new viewer needs a keyframe to start decoding.
+                    self.queue.push_back(Output::Keyframe { room, codec });
                 }
             }
-            Action::Keyframe(s) => {
-                let codec = self.peers.get(&s).and_then(|p| p.payloads?.video()).map(|(c, _)| c);
-                if let (Some((room, _)), Some(codec)) = (self.room_of(&s), codec) {
-                    room.request_keyframe(codec);
+            Action::Keyframe(id) => {
+                let codec = self.sessions.get(&id).and_then(|s| s.peer.payloads?.video()).map(|(c, _)| c);
+                if let (Some((room, _)), Some(codec)) = (self.place(&id), codec) {
+                    self.queue.push_back(Output::Keyframe { room, codec });
                 }
             }
-            Action::Input(s, pad) => {
-                let Some(pad) = self.peers.get_mut(&s).and_then(|p| p.pad.apply(pad)) else { return };
-                if let Some((room, port)) = self.room_of(&s) {
-                    room.set_input(port, pad.buttons, pad.axes);
+            Action::Input(id, pad) => {
+                let Some(pad) = self.sessions.get_mut(&id).and_then(|s| s.peer.pad.apply(pad)) else { return };
+                if let Some((room, port)) = self.place(&id) {
+                    self.queue.push_back(Output::Pad { room, port, pad });
                 }
             }
-            Action::Dead(s) => self.end(
-                &s,
-                ErrorCode::Internal,
-                "the WebRTC connection to the game server was lost or never established".into(),
-            ),
+            Action::Dead(id) => {
+                let answered = self.sessions.get(&id).is_some_and(|s| s.peer.answered());
+                let msg = if answered {
+                    "the WebRTC connection to the game server was lost or never established".to_string()
+                } else {
+                    "the browser did not answer the offer in time".to_string()
+                };
+                self.end(&id, ErrorCode::Internal, msg)
+            }
         }
     }
 }

@@ -8,8 +8,10 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
-/// Routes; `delay` is added to every ping reply.
-pub fn router(delay: Duration) -> Router {
+/// Routes; `delay` is added to every ping reply; `/healthz` says `ok`, then one line per
+/// capability report (where frames are converted, whether NVENC encodes).
+pub fn router(delay: Duration, capabilities: Vec<String>) -> Router {
+    let health: String = std::iter::once("ok".to_string()).chain(capabilities).map(|l| l + "\n").collect();
     Router::new()
         .route(
             "/ping",
@@ -24,7 +26,7 @@ pub fn router(delay: Duration) -> Router {
                     .into_response()
             }),
         )
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(move || async move { health }))
         .route(
             "/metrics",
             get(|| async {

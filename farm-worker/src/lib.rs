@@ -1,18 +1,26 @@
 //! The retrofarm worker daemon.
 //!
-//! Data flow: [`link`] (QUIC to the coordinator) → [`engine`] (sessions, rooms, WebRTC peers on
-//! one UDP socket) ← rooms' emulator processes. [`library`] lists the games, [`http`] answers
-//! the browsers' latency pings. Decision logic ([`roombook`], [`backoff`], [`library`]) is plain
-//! code without IO.
+//! Data flow: [`link`] (QUIC to the coordinator) → [`driver`] ⇄ [`engine`] (sessions, WebRTC
+//! peers on one UDP socket, which room each is in) → [`room`] (emulator child processes, whose
+//! frames the [`pool`] threads convert, or hand to the [`gpu_stage`] to convert in batches,
+//! and encode, H264 on [`nvenc`] where it is available) → back through the driver to the peers. [`library`]
+//! lists the games, [`http`] answers the browsers' latency pings and serves [`metrics`].
+//!
+//! Decision logic is plain code without IO, tested on a virtual clock: [`engine`],
+//! [`roombook`], [`polling`], [`admission`], [`backoff`], [`library`]. The [`driver`] is the
+//! thin async layer that owns the socket, the rooms, the clock and the metrics.
 
 pub mod admission;
 pub mod backoff;
 pub mod config;
+pub mod driver;
 pub mod engine;
+pub mod gpu_stage;
 pub mod http;
 pub mod library;
 pub mod link;
 pub mod metrics;
+pub mod nvenc;
 pub mod peer;
 pub mod polling;
 pub mod pool;

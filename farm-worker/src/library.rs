@@ -15,6 +15,9 @@ pub struct Game {
     pub rom: PathBuf,
     /// File name of the libretro core that runs it.
     pub core: String,
+    /// Where that core was found ([`Library::resolve_cores`]); `None`: not installed, so the
+    /// game is refused with an explanation.
+    pub core_path: Option<PathBuf>,
 }
 
 /// All games, by name.
@@ -35,7 +38,12 @@ impl Library {
             let Some(ext) = rom.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase) else { continue };
             let Some(core) = cores.get(&ext) else { continue };
             let Some(name) = rom.file_stem().and_then(|s| s.to_str()).map(str::to_string) else { continue };
-            games.entry(name.clone()).or_insert(Game { info: GameInfo { name, system: ext }, rom, core: core.clone() });
+            games.entry(name.clone()).or_insert(Game {
+                info: GameInfo { name, system: ext },
+                rom,
+                core: core.clone(),
+                core_path: None,
+            });
         }
         Self { games }
     }
@@ -47,6 +55,19 @@ impl Library {
         })?;
         let paths = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file());
         Ok(Self::from_paths(paths, cores))
+    }
+
+    /// Finds each game's core with `find` (a core file name to its path); returns the names
+    /// of the cores that were not found.
+    pub fn resolve_cores(&mut self, find: impl Fn(&str) -> Option<PathBuf>) -> Vec<String> {
+        let mut missing = Vec::new();
+        for g in self.games.values_mut() {
+            g.core_path = find(&g.core);
+            if g.core_path.is_none() && !missing.contains(&g.core) {
+                missing.push(g.core.clone());
+            }
+        }
+        missing
     }
 
     /// A game by name.
@@ -93,6 +114,15 @@ mod tests {
         assert_eq!(lib.get("Walk").unwrap().rom, PathBuf::from("g/Walk.nes"));
         assert_eq!(lib.get("Sushi").unwrap().info.system, "gba");
         assert!(lib.get("readme").is_none());
+    }
+
+    #[test]
+    fn cores_are_resolved_once_and_missing_ones_named() {
+        let mut lib = Library::from_paths(["g/Walk.nes", "g/Sushi.gba"].map(PathBuf::from), &default_cores());
+        let missing = lib.resolve_cores(|c| (c == "nestopia_libretro.so").then(|| PathBuf::from("/cores").join(c)));
+        assert_eq!(missing, vec!["mgba_libretro.so".to_string()]);
+        assert_eq!(lib.get("Walk").unwrap().core_path, Some(PathBuf::from("/cores/nestopia_libretro.so")));
+        assert_eq!(lib.get("Sushi").unwrap().core_path, None);
     }
 
     #[test]

@@ -9,13 +9,21 @@ use retrofarm_link::endpoint;
 use retrofarm_link::pki::Identity;
 use retrofarm_link::stream::{self, FramedRecv};
 use retrofarm_proto::browser::GameInfo;
-use retrofarm_proto::control::{CoordMsg, WorkerMsg, PROTOCOL_VERSION};
+use retrofarm_proto::control::{CoordMsg, Load, RoomInfo, WorkerMsg, PROTOCOL_VERSION};
 use retrofarm_proto::ids::WorkerId;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::backoff::Backoff;
-use crate::engine::Status;
+
+/// What the link reports to the coordinator on (re-)registration and in heartbeats.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Status {
+    /// Current load.
+    pub load: Load,
+    /// Rooms running.
+    pub rooms: Vec<RoomInfo>,
+}
 
 /// What the link needs to know.
 #[derive(Debug, Clone)]

@@ -6,15 +6,19 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use farm_worker::config::Config;
-use farm_worker::engine::{Engine, EngineConfig, Status};
+use farm_worker::config::{Config, GpuMode, NvencMode};
+use farm_worker::driver::{Driver, DriverConfig};
+use farm_worker::engine::{Engine, EngineConfig, CONNECT_TIMEOUT};
+use farm_worker::gpu_stage;
 use farm_worker::library::Library;
 use farm_worker::link::{self, LinkConfig};
+use farm_worker::nvenc::Nvenc;
+use farm_worker::room::RoomSettings;
 use retrofarm_link::pki::Identity;
-use retrofarm_media::H264Config;
+use retrofarm_media::VideoConfig;
 use retrofarm_proto::ids::WorkerId;
 use tokio::sync::{mpsc, watch};
-use tracing::info;
+use tracing::{info, warn};
 
 #[derive(Debug, Parser)]
 #[command(version, about = "retrofarm worker: runs game rooms and streams them over WebRTC")]
@@ -64,6 +68,18 @@ struct Cli {
     /// Leave out frames identical to the one before (true or false) [default: true].
     #[arg(long, env = "RETROFARM_SKIP_REPEATED_FRAMES", action = clap::ArgAction::Set)]
     skip_repeated_frames: Option<bool>,
+    /// Where frames are converted: auto, vulkan (alias lavapipe) or off [default: auto].
+    #[arg(long, env = "RETROFARM_GPU", value_enum)]
+    gpu: Option<GpuMode>,
+    /// Whole-number upscaling of every frame, 1 to 4 [default: 1].
+    #[arg(long, env = "RETROFARM_VIDEO_SCALE")]
+    video_scale: Option<u32>,
+    /// H264 on NVENC: auto or off [default: auto].
+    #[arg(long, env = "RETROFARM_NVENC", value_enum)]
+    nvenc: Option<NvencMode>,
+    /// The NVENC library to load [default: libnvidia-encode.so.1].
+    #[arg(long, env = "RETROFARM_NVENC_LIBRARY")]
+    nvenc_library: Option<PathBuf>,
 }
 
 impl Cli {
@@ -82,8 +98,14 @@ impl Cli {
             rtc_listen,
             games_dir,
             max_rooms,
-            skip_repeated_frames
+            skip_repeated_frames,
+            gpu,
+            video_scale,
+            nvenc
         );
+        if self.nvenc_library.is_some() {
+            c.nvenc_library = self.nvenc_library;
+        }
         if self.public_url.is_some() {
             c.public_url = self.public_url;
         }
@@ -108,25 +130,31 @@ async fn main() -> Result<()> {
     cli.apply(&mut cfg);
     let id = WorkerId::new(cfg.id.clone()).context("worker id")?;
 
-    let library = Library::scan(&cfg.games_dir, &cfg.cores)?;
+    let mut library = Library::scan(&cfg.games_dir, &cfg.cores)?;
+    for core in library.resolve_cores(|c| retrofarm_emulator::find_core(c, cfg.cores_dir.as_deref())) {
+        warn!(%core, "libretro core not found: its games will be refused (run scripts/fetch-cores.sh or set cores_dir)");
+    }
     info!(games = library.len(), dir = %cfg.games_dir.display(), "game library loaded");
 
     let http = tokio::net::TcpListener::bind(cfg.http_listen)
         .await
         .with_context(|| format!("cannot listen on TCP {}: is the port in use?", cfg.http_listen))?;
     let http_addr = http.local_addr()?;
-    let router = farm_worker::http::router(Duration::from_millis(cfg.ping_delay_ms));
+    let (gpu, conversion) = gpu_stage::open(cfg.gpu, Duration::from_micros(cfg.gpu_batch_window_us));
+    let gpu_uuid = gpu.as_ref().map(|g| g.uuid());
+    let (nvenc, encoding) = Nvenc::open(cfg.nvenc, cfg.nvenc_library.as_ref(), cfg.nvenc_max_sessions, gpu_uuid);
+    let router = farm_worker::http::router(Duration::from_millis(cfg.ping_delay_ms), vec![conversion, encoding]);
     tokio::spawn(async move { axum::serve(http, router).await });
 
     let socket = tokio::net::UdpSocket::bind(cfg.rtc_listen)
         .await
         .with_context(|| format!("cannot bind the WebRTC UDP socket {}: is the port in use?", cfg.rtc_listen))?;
-    let candidates = cfg.candidate_addrs(socket.local_addr()?);
+    let bound = socket.local_addr()?;
+    let candidates = cfg.candidate_addrs(bound);
     info!(http = %http_addr, rtc = ?candidates, "worker listening");
 
     let (up_tx, up_rx) = mpsc::channel(1024);
     let (down_tx, down_rx) = mpsc::channel(1024);
-    let (status_tx, status_rx) = watch::channel(Status::default());
     let link_cfg = LinkConfig {
         coordinator: cfg.coordinator.clone(),
         server_name: cfg.server_name.clone(),
@@ -136,19 +164,34 @@ async fn main() -> Result<()> {
         ping_url: cfg.ping_url(http_addr),
         games: library.infos(),
     };
-    let engine_cfg = EngineConfig {
-        max_rooms: cfg.max_rooms,
-        candidates,
-        cores_dir: cfg.cores_dir.clone(),
-        core_options: cfg.core_options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        h264: H264Config { bitrate_bps: cfg.video_kbps * 1000, ..H264Config::default() },
-        skip_repeated_frames: cfg.skip_repeated_frames,
+    if !(1..=retrofarm_media::convert::MAX_SCALE).contains(&cfg.video_scale) {
+        anyhow::bail!("video_scale = {} is not supported: use 1 to 4", cfg.video_scale);
+    }
+    let driver_cfg = DriverConfig {
+        room: RoomSettings {
+            options: cfg.core_options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            video: VideoConfig { bitrate_bps: cfg.video_kbps * 1000, ..VideoConfig::default() },
+            skip_repeats: cfg.skip_repeated_frames,
+            scale: cfg.video_scale,
+            canvas: cfg.video_canvas.map(|[w, h]| (w, h)),
+        },
+        gpu,
+        nvenc,
         encoder_threads: cfg.encoder_threads,
         cpu_budget_cores: cfg.cpu_budget(),
         room_cost_prior: cfg.room_cost_prior,
+        max_rooms: cfg.max_rooms,
     };
-    let engine = Engine::new(engine_cfg, library, up_tx, status_tx)?;
+    // Datagrams are handed to the peers as arriving on the first announced address.
+    let local = candidates.first().copied().unwrap_or(bound);
+    let engine_cfg = EngineConfig { candidates, connect_timeout: CONNECT_TIMEOUT };
+    let engine = Engine::new(engine_cfg, library, driver_cfg.initial_capacity(), std::time::Instant::now());
+    // The link registers with what the engine reports from the start: a default status would
+    // announce no capacity until the driver's first turn, and the coordinator would call the
+    // farm full.
+    let (status_tx, status_rx) = watch::channel(engine.status());
+    let driver = Driver::new(driver_cfg, engine, socket, local, up_tx, status_tx)?;
     tokio::spawn(link::run(link_cfg, up_rx, down_tx, status_rx));
-    engine.run(socket, down_rx).await;
+    driver.run(down_rx).await;
     Ok(())
 }

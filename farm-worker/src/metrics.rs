@@ -47,6 +47,20 @@ pub struct Metrics {
     pub peer_loss: Gauge,
     /// Emulator processes that died.
     pub emulator_crashes: IntCounter,
+    /// Where frames are converted: 1 for the device in use (`gpu` index or `cpu`).
+    pub gpu_info: IntGaugeVec,
+    /// GPU dispatches, each converting a batch of rooms' frames.
+    pub gpu_batches: IntCounterVec,
+    /// Frames converted on the GPU.
+    pub gpu_frames: IntCounterVec,
+    /// Time frames waited for their GPU batch (coalescing window plus dispatch), summed.
+    pub gpu_wait: prometheus::CounterVec,
+    /// 1 once the GPU stage failed and rooms fell back to the CPU.
+    pub gpu_failed: IntGaugeVec,
+    /// NVENC sessions open (rooms encoding H264 on NVENC).
+    pub nvenc_sessions: IntGauge,
+    /// Most NVENC sessions at once (`nvenc_max_sessions`).
+    pub nvenc_budget: IntGauge,
 }
 
 fn h(name: &str, help: &str, buckets: Vec<f64>) -> HistogramOpts {
@@ -124,6 +138,44 @@ impl Metrics {
                 .unwrap(),
             emulator_crashes: IntCounter::new("retrofarm_emulator_crashes_total", "Emulator processes that died.")
                 .unwrap(),
+            gpu_info: IntGaugeVec::new(
+                Opts::new("retrofarm_gpu_info", "Where frames are converted: 1 for the device in use."),
+                &["gpu", "device"],
+            )
+            .unwrap(),
+            gpu_batches: IntCounterVec::new(
+                Opts::new("retrofarm_gpu_batches_total", "GPU dispatches, each converting several rooms' frames."),
+                &["gpu"],
+            )
+            .unwrap(),
+            gpu_frames: IntCounterVec::new(
+                Opts::new("retrofarm_gpu_frames_converted_total", "Frames converted on the GPU."),
+                &["gpu"],
+            )
+            .unwrap(),
+            gpu_wait: prometheus::CounterVec::new(
+                Opts::new(
+                    "retrofarm_gpu_wait_seconds_total",
+                    "Time frames waited for their GPU batch (coalescing window plus dispatch), summed.",
+                ),
+                &["gpu"],
+            )
+            .unwrap(),
+            gpu_failed: IntGaugeVec::new(
+                Opts::new("retrofarm_gpu_failed", "1 once the GPU stage failed and rooms convert on the CPU."),
+                &["gpu"],
+            )
+            .unwrap(),
+            nvenc_sessions: IntGauge::new(
+                "retrofarm_nvenc_sessions",
+                "NVENC sessions open: rooms encoding H264 on NVENC.",
+            )
+            .unwrap(),
+            nvenc_budget: IntGauge::new(
+                "retrofarm_nvenc_session_budget",
+                "Most NVENC sessions at once (nvenc_max_sessions).",
+            )
+            .unwrap(),
             registry,
         };
         let build = IntGaugeVec::new(Opts::new("retrofarm_build_info", "Build information."), &["version"]).unwrap();
@@ -146,6 +198,13 @@ impl Metrics {
         r.register(Box::new(m.peer_rtt.clone())).unwrap();
         r.register(Box::new(m.peer_loss.clone())).unwrap();
         r.register(Box::new(m.emulator_crashes.clone())).unwrap();
+        r.register(Box::new(m.gpu_info.clone())).unwrap();
+        r.register(Box::new(m.gpu_batches.clone())).unwrap();
+        r.register(Box::new(m.gpu_frames.clone())).unwrap();
+        r.register(Box::new(m.gpu_wait.clone())).unwrap();
+        r.register(Box::new(m.gpu_failed.clone())).unwrap();
+        r.register(Box::new(m.nvenc_sessions.clone())).unwrap();
+        r.register(Box::new(m.nvenc_budget.clone())).unwrap();
         // Series that exist from the start, so dashboards and alerts see zeros, not gaps.
         m.frames_emulated.with_label_values(&[CPU]);
         m.frames_late.with_label_values(&[CPU]);

@@ -8,7 +8,7 @@ use anyhow::{anyhow, Context, Result};
 use retrofarm_proto::browser::IceCandidate;
 use retrofarm_proto::input::PadTracker;
 
-use crate::room::VideoCodec;
+use retrofarm_media::VideoCodec;
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::channel::{ChannelConfig, ChannelId, Reliability};
 use str0m::format::{Codec, PayloadParams};

@@ -64,7 +64,7 @@ struct Queue {
     stop: bool,
 }
 
-/// A watched eventfd: whose job it wakes, and the job's deadline after a wake-up.
+/// A registered eventfd: whose job it wakes, and the job's deadline after a wake-up.
 struct Source {
     job: Arc<dyn Job>,
     period: Duration,
@@ -90,19 +90,19 @@ impl std::fmt::Debug for EncodePool {
 }
 
 /// A job's eventfd in the pool's wake set; dropping it stops the wake-ups.
-pub struct Watch {
+pub struct Wakeup {
     shared: Arc<Shared>,
     token: u64,
     fd: OwnedFd,
 }
 
-impl std::fmt::Debug for Watch {
+impl std::fmt::Debug for Wakeup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Watch").field("token", &self.token).finish()
+        f.debug_struct("Wakeup").field("token", &self.token).finish()
     }
 }
 
-impl Drop for Watch {
+impl Drop for Wakeup {
     fn drop(&mut self) {
         let _ = self.shared.wake.remove(self.fd.as_fd());
         self.shared.sources.lock().expect("pool sources").remove(&self.token);
@@ -145,14 +145,14 @@ impl EncodePool {
     }
 
     /// Queues `job` each time `fd` (an eventfd) is written, with a deadline `period` after the
-    /// wake-up, until the returned [`Watch`] is dropped. The job drains the eventfd itself.
-    pub fn watch(&self, fd: BorrowedFd<'_>, job: Arc<dyn Job>, period: Duration) -> io::Result<Watch> {
+    /// wake-up, until the returned [`Wakeup`] is dropped. The job drains the eventfd itself.
+    pub fn wake_on(&self, fd: BorrowedFd<'_>, job: Arc<dyn Job>, period: Duration) -> io::Result<Wakeup> {
         let fd = fd.try_clone_to_owned()?;
         let token = self.shared.next_token.fetch_add(1, Ordering::Relaxed);
         self.shared.sources.lock().expect("pool sources").insert(token, Source { job, period });
-        let watch = Watch { shared: self.shared.clone(), token, fd };
-        self.shared.wake.add(watch.fd.as_fd(), token)?;
-        Ok(watch)
+        let wakeup = Wakeup { shared: self.shared.clone(), token, fd };
+        self.shared.wake.add(wakeup.fd.as_fd(), token)?;
+        Ok(wakeup)
     }
 }
 
@@ -340,17 +340,17 @@ mod tests {
     }
 
     #[test]
-    fn a_watched_eventfd_wakes_its_job_until_the_watch_is_dropped() {
+    fn a_registered_eventfd_wakes_its_job_until_the_wakeup_is_dropped() {
         use retrofarm_emulator::{eventfd, eventfd_notify};
         let write = |fd: &OwnedFd| eventfd_notify(fd.as_fd(), 1).unwrap();
         let pool = EncodePool::new(2).unwrap();
         let jobs: Vec<Arc<Counter>> =
             (0..8).map(|_| Arc::new(Counter { queued: AtomicBool::new(false), runs: AtomicUsize::new(0) })).collect();
         let fds: Vec<OwnedFd> = jobs.iter().map(|_| eventfd().unwrap()).collect();
-        let watches: Vec<Watch> = jobs
+        let wakeups: Vec<Wakeup> = jobs
             .iter()
             .zip(&fds)
-            .map(|(j, fd)| pool.watch(fd.as_fd(), j.clone(), Duration::from_millis(16)).unwrap())
+            .map(|(j, fd)| pool.wake_on(fd.as_fd(), j.clone(), Duration::from_millis(16)).unwrap())
             .collect();
         // Every job is woken once per write, all of them at once included (no wake-up is lost
         // between the two threads).
@@ -364,13 +364,13 @@ mod tests {
                 jobs.iter().map(|j| j.runs.load(Ordering::SeqCst)).collect::<Vec<_>>()
             );
         }
-        drop(watches);
+        drop(wakeups);
         let before: Vec<usize> = jobs.iter().map(|j| j.runs.load(Ordering::SeqCst)).collect();
         for fd in &fds {
             write(fd);
         }
         std::thread::sleep(Duration::from_millis(50));
         let after: Vec<usize> = jobs.iter().map(|j| j.runs.load(Ordering::SeqCst)).collect();
-        assert_eq!(before, after, "no wake-ups once the watches are gone");
+        assert_eq!(before, after, "no wake-ups once the registrations are gone");
     }
 }

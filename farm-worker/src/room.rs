@@ -1,51 +1,55 @@
-//! A running room: its emulator child process, its encoders, and the task that starts the
-//! emulator, hands its frame eventfd to the encoder pool and watches its health.
+//! Rooms as the driver runs them: each room's emulator child process and the job the encoder
+//! pool runs for it.
 //!
-//! Frames never leave shared memory until the pool converts them: a pool thread reads the
-//! room's newest frame in place from the emulator's frame ring, converts it once, encodes it
-//! once per codec its viewers need, and hands the results to the engine.
+//! The driver owns every room through [`Rooms`] (one [`RoomHandle`] each); dropping the handle
+//! stops the room and, once the pool lets go of its job, kills the emulator. The pool holds
+//! only the room's [`RoomJob`]: the emulator's shared memory, the encoders and the flags the
+//! handle sets. Frames never leave shared memory until the job converts them: a pool thread
+//! reads the room's newest frame in place, runs the conversion stage its encoders ask for once
+//! (itself, or by handing the frame to the [`GpuStage`], whose answer wakes the job again),
+//! encodes it once per codec the viewers need, and sends the results to the driver.
+//!
+//! Every way a room can end on its own (the emulator fails to start, dies or stalls, an
+//! encoder fails) arrives at the driver as one [`RoomEvent::Ended`]; the engine decides the
+//! rest, and the driver stops the room when the engine says so.
 
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use retrofarm_emulator::{Emulator, EmulatorConfig, PixelFormat as EmuFormat};
+use retrofarm_emulator::{Emulator, EmulatorConfig, FrameMeta, PixelFormat as EmuFormat};
 use retrofarm_media::{
-    AudioConfig, AudioEncoder, EncodedFrame, H264Config, H264Encoder, I420Frame, PixelFormat, RgbFrame, Vp8Config,
-    Vp8Encoder,
+    convert_placed, software_encoder, AudioConfig, AudioEncoder, I420Frame, Picture, PictureFormat, PixelFormat,
+    Placement, RgbFrame, VideoCodec, VideoConfig, VideoEncoder,
 };
 use retrofarm_proto::ids::RoomId;
+use retrofarm_proto::input::PadState;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::metrics::{metrics, CPU};
-use crate::pool::{EncodePool, Job};
+use crate::engine::{Media, RoomStart};
+use crate::gpu_stage::{GpuLink, GpuStage, Submit};
+use crate::nvenc::Nvenc;
+use crate::pool::{EncodePool, Job, Wakeup};
 
 /// While a room's picture stays the same, every sixth frame is still encoded: viewers keep
 /// getting ten frames a second at 60 fps (no "frozen" stream), and rate control keeps its clock.
 const MAX_REPEATS: u32 = 5;
 
-/// A video codec a room can encode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum VideoCodec {
-    /// H264 constrained baseline (openh264).
-    H264 = 0,
-    /// VP8 (libvpx), for browsers whose answer has no usable H264.
-    Vp8 = 1,
-}
-
-impl VideoCodec {
-    /// Both codecs.
-    pub const ALL: [VideoCodec; 2] = [VideoCodec::H264, VideoCodec::Vp8];
-
-    /// The `encoder` metric label.
-    pub fn encoder(self) -> &'static str {
-        match self {
-            VideoCodec::H264 => "openh264",
-            VideoCodec::Vp8 => "vp8",
-        }
-    }
+/// What every room runs with, from the worker's configuration.
+#[derive(Debug, Clone)]
+pub struct RoomSettings {
+    /// Core options (libretro variables).
+    pub options: Vec<(String, String)>,
+    /// Video encoder settings.
+    pub video: VideoConfig,
+    /// Frames identical to the one before are not encoded again (see [`MAX_REPEATS`]).
+    pub skip_repeats: bool,
+    /// Whole-number upscaling of every frame before encoding (1 = as the core draws it).
+    pub scale: u32,
+    /// The encoded picture's size, the scaled frame centred on black; `None`: the scaled size.
+    pub canvas: Option<(u32, u32)>,
 }
 
 /// When a frame passed each stage, CLOCK_MONOTONIC nanoseconds.
@@ -53,41 +57,37 @@ impl VideoCodec {
 pub struct Stamps {
     /// The emulator finished the frame.
     pub emulated: u64,
-    /// Converted to I420.
+    /// Converted into the encoders' picture format.
     pub converted: u64,
     /// Encoded.
     pub encoded: u64,
 }
 
-/// What a room reports to the engine.
+/// How one video frame was made, for the driver's histograms.
+#[derive(Debug, Clone, Copy)]
+pub struct VideoTiming {
+    /// The encoder's name (`encoder` label).
+    pub encoder: &'static str,
+    /// Stage timestamps.
+    pub stamps: Stamps,
+    /// Time inside the encoder.
+    pub encode_time: Duration,
+}
+
+/// What rooms report to the driver.
 #[derive(Debug)]
-pub enum MediaEvent {
-    /// One encoded video frame.
-    Video {
+pub enum RoomEvent {
+    /// The emulator of a starting room runs.
+    Started {
         /// The room.
         room: RoomId,
-        /// Its codec.
-        codec: VideoCodec,
-        /// The frame, shared by every viewer of that codec.
-        data: Arc<[u8]>,
-        /// Whether it is a keyframe.
-        keyframe: bool,
-        /// RTP time, 90 kHz, from the emulated-at timestamp.
-        rtp_90k: u64,
-        /// Stage timestamps.
-        stamps: Stamps,
+        /// The emulator.
+        emulator: Emulator,
     },
-    /// One Opus packet.
-    Audio {
-        /// The room.
-        room: RoomId,
-        /// The packet.
-        data: Arc<[u8]>,
-        /// RTP time, 48 kHz.
-        rtp_48k: u64,
-    },
-    /// The emulator stopped (crashed, killed, or failed to start).
-    Died {
+    /// Encoded media, for the engine; video comes with its timing.
+    Media(Media, Option<VideoTiming>),
+    /// The room stopped on its own.
+    Ended {
         /// The room.
         room: RoomId,
         /// What happened, for the players.
@@ -95,27 +95,57 @@ pub enum MediaEvent {
     },
 }
 
-/// What a room runs.
-#[derive(Debug, Clone)]
-pub struct RoomSpec {
-    /// The room.
-    pub room: RoomId,
-    /// libretro core.
-    pub core: PathBuf,
-    /// ROM.
-    pub rom: PathBuf,
-    /// Core options.
-    pub options: Vec<(String, String)>,
-    /// Video encoder settings.
-    pub h264: H264Config,
-    /// Frames identical to the one before are not encoded again (see [`MAX_REPEATS`]).
-    pub skip_repeats: bool,
+/// Cumulative counters of one room: its emulator's and its job's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoomCounters {
+    /// Frames the emulator published.
+    pub emulated: u64,
+    /// Frames it finished after their deadline.
+    pub late: u64,
+    /// Frames overwritten in the ring before the job read them.
+    pub ring_overrun: u64,
+    /// Frames the job skipped because a newer one was ready (the encoders were busy).
+    pub encoder_busy: u64,
+    /// Nanoseconds the emulator spent in `retro_run`.
+    pub emulate_ns: u64,
+    /// Frames equal to the one before, left out.
+    pub repeated: u64,
+    /// Media dropped because the driver's queue was full.
+    pub send_queue: u64,
+    /// Frames encoded, by encoder name.
+    pub encoded: BTreeMap<&'static str, u64>,
 }
 
-#[derive(Default)]
+/// Counters the job keeps (the emulator keeps its own in shared memory).
+#[derive(Debug, Default)]
+struct Tally {
+    repeated: u64,
+    send_queue: u64,
+    encoded: BTreeMap<&'static str, u64>,
+}
+
+/// What the handle tells the job, and the job's counters.
+#[derive(Debug, Default)]
+struct Control {
+    /// Per codec: the next frame must be a keyframe.
+    keyframe: [AtomicBool; 2],
+    /// Per codec: some viewer needs it (a room encodes only those).
+    wanted: [AtomicBool; 2],
+    stopped: AtomicBool,
+    tally: Mutex<Tally>,
+}
+
+impl Control {
+    fn wanted(&self, codec: VideoCodec) -> bool {
+        self.wanted[codec as usize].load(Ordering::Relaxed)
+    }
+}
+
+/// What the job keeps between frames (used by one pool thread at a time).
+#[derive(Debug, Default)]
 struct Encoders {
-    h264: Option<H264Encoder>,
-    vp8: Option<Vp8Encoder>,
+    /// One encoder per codec some viewer needs.
+    video: Vec<Box<dyn VideoEncoder>>,
     opus: Option<AudioEncoder>,
     i420: I420Frame,
     pcm: Vec<i16>,
@@ -125,25 +155,37 @@ struct Encoders {
     last_hash: Option<u64>,
     /// Frames left out since the last one encoded.
     repeats: u32,
+    /// The frame the GPU stage converts now, with its stamps.
+    on_gpu: Option<(FrameMeta, Stamps)>,
+    /// The GPU stage failed this room: convert on the CPU.
+    gpu_off: bool,
+    /// NVENC's device was lost under this room: encode on the CPU.
+    nvenc_off: bool,
 }
 
-/// A room's shared state: the emulator, its encoders and flags.
-pub struct Room {
-    /// The room id.
-    pub id: RoomId,
-    spec: RoomSpec,
-    emulator: OnceLock<Emulator>,
+/// The pool's part of a room.
+pub struct RoomJob {
+    id: RoomId,
+    emulator: Arc<Emulator>,
+    /// The GPU conversion stage, when the worker has one.
+    gpu: Option<GpuLink>,
+    /// NVENC, when the worker has it.
+    nvenc: Option<Arc<Nvenc>>,
+    settings: RoomSettings,
+    control: Arc<Control>,
     encoders: Mutex<Encoders>,
     queued: AtomicBool,
-    /// Per codec: the next frame must be a keyframe.
-    keyframe: [AtomicBool; 2],
-    /// Per codec: some viewer needs it (a room encodes only those).
-    wanted: [AtomicBool; 2],
-    stopped: AtomicBool,
-    events: mpsc::Sender<MediaEvent>,
+    events: mpsc::Sender<RoomEvent>,
 }
 
-fn format(f: EmuFormat) -> PixelFormat {
+impl std::fmt::Debug for RoomJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoomJob").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+/// The media crate's name for an emulator frame's pixel format.
+pub fn pixel_format(f: EmuFormat) -> PixelFormat {
     match f {
         EmuFormat::Xrgb8888 => PixelFormat::Xrgb8888,
         EmuFormat::Rgb565 => PixelFormat::Rgb565,
@@ -151,56 +193,187 @@ fn format(f: EmuFormat) -> PixelFormat {
     }
 }
 
-impl Room {
-    /// The emulator, once it runs.
-    pub fn emulator(&self) -> Option<&Emulator> {
-        self.emulator.get()
-    }
-
-    fn send(&self, ev: MediaEvent) {
+impl RoomJob {
+    fn send(&self, ev: RoomEvent) {
         if self.events.try_send(ev).is_err() {
-            metrics().frames_dropped.with_label_values(&["send_queue", CPU]).inc();
+            self.control.tally.lock().expect("room tally").send_queue += 1;
         }
     }
 
-    fn encode(&self, emu: &Emulator, enc: &mut Encoders) -> Result<(), String> {
-        if !VideoCodec::ALL.iter().any(|c| self.wanted[*c as usize].load(Ordering::Relaxed)) {
+    fn encode(&self, enc: &mut Encoders) -> Result<(), String> {
+        let emu = &self.emulator;
+        self.match_encoders(enc)?;
+        if enc.video.is_empty() {
             // Nobody watches yet: keep the rings drained, encode nothing.
             enc.last_frame = emu.latest_frame().map(|f| f.meta().number);
             enc.pcm.clear();
             emu.drain_audio(&mut enc.pcm);
             return Ok(());
         }
+        if self.gpu_result(enc)? {
+            // Still converting the last frame: newer ones wait for the next turn.
+            return self.encode_audio(enc);
+        }
         if let Some(frame) = emu.latest_frame() {
             let m = *frame.meta();
             if enc.last_frame != Some(m.number) {
                 enc.last_frame = Some(m.number);
-                if self.spec.skip_repeats && self.is_repeat(frame.data(), &m, enc) && frame.is_intact() {
-                    metrics().frames_repeated.with_label_values(&[CPU]).inc();
-                    return self.encode_audio(emu, enc);
+                if self.settings.skip_repeats && self.is_repeat(frame.data(), &m, enc) && frame.is_intact() {
+                    self.control.tally.lock().expect("room tally").repeated += 1;
+                    return self.encode_audio(enc);
+                }
+                // The conversion stage the encoders ask for; every encoder reads I420 today,
+                // converted on the GPU when the worker has one, else here.
+                debug_assert!(enc.video.iter().all(|e| e.input() == PictureFormat::I420));
+                let placement = Placement::new(m.width, m.height, self.settings.scale, self.settings.canvas)
+                    .map_err(|e| format!("the core's {}x{} frame cannot be placed: {e}", m.width, m.height))?;
+                let stamps = Stamps { emulated: m.emulated_at_ns, ..Stamps::default() };
+                if let (Some(gpu), false) = (&self.gpu, enc.gpu_off) {
+                    let submit = Submit {
+                        emulator: self.emulator.clone(),
+                        ticket: frame.ticket(),
+                        offset: frame.offset(),
+                        format: pixel_format(m.format),
+                        width: m.width,
+                        height: m.height,
+                        stride: m.stride as usize,
+                        placement,
+                        picture: std::mem::take(&mut enc.i420),
+                    };
+                    match gpu.submit(submit) {
+                        Ok(()) => {
+                            enc.on_gpu = Some((m, stamps));
+                            return self.encode_audio(enc);
+                        }
+                        Err(back) => {
+                            enc.i420 = back.picture;
+                            enc.gpu_off = true;
+                        }
+                    }
                 }
                 let src = RgbFrame {
-                    format: format(m.format),
+                    format: pixel_format(m.format),
                     width: m.width,
                     height: m.height,
                     stride: m.stride as usize,
                     data: frame.data(),
                 };
-                let converted = retrofarm_media::convert(&src, &mut enc.i420);
+                let converted = if placement.is_identity() {
+                    retrofarm_media::convert(&src, &mut enc.i420)
+                } else {
+                    convert_placed(&src, &placement, &mut enc.i420)
+                };
                 // The writer may have lapped us while we read the slot: skip a torn frame.
                 if converted.is_ok() && frame.is_intact() {
-                    let converted = retrofarm_emulator::monotonic_ns();
-                    let t0 = *enc.first_ns.get_or_insert(m.emulated_at_ns);
-                    let pts = Duration::from_nanos(m.emulated_at_ns.saturating_sub(t0));
-                    let stamps = Stamps { emulated: m.emulated_at_ns, converted, encoded: 0 };
-                    enc.repeats = 0;
-                    for codec in VideoCodec::ALL {
-                        self.encode_video(codec, enc, pts, stamps)?;
-                    }
+                    self.encode_converted(enc, &m, stamps)?;
                 }
             }
         }
-        self.encode_audio(emu, enc)
+        self.encode_audio(enc)
+    }
+
+    /// Takes the GPU stage's answer for the frame it converts, and encodes it. True while the
+    /// stage still has the frame.
+    fn gpu_result(&self, enc: &mut Encoders) -> Result<bool, String> {
+        let (Some(gpu), Some((m, stamps))) = (&self.gpu, enc.on_gpu) else { return Ok(false) };
+        let Some(done) = gpu.take() else { return Ok(true) };
+        enc.on_gpu = None;
+        match done.result {
+            Ok(picture) => {
+                enc.i420 = picture;
+                // The emulator may have lapped the ring while the GPU read the slot.
+                if self.emulator.is_intact(done.ticket) {
+                    self.encode_converted(enc, &m, stamps)?;
+                }
+            }
+            Err(e) => {
+                warn!(room = %self.id, error = %e, "GPU conversion failed: this room converts on the CPU from now on");
+                enc.gpu_off = true;
+            }
+        }
+        Ok(false)
+    }
+
+    /// Encodes the picture in `enc.i420`, converted from frame `m`.
+    fn encode_converted(&self, enc: &mut Encoders, m: &FrameMeta, stamps: Stamps) -> Result<(), String> {
+        let converted = retrofarm_emulator::monotonic_ns();
+        let t0 = *enc.first_ns.get_or_insert(m.emulated_at_ns);
+        let pts = Duration::from_nanos(m.emulated_at_ns.saturating_sub(t0));
+        enc.repeats = 0;
+        self.encode_video(enc, pts, Stamps { converted, ..stamps })
+    }
+
+    /// Keeps one encoder per wanted codec: makes the missing ones, drops the unwanted.
+    fn match_encoders(&self, enc: &mut Encoders) -> Result<(), String> {
+        enc.video.retain(|e| self.control.wanted(e.codec()));
+        for codec in VideoCodec::ALL {
+            if self.control.wanted(codec) && !enc.video.iter().any(|e| e.codec() == codec) {
+                let e = match self.nvenc_encoder(codec, enc.nvenc_off) {
+                    Some(e) => e,
+                    None => software_encoder(codec, self.settings.video.clone())
+                        .map_err(|e| format!("{} encoder: {e}", codec.name()))?,
+                };
+                enc.video.push(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// An NVENC encoder for an H264 stream when the worker has NVENC and a session is free.
+    fn nvenc_encoder(&self, codec: VideoCodec, off: bool) -> Option<Box<dyn VideoEncoder>> {
+        let nvenc = self.nvenc.as_ref().filter(|_| codec == VideoCodec::H264 && !off)?;
+        // The picture's size: the core's nominal frame, placed as every frame is.
+        let av = self.emulator.av_info();
+        let (w, h) = Placement::new(av.base_width, av.base_height, self.settings.scale, self.settings.canvas)
+            .map_or((av.base_width, av.base_height), |p| (p.width, p.height));
+        match nvenc.encoder(self.settings.video.clone(), w, h) {
+            Ok(e) => Some(e),
+            Err(why) => {
+                info!(room = %self.id, %why, "this room encodes H264 with openh264");
+                None
+            }
+        }
+    }
+
+    /// Encodes the converted frame with every encoder.
+    fn encode_video(&self, enc: &mut Encoders, pts: Duration, stamps: Stamps) -> Result<(), String> {
+        let Encoders { video, i420, nvenc_off, .. } = enc;
+        let mut lost = Vec::new();
+        for e in video.iter_mut() {
+            let codec = e.codec();
+            if self.control.keyframe[codec as usize].swap(false, Ordering::Relaxed) {
+                e.request_keyframe();
+            }
+            let name = e.name();
+            let out = match e.encode(Picture::I420(i420), pts) {
+                Ok(out) => out,
+                Err(err) if err.is_device_lost() => {
+                    // The stream goes on in software from the next frame, with a keyframe.
+                    warn!(room = %self.id, encoder = name, error = %err, "encoder device lost: this room encodes on the CPU from now on");
+                    *nvenc_off = true;
+                    lost.push(codec);
+                    continue;
+                }
+                Err(err) => return Err(format!("{name} encoder: {err}")),
+            };
+            if out.data.is_empty() {
+                continue;
+            }
+            let stamps = Stamps { encoded: retrofarm_emulator::monotonic_ns(), ..stamps };
+            *self.control.tally.lock().expect("room tally").encoded.entry(name).or_default() += 1;
+            let media = Media::Video {
+                room: self.id.clone(),
+                codec,
+                data: Arc::from(out.data),
+                rtp_90k: (pts.as_nanos() * 9 / 100_000) as u64,
+                emulated_ns: stamps.emulated,
+            };
+            let timing = VideoTiming { encoder: name, stamps, encode_time: out.encode_time };
+            self.send(RoomEvent::Media(media, Some(timing)));
+        }
+        // Lost encoders go; the next frame makes software ones, which start with a keyframe.
+        video.retain(|e| !lost.contains(&e.codec()));
+        Ok(())
     }
 
     /// Whether a frame shows exactly what the last one did, and so need not be encoded: no
@@ -210,122 +383,55 @@ impl Room {
         let shape = (u64::from(m.width) << 32) | u64::from(m.height);
         let hash = xxhash_rust::xxh3::xxh3_64_with_seed(pixels, shape);
         let same = enc.last_hash.replace(hash) == Some(hash);
-        let keyframe_wanted = VideoCodec::ALL.iter().any(|c| {
-            self.wanted[*c as usize].load(Ordering::Relaxed) && self.keyframe[*c as usize].load(Ordering::Relaxed)
-        });
+        let keyframe_wanted = VideoCodec::ALL
+            .iter()
+            .any(|c| self.control.wanted(*c) && self.control.keyframe[*c as usize].load(Ordering::Relaxed));
         let skip = same && enc.repeats < MAX_REPEATS && !keyframe_wanted;
         enc.repeats += u32::from(skip);
         skip
     }
 
     /// Encodes the audio the emulator wrote since the last call.
-    fn encode_audio(&self, emu: &Emulator, enc: &mut Encoders) -> Result<(), String> {
+    fn encode_audio(&self, enc: &mut Encoders) -> Result<(), String> {
         enc.pcm.clear();
-        if emu.drain_audio(&mut enc.pcm) > 0 {
+        if self.emulator.drain_audio(&mut enc.pcm) > 0 {
             let opus = match &mut enc.opus {
                 Some(o) => o,
                 None => enc.opus.insert(
-                    AudioEncoder::new(AudioConfig::new(emu.av_info().sample_rate))
+                    AudioEncoder::new(AudioConfig::new(self.emulator.av_info().sample_rate))
                         .map_err(|e| format!("audio encoder: {e}"))?,
                 ),
             };
             opus.push(&enc.pcm).map_err(|e| format!("audio encoder: {e}"))?;
             while let Some(p) = opus.pop() {
-                self.send(MediaEvent::Audio { room: self.id.clone(), data: Arc::from(p.data), rtp_48k: p.timestamp });
+                let media = Media::Audio { room: self.id.clone(), data: Arc::from(p.data), rtp_48k: p.timestamp };
+                self.send(RoomEvent::Media(media, None));
             }
         }
         Ok(())
     }
 }
 
-impl Room {
-    /// Encodes the converted frame with `codec` when a viewer wants it, dropping the encoder
-    /// when none does.
-    fn encode_video(
-        &self,
-        codec: VideoCodec,
-        enc: &mut Encoders,
-        pts: Duration,
-        mut stamps: Stamps,
-    ) -> Result<(), String> {
-        if !self.wanted[codec as usize].load(Ordering::Relaxed) {
-            match codec {
-                VideoCodec::H264 => enc.h264 = None,
-                VideoCodec::Vp8 => enc.vp8 = None,
-            }
-            return Ok(());
-        }
-        let keyframe = self.keyframe[codec as usize].swap(false, Ordering::Relaxed);
-        let fail = |e: &dyn std::fmt::Display| format!("{} encoder: {e}", codec.encoder());
-        let out: EncodedFrame<'_> = match codec {
-            VideoCodec::H264 => {
-                let h = match &mut enc.h264 {
-                    Some(h) => h,
-                    None => enc.h264.insert(H264Encoder::new(self.spec.h264.clone()).map_err(|e| fail(&e))?),
-                };
-                if keyframe {
-                    h.request_keyframe();
-                }
-                h.encode(&enc.i420, pts).map_err(|e| fail(&e))?
-            }
-            VideoCodec::Vp8 => {
-                let cfg = Vp8Config {
-                    bitrate_bps: self.spec.h264.bitrate_bps,
-                    max_fps: self.spec.h264.max_fps,
-                    keyframe_interval: self.spec.h264.keyframe_interval,
-                };
-                let v = match &mut enc.vp8 {
-                    Some(v) => v,
-                    None => enc.vp8.insert(Vp8Encoder::new(cfg).map_err(|e| fail(&e))?),
-                };
-                if keyframe {
-                    v.request_keyframe();
-                }
-                v.encode(&enc.i420, pts).map_err(|e| fail(&e))?
-            }
-        };
-        if out.data.is_empty() {
-            return Ok(());
-        }
-        stamps.encoded = retrofarm_emulator::monotonic_ns();
-        let m = metrics();
-        m.frames_encoded.with_label_values(&[codec.encoder(), CPU]).inc();
-        m.encode_duration.with_label_values(&[codec.encoder()]).observe(out.encode_time.as_secs_f64());
-        let since = |t: u64| t.saturating_sub(stamps.emulated) as f64 / 1e9;
-        m.stage_latency.with_label_values(&["converted"]).observe(since(stamps.converted));
-        m.stage_latency.with_label_values(&["encoded"]).observe(since(stamps.encoded));
-        self.send(MediaEvent::Video {
-            room: self.id.clone(),
-            codec,
-            data: Arc::from(out.data),
-            keyframe: out.keyframe,
-            rtp_90k: (pts.as_nanos() * 9 / 100_000) as u64,
-            stamps,
-        });
-        Ok(())
-    }
-}
-
-impl Job for Room {
+impl Job for RoomJob {
     fn run(&self) -> bool {
-        let Some(emu) = self.emulator.get() else { return false };
-        if self.stopped.load(Ordering::Relaxed) {
+        if self.control.stopped.load(Ordering::Relaxed) {
             return false;
         }
         // Drain before reading: a frame published from here on wakes the pool again.
-        emu.clear_event();
+        self.emulator.clear_event();
         let mut enc = self.encoders.lock().expect("room encoders");
-        if let Err(reason) = self.encode(emu, &mut enc) {
+        if let Err(reason) = self.encode(&mut enc) {
             warn!(room = %self.id, %reason, "room encoder failed");
-            self.stopped.store(true, Ordering::Relaxed);
-            // Pool threads are not runtime threads: blocking here is allowed and the engine
-            // must hear of the death.
-            let _ = self.events.blocking_send(MediaEvent::Died { room: self.id.clone(), reason });
+            self.control.stopped.store(true, Ordering::Relaxed);
+            // Pool threads are not runtime threads: blocking here is allowed, and the driver
+            // must hear of the end.
+            let _ = self.events.blocking_send(RoomEvent::Ended { room: self.id.clone(), reason });
             return false;
         }
-        // A frame published while we worked gets its own turn.
-        let newest = emu.counters().frames_published;
-        enc.last_frame.is_some_and(|n| newest > n + 1)
+        // A frame published while we worked gets its own turn, unless the GPU stage has this
+        // room's last one: its answer wakes the job.
+        let newest = self.emulator.counters().frames_published;
+        enc.on_gpu.is_none() && enc.last_frame.is_some_and(|n| newest > n + 1)
     }
 
     fn queued(&self) -> &AtomicBool {
@@ -333,98 +439,181 @@ impl Job for Room {
     }
 }
 
-/// The engine's handle on a room; dropping it stops the room and kills its emulator.
+/// A running room: its job and its place in the pool's wake set (dropped first).
+struct Running {
+    _wakeup: Wakeup,
+    job: Arc<RoomJob>,
+}
+
+/// The driver's handle on a room; dropping it stops the room and kills its emulator.
 pub struct RoomHandle {
-    room: Arc<Room>,
-    watcher: tokio::task::JoinHandle<()>,
+    control: Arc<Control>,
+    /// `None` while the emulator starts.
+    running: Option<Running>,
 }
 
 impl std::fmt::Debug for RoomHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RoomHandle").field("room", &self.room.id).finish_non_exhaustive()
+        f.debug_struct("RoomHandle").field("running", &self.running.is_some()).finish_non_exhaustive()
     }
 }
 
 impl RoomHandle {
-    /// Starts the room's emulator and feeds its frames to `pool`; results go to `events`.
-    pub fn start(spec: RoomSpec, pool: Arc<EncodePool>, events: mpsc::Sender<MediaEvent>) -> Self {
-        let room = Arc::new(Room {
-            id: spec.room.clone(),
-            spec,
-            emulator: OnceLock::new(),
-            encoders: Mutex::new(Encoders::default()),
-            queued: AtomicBool::new(false),
-            keyframe: Default::default(),
-            wanted: Default::default(),
-            stopped: AtomicBool::new(false),
-            events,
-        });
-        let watcher = tokio::spawn(watch(room.clone(), pool));
-        Self { room, watcher }
-    }
-
-    /// The room.
-    pub fn room(&self) -> &Arc<Room> {
-        &self.room
-    }
-
     /// Sets a player's pad (ports 1..=4). Ignored until the emulator runs.
-    pub fn set_input(&self, port: u8, buttons: u16, axes: [i16; 4]) {
-        if let Some(e) = self.room.emulator.get() {
-            let _ = e.set_input(port, buttons, axes);
+    pub fn set_input(&self, port: u8, pad: PadState) {
+        if let Some(r) = &self.running {
+            let _ = r.job.emulator.set_input(port, pad.buttons, pad.axes);
         }
     }
 
     /// Makes the next frame encoded with `codec` a keyframe.
     pub fn request_keyframe(&self, codec: VideoCodec) {
-        self.room.keyframe[codec as usize].store(true, Ordering::Relaxed);
+        self.control.keyframe[codec as usize].store(true, Ordering::Relaxed);
     }
 
     /// Sets which codecs the room's viewers need; the room encodes only those.
-    pub fn set_wanted(&self, h264: bool, vp8: bool) {
-        self.room.wanted[VideoCodec::H264 as usize].store(h264, Ordering::Relaxed);
-        self.room.wanted[VideoCodec::Vp8 as usize].store(vp8, Ordering::Relaxed);
+    pub fn set_wanted(&self, codecs: &[VideoCodec]) {
+        for c in VideoCodec::ALL {
+            self.control.wanted[c as usize].store(codecs.contains(&c), Ordering::Relaxed);
+        }
+    }
+
+    /// The room's counters; `None` until its emulator runs.
+    pub fn counters(&self) -> Option<RoomCounters> {
+        let job = &self.running.as_ref()?.job;
+        let c = job.emulator.counters();
+        let t = self.control.tally.lock().expect("room tally");
+        Some(RoomCounters {
+            emulated: c.frames_published,
+            late: c.frames_late,
+            ring_overrun: c.reader.missed,
+            encoder_busy: c.reader.skipped,
+            emulate_ns: c.emulate_ns_total,
+            repeated: t.repeated,
+            send_queue: t.send_queue,
+            encoded: t.encoded.clone(),
+        })
     }
 }
 
 impl Drop for RoomHandle {
     fn drop(&mut self) {
-        self.room.stopped.store(true, Ordering::Relaxed);
-        self.watcher.abort();
+        self.control.stopped.store(true, Ordering::Relaxed);
     }
 }
 
-/// Starts the emulator, has the pool wake the room on every published frame, and reports the
-/// emulator's death.
-async fn watch(room: Arc<Room>, pool: Arc<EncodePool>) {
-    let events = room.events.clone();
-    let id = room.id.clone();
-    let died = |reason: String| async move {
-        let _ = events.send(MediaEvent::Died { room: id, reason }).await;
-    };
-    let mut cfg = EmulatorConfig::core(&room.spec.core, &room.spec.rom);
-    cfg.options = room.spec.options.clone();
-    let emu = match tokio::task::spawn_blocking(move || Emulator::spawn(cfg)).await {
-        Ok(Ok(e)) => e,
-        Ok(Err(e)) => return died(format!("the game could not start: {e}")).await,
-        Err(e) => return died(format!("the game could not start: {e}")).await,
-    };
-    let av = emu.av_info();
-    info!(room = %room.id, fps = av.fps, w = av.base_width, h = av.base_height, rate = av.sample_rate, pid = emu.pid(), "emulator running");
-    let period = Duration::from_secs_f64(1.0 / av.fps.max(1.0));
-    let emu = room.emulator.get_or_init(|| emu);
-    let _watch = match pool.watch(emu.event_fd(), room.clone(), period) {
-        Ok(w) => w,
-        Err(e) => return died(format!("cannot watch the emulator: {e}")).await,
-    };
-    // Frames published before the watch began.
-    pool.submit(room.clone(), Instant::now() + period);
-    let mut health = tokio::time::interval(Duration::from_millis(250));
-    while !room.stopped.load(Ordering::Relaxed) {
-        health.tick().await;
-        if let Err(e) = emu.health() {
-            room.stopped.store(true, Ordering::Relaxed);
-            return died(format!("the game stopped: {e}")).await;
+/// Every room of the worker, owned by the driver.
+#[derive(Debug)]
+pub struct Rooms {
+    map: HashMap<RoomId, RoomHandle>,
+    pool: Arc<EncodePool>,
+    gpu: Option<Arc<GpuStage>>,
+    nvenc: Option<Arc<Nvenc>>,
+    settings: RoomSettings,
+    events: mpsc::Sender<RoomEvent>,
+}
+
+impl Rooms {
+    /// No rooms yet; their jobs will run on `pool`, convert on `gpu` when given, and report
+    /// to `events`.
+    pub fn new(
+        pool: Arc<EncodePool>,
+        gpu: Option<Arc<GpuStage>>,
+        nvenc: Option<Arc<Nvenc>>,
+        settings: RoomSettings,
+        events: mpsc::Sender<RoomEvent>,
+    ) -> Self {
+        Self { map: HashMap::new(), pool, gpu, nvenc, settings, events }
+    }
+
+    /// Starts a room's emulator (in the background: [`RoomEvent::Started`] or
+    /// [`RoomEvent::Ended`] follows).
+    pub fn start(&mut self, start: RoomStart) {
+        let RoomStart { room, core, rom } = start;
+        let mut cfg = EmulatorConfig::core(&core, &rom);
+        cfg.options = self.settings.options.clone();
+        let events = self.events.clone();
+        let id = room.clone();
+        tokio::task::spawn_blocking(move || {
+            let ev = match Emulator::spawn(cfg) {
+                Ok(emulator) => RoomEvent::Started { room: id, emulator },
+                Err(e) => RoomEvent::Ended { room: id, reason: format!("the game could not start: {e}") },
+            };
+            let _ = events.blocking_send(ev);
+        });
+        self.map.insert(room, RoomHandle { control: Arc::default(), running: None });
+    }
+
+    /// Hands a started emulator to its room and the room's job to the pool. An emulator whose
+    /// room was stopped meanwhile is dropped (killed). An error is the reason the room ends.
+    pub fn started(&mut self, room: RoomId, emulator: Emulator) -> Result<(), String> {
+        let Some(handle) = self.map.get_mut(&room) else { return Ok(()) };
+        let av = emulator.av_info();
+        info!(%room, fps = av.fps, w = av.base_width, h = av.base_height, rate = av.sample_rate, pid = emulator.pid(), "emulator running");
+        let period = Duration::from_secs_f64(1.0 / av.fps.max(1.0));
+        let job = Arc::new(RoomJob {
+            gpu: self.gpu.as_ref().map(|g| g.link(room.clone())),
+            nvenc: self.nvenc.clone(),
+            id: room,
+            emulator: Arc::new(emulator),
+            settings: self.settings.clone(),
+            control: handle.control.clone(),
+            encoders: Mutex::new(Encoders::default()),
+            queued: AtomicBool::new(false),
+            events: self.events.clone(),
+        });
+        let wakeup = self
+            .pool
+            .wake_on(job.emulator.event_fd(), job.clone(), period)
+            .map_err(|e| format!("cannot watch the emulator's frames: {e}"))?;
+        // Frames published before the wake-up was registered.
+        self.pool.submit(job.clone(), Instant::now() + period);
+        handle.running = Some(Running { _wakeup: wakeup, job });
+        Ok(())
+    }
+
+    /// Stops a room.
+    pub fn stop(&mut self, room: &RoomId) {
+        self.map.remove(room);
+    }
+
+    /// A room's handle.
+    pub fn get(&self, room: &RoomId) -> Option<&RoomHandle> {
+        self.map.get(room)
+    }
+
+    /// Counters of every running room.
+    pub fn counters(&self) -> impl Iterator<Item = (&RoomId, RoomCounters)> {
+        self.map.iter().filter_map(|(id, h)| Some((id, h.counters()?)))
+    }
+
+    /// The running rooms' jobs, for a health check off the async threads ([`check_health`]).
+    pub fn jobs(&self) -> Vec<Arc<RoomJob>> {
+        self.map.values().filter_map(|h| Some(h.running.as_ref()?.job.clone())).collect()
+    }
+
+    /// Number of rooms, starting ones included.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// Checks that each room's emulator still runs (blocking: reading a dead child's last words
+/// takes up to half a second) and reports each one that does not as [`RoomEvent::Ended`].
+pub fn check_health(jobs: &[Arc<RoomJob>], events: &mpsc::Sender<RoomEvent>) {
+    for job in jobs {
+        if job.control.stopped.load(Ordering::Relaxed) {
+            continue;
+        }
+        if let Err(e) = job.emulator.health() {
+            job.control.stopped.store(true, Ordering::Relaxed);
+            let _ = events
+                .blocking_send(RoomEvent::Ended { room: job.id.clone(), reason: format!("the game stopped: {e}") });
         }
     }
 }

@@ -108,14 +108,15 @@ impl RoomBook {
         Some((room, empty))
     }
 
-    /// Removes a room (its emulator died); returns the sessions that were in it.
-    pub fn close(&mut self, room: &RoomId) -> Vec<SessionId> {
-        let Some(entry) = self.rooms.remove(room) else { return vec![] };
+    /// Removes a room (its emulator died); returns the sessions that were in it, or `None`
+    /// when there was no such room.
+    pub fn close(&mut self, room: &RoomId) -> Option<Vec<SessionId>> {
+        let entry = self.rooms.remove(room)?;
         let sessions: Vec<SessionId> = entry.ports.into_iter().flatten().collect();
         for s in &sessions {
             self.sessions.remove(s);
         }
-        sessions
+        Some(sessions)
     }
 
     /// The sessions in a room.
@@ -188,9 +189,10 @@ mod tests {
         let mut b = RoomBook::new();
         b.join(s("a"), "walk", None, 1, r("r1"), true).unwrap();
         b.join(s("b"), "", Some(&r("r1")), 3, r("x"), true).unwrap();
-        let mut gone = b.close(&r("r1"));
+        let mut gone = b.close(&r("r1")).unwrap();
         gone.sort();
         assert_eq!(gone, vec![s("a"), s("b")]);
         assert!(b.session(&s("a")).is_none());
+        assert_eq!(b.close(&r("r1")), None, "a room closes once");
     }
 }

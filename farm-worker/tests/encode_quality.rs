@@ -5,10 +5,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use farm_worker::room::pixel_format;
 use openh264::decoder::Decoder;
 use openh264::formats::YUVSource;
-use retrofarm_emulator::{cores, Emulator, EmulatorConfig, InputScript, PacingMode, PixelFormat as EmuFormat};
-use retrofarm_media::{convert, H264Config, H264Encoder, I420Frame, PixelFormat, RgbFrame};
+use retrofarm_emulator::{cores, Emulator, EmulatorConfig, InputScript, PacingMode};
+use retrofarm_media::{convert, H264Encoder, I420Frame, RgbFrame, VideoConfig};
 
 fn psnr(a: &[u8], b: &[u8]) -> f64 {
     let mse = a.iter().zip(b).map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2)).sum::<f64>() / a.len() as f64;
@@ -21,14 +22,7 @@ fn psnr(a: &[u8], b: &[u8]) -> f64 {
 
 /// Runs `frames` frames of `rom` at the core's rate (as a room does) and returns the worst Y, U and V PSNR of the round trip.
 fn round_trip(core: &str, rom: PathBuf, script: &str, frames: u64) -> Option<(f64, f64, f64, usize)> {
-    let Some(core) = cores::find_core(core, None) else {
-        eprintln!("SKIP: core {core} missing; run scripts/fetch-cores.sh");
-        return None;
-    };
-    if !rom.is_file() {
-        eprintln!("SKIP: needs {} (../shared/roms)", rom.display());
-        return None;
-    }
+    let (core, rom) = cores::core_and_rom(core, &rom)?;
     let cfg = EmulatorConfig::core(core, rom)
         .pacing(PacingMode::Paced)
         .frame_limit(frames)
@@ -37,7 +31,7 @@ fn round_trip(core: &str, rom: PathBuf, script: &str, frames: u64) -> Option<(f6
     let emu = Emulator::spawn(cfg).unwrap();
     // The worker's own settings: its default bitrate.
     let kbps = farm_worker::config::Config::default().video_kbps;
-    let mut enc = H264Encoder::new(H264Config { bitrate_bps: kbps * 1000, ..H264Config::default() }).unwrap();
+    let mut enc = H264Encoder::new(VideoConfig { bitrate_bps: kbps * 1000, ..VideoConfig::default() }).unwrap();
     let mut dec = Decoder::new().unwrap();
     let mut i420 = I420Frame::default();
     let (mut wy, mut wu, mut wv, mut n) = (f64::INFINITY, f64::INFINITY, f64::INFINITY, 0);
@@ -47,11 +41,7 @@ fn round_trip(core: &str, rom: PathBuf, script: &str, frames: u64) -> Option<(f6
         emu.clear_event();
         while let Some(frame) = emu.next_frame() {
             let m = *frame.meta();
-            let format = match m.format {
-                EmuFormat::Xrgb8888 => PixelFormat::Xrgb8888,
-                EmuFormat::Rgb565 => PixelFormat::Rgb565,
-                EmuFormat::Orgb1555 => PixelFormat::Xrgb1555,
-            };
+            let format = pixel_format(m.format);
             let src =
                 RgbFrame { format, width: m.width, height: m.height, stride: m.stride as usize, data: frame.data() };
             convert(&src, &mut i420).unwrap();

@@ -8,8 +8,7 @@
 use std::time::Duration;
 
 use retrofarm_media::{
-    convert, AudioConfig, AudioEncoder, H264Config, H264Encoder, I420Frame, PixelFormat, TestPattern, Vp8Config,
-    Vp8Encoder,
+    convert, AudioConfig, AudioEncoder, H264Encoder, I420Frame, PixelFormat, TestPattern, VideoConfig, Vp8Encoder,
 };
 
 const WARM_UP: usize = 60;
@@ -40,10 +39,10 @@ fn video(v: &Video, frames: usize) {
     let mut pattern = TestPattern::new(v.width, v.height);
     let mut yuv = I420Frame::default();
     let mut encoder =
-        H264Encoder::new(H264Config { bitrate_bps: v.bitrate_bps, max_fps: v.fps as f32, ..H264Config::default() })
+        H264Encoder::new(VideoConfig { bitrate_bps: v.bitrate_bps, max_fps: v.fps as f32, ..VideoConfig::default() })
             .expect("encoder");
     let mut vp8 =
-        Vp8Encoder::new(Vp8Config { bitrate_bps: v.bitrate_bps, max_fps: v.fps as f32, ..Vp8Config::default() })
+        Vp8Encoder::new(VideoConfig { bitrate_bps: v.bitrate_bps, max_fps: v.fps as f32, ..VideoConfig::default() })
             .expect("vp8 encoder");
     let (mut conversion, mut encoding, mut bytes) = (Vec::new(), Vec::new(), 0usize);
     let (mut vp8_encoding, mut vp8_bytes) = (Vec::new(), 0usize);

@@ -78,6 +78,22 @@ pub enum ConvertError {
     /// The `yuv` crate refused the frame (not expected after our own checks).
     #[error("yuv conversion failed: {0}")]
     Yuv(String),
+    /// The upscaling factor is not one of 1 to [`MAX_SCALE`].
+    #[error("unsupported scale {scale}: 1 to 4 are")]
+    BadScale {
+        /// The factor asked for.
+        scale: u32,
+    },
+    /// The canvas cannot hold the scaled frame.
+    #[error("a {width}x{height} picture cannot hold the scaled frame of {needed:?}")]
+    CanvasTooSmall {
+        /// Canvas width.
+        width: u32,
+        /// Canvas height.
+        height: u32,
+        /// The scaled frame's size.
+        needed: (u32, u32),
+    },
     /// The buffer ends before the last row does.
     #[error("frame buffer holds {len} bytes, {needed} needed")]
     BufferTooSmall {
@@ -243,6 +259,142 @@ fn validate(src: &RgbFrame<'_>) -> Result<(), ConvertError> {
         return Err(ConvertError::BufferTooSmall { len: src.data.len(), needed });
     }
     Ok(())
+}
+
+/// Where a frame lands on the encoded picture: scaled up by a whole factor (nearest
+/// neighbour) and centred on a canvas of at least the scaled size, the rest black.
+///
+/// The scaled image covers `image_width() x image_height()` pixels at (`x`, `y`): the scaled
+/// size rounded up to even, the padding repeating the last column and row as [`convert`]
+/// does. Canvas size and offsets are even, so every 2x2 chroma block lies wholly inside or
+/// outside the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// The source size in pixels.
+    pub src_width: u32,
+    /// The source size in pixels.
+    pub src_height: u32,
+    /// Whole-number upscaling factor, 1 to [`MAX_SCALE`].
+    pub scale: u32,
+    /// The canvas (the encoded picture), even.
+    pub width: u32,
+    /// The canvas (the encoded picture), even.
+    pub height: u32,
+    /// Left edge of the image on the canvas, even.
+    pub x: u32,
+    /// Top edge of the image on the canvas, even.
+    pub y: u32,
+}
+
+/// The largest upscaling factor.
+pub const MAX_SCALE: u32 = 4;
+
+impl Placement {
+    /// `width x height` scaled by `scale`, centred on `canvas` (or on a canvas of just the
+    /// scaled size rounded up to even when `None`).
+    pub fn new(width: u32, height: u32, scale: u32, canvas: Option<(u32, u32)>) -> Result<Placement, ConvertError> {
+        if width == 0 || height == 0 || width > MAX_DIMENSION || height > MAX_DIMENSION {
+            return Err(ConvertError::BadDimensions { width, height });
+        }
+        if !(1..=MAX_SCALE).contains(&scale) {
+            return Err(ConvertError::BadScale { scale });
+        }
+        let (iw, ih) = ((width * scale).next_multiple_of(2), (height * scale).next_multiple_of(2));
+        let (cw, ch) = canvas.map_or((iw, ih), |(w, h)| (w.next_multiple_of(2), h.next_multiple_of(2)));
+        if cw < iw || ch < ih || cw > MAX_DIMENSION || ch > MAX_DIMENSION {
+            return Err(ConvertError::CanvasTooSmall { width: cw, height: ch, needed: (iw, ih) });
+        }
+        let even = |v: u32| v & !1;
+        Ok(Placement {
+            src_width: width,
+            src_height: height,
+            scale,
+            width: cw,
+            height: ch,
+            x: even((cw - iw) / 2),
+            y: even((ch - ih) / 2),
+        })
+    }
+
+    /// The frame as it is: scale 1, no border.
+    pub fn identity(width: u32, height: u32) -> Result<Placement, ConvertError> {
+        Self::new(width, height, 1, None)
+    }
+
+    /// Whether the picture is the source itself, as [`convert`] makes it.
+    pub fn is_identity(&self) -> bool {
+        self.scale == 1
+            && (self.x, self.y) == (0, 0)
+            && self.width == self.image_width()
+            && self.height == self.image_height()
+    }
+
+    /// Width of the scaled image on the canvas (even).
+    pub fn image_width(&self) -> u32 {
+        (self.src_width * self.scale).next_multiple_of(2)
+    }
+
+    /// Height of the scaled image on the canvas (even).
+    pub fn image_height(&self) -> u32 {
+        (self.src_height * self.scale).next_multiple_of(2)
+    }
+}
+
+/// Converts `src` placed by `placement` into `dst` (resized to the canvas): the reference
+/// for every other converter of scaled pictures (the GPU's shader is checked against it byte
+/// for byte), and the CPU path for rooms with a scale or a border.
+///
+/// Uses the same integer BT.601 arithmetic as [`convert`]'s own loops; for an identity
+/// placement the result equals theirs (the SIMD XRGB8888 path may differ by one).
+pub fn convert_placed(
+    src: &RgbFrame<'_>,
+    placement: &Placement,
+    dst: &mut I420Frame,
+) -> Result<Duration, ConvertError> {
+    let started = Instant::now();
+    validate(src)?;
+    if (src.width, src.height) != (placement.src_width, placement.src_height) {
+        return Err(ConvertError::BadDimensions { width: src.width, height: src.height });
+    }
+    match src.format {
+        PixelFormat::Xrgb8888 => place_with::<Xrgb8888>(src, placement, dst),
+        PixelFormat::Rgb565 => place_with::<Rgb565>(src, placement, dst),
+        PixelFormat::Xrgb1555 => place_with::<Xrgb1555>(src, placement, dst),
+    }
+    Ok(started.elapsed())
+}
+
+fn place_with<P: SourcePixel>(src: &RgbFrame<'_>, p: &Placement, dst: &mut I420Frame) {
+    dst.resize(p.width as usize, p.height as usize);
+    let (w, cw) = (dst.width, dst.width / 2);
+    let row_bytes = src.width as usize * src.format.bytes_per_pixel();
+    let (x0, y0, iw, ih) = (p.x as usize, p.y as usize, p.image_width() as usize, p.image_height() as usize);
+    let s = p.scale as usize;
+    // The canvas pixel (cx, cy): black outside the image, else the nearest source pixel with
+    // the odd-size padding repeating the last column and row.
+    let rgb = |cx: usize, cy: usize| -> (i32, i32, i32) {
+        if cx < x0 || cy < y0 || cx >= x0 + iw || cy >= y0 + ih {
+            return (0, 0, 0);
+        }
+        let sx = ((cx - x0) / s).min(src.width as usize - 1);
+        let sy = ((cy - y0) / s).min(src.height as usize - 1);
+        let row = &src.data[sy * src.stride..sy * src.stride + row_bytes];
+        P::rgb(P::pixels(row)[sx])
+    };
+    for by in 0..dst.height / 2 {
+        for bx in 0..cw {
+            let (mut r4, mut g4, mut b4) = (0, 0, 0);
+            for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                let (cx, cy) = (2 * bx + dx, 2 * by + dy);
+                let (r, g, b) = rgb(cx, cy);
+                dst.y[cy * w + cx] = luma(r, g, b);
+                (r4, g4, b4) = (r4 + r, g4 + g, b4 + b);
+            }
+            let (u, v) = chroma(r4, g4, b4);
+            dst.u[by * cw + bx] = u;
+            dst.v[by * cw + bx] = v;
+        }
+    }
 }
 
 // BT.601 limited range in 15-bit fixed point:
@@ -638,7 +790,54 @@ mod tests {
                 let worst = a.iter().zip(b).map(|(&p, &q)| p.abs_diff(q)).max().unwrap_or(0);
                 proptest::prop_assert!(worst <= 1, "differs by {}", worst);
             }
+            // The placed reference at identity is our own loop, byte for byte.
+            let mut placed = I420Frame::default();
+            convert_placed(&src, &Placement::identity(width, height).unwrap(), &mut placed).unwrap();
+            proptest::prop_assert_eq!(&placed, &reference);
         }
+    }
+
+    #[test]
+    fn placement_scales_centres_on_even_offsets_and_refuses_what_does_not_fit() {
+        let p = Placement::new(256, 240, 3, Some((1280, 720))).unwrap();
+        assert_eq!((p.image_width(), p.image_height(), p.x, p.y), (768, 720, 256, 0));
+        assert!(!p.is_identity());
+        let p = Placement::new(160, 144, 2, Some((330, 300))).unwrap();
+        assert_eq!((p.x, p.y), (4, 6), "offsets rounded down to even");
+        let p = Placement::new(7, 5, 1, None).unwrap();
+        assert_eq!((p.width, p.height), (8, 6));
+        assert!(p.is_identity());
+        assert_eq!(Placement::new(256, 240, 5, None), Err(ConvertError::BadScale { scale: 5 }));
+        assert!(matches!(Placement::new(256, 240, 2, Some((256, 240))), Err(ConvertError::CanvasTooSmall { .. })));
+        assert!(matches!(Placement::new(0, 240, 1, None), Err(ConvertError::BadDimensions { .. })));
+    }
+
+    #[test]
+    fn upscaled_pixels_repeat_and_the_border_is_black() {
+        // 3x2 RGB565 frame: white, red, blue / green, black, white.
+        let px = |rgb| encode_pixel(PixelFormat::Rgb565, rgb);
+        let colours = [(255, 255, 255), (255, 0, 0), (0, 0, 255), (0, 255, 0), (0, 0, 0), (255, 255, 255)];
+        let data: Vec<u8> = colours.iter().flat_map(|&c| px(c)).collect();
+        let src = RgbFrame { format: PixelFormat::Rgb565, width: 3, height: 2, stride: 6, data: &data };
+        let p = Placement::new(3, 2, 2, Some((10, 6))).unwrap();
+        assert_eq!((p.x, p.y), (2, 0));
+        let mut dst = I420Frame::default();
+        convert_placed(&src, &p, &mut dst).unwrap();
+        assert_eq!((dst.width(), dst.height()), (10, 6));
+        let y = |x: usize, row: usize| dst.y()[row * 10 + x];
+        // Row 0 of the source covers canvas rows 0-1; each pixel two columns wide from x = 2.
+        assert_eq!([y(0, 0), y(1, 1)], [16, 16], "left border is black");
+        assert_eq!([y(2, 0), y(3, 1)], [235, 235], "white, doubled");
+        assert_eq!(y(4, 0), y(5, 1), "red, doubled");
+        assert_eq!([y(8, 0), y(9, 5)], [16, 16], "right border is black");
+        assert_eq!([y(2, 4), y(2, 5)], [16, 16], "below the image is black");
+        assert_eq!(dst.u()[0], 128);
+        // Same arithmetic as the unscaled loop: the doubled red block has red's chroma.
+        let mut one = I420Frame::default();
+        let red = px((255, 0, 0)).repeat(2);
+        convert(&RgbFrame { format: PixelFormat::Rgb565, width: 2, height: 1, stride: 4, data: &red }, &mut one)
+            .unwrap();
+        assert_eq!((dst.u()[2], dst.v()[2]), (one.u()[0], one.v()[0]));
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! - complexity Low: Medium cost 10% more for no PSNR gain on game content;
 //! - a single slice per frame: str0m splits it into FU-A packets (packetization-mode 1);
 //! - IDR on the first frame, on [`H264Encoder::request_keyframe`] (a browser's PLI) and
-//!   every [`H264Config::keyframe_interval`] of presentation time; no scene-change IDRs, so
+//!   every [`VideoConfig::keyframe_interval`] of presentation time; no scene-change IDRs, so
 //!   keyframes come only when asked for.
 
 use std::time::{Duration, Instant};
@@ -26,25 +26,7 @@ use openh264::formats::YUVSlices;
 use openh264::{OpenH264API, Timestamp};
 
 use crate::convert::I420Frame;
-
-/// Encoder settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct H264Config {
-    /// Target bitrate in bits per second.
-    pub bitrate_bps: u32,
-    /// The highest frame rate the encoder will be fed (rate control budgets per frame from it).
-    pub max_fps: f32,
-    /// Time between periodic IDR frames; `None` for IDRs only on the first frame, on resolution
-    /// changes and on request.
-    pub keyframe_interval: Option<Duration>,
-}
-
-impl Default for H264Config {
-    /// 1.5 Mbps, 60 fps, an IDR every 10 s: right for 256x240 retro games.
-    fn default() -> Self {
-        H264Config { bitrate_bps: 1_500_000, max_fps: 60.0, keyframe_interval: Some(Duration::from_secs(10)) }
-    }
-}
+use crate::video::{self, EncodedFrame, Picture, PictureFormat, VideoCodec, VideoConfig, VideoEncoder, VideoError};
 
 /// Why a frame could not be encoded.
 #[derive(Debug, thiserror::Error)]
@@ -55,24 +37,15 @@ pub enum H264Error {
     /// The configuration cannot be used.
     #[error("invalid H264 configuration: {0}")]
     Config(&'static str),
-}
-
-/// One encoded picture.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EncodedFrame<'a> {
-    /// One access unit in Annex-B form (start codes before each NAL unit). Empty if the
-    /// encoder produced nothing for this frame (not expected with frame skipping off).
-    pub data: &'a [u8],
-    /// Whether this is an IDR picture (it then also carries SPS and PPS).
-    pub keyframe: bool,
-    /// Time spent in the encoder for this frame (including re-creating it on a size change).
-    pub encode_time: Duration,
+    /// OpenH264 refused a new bitrate (its `SetOption` return code).
+    #[error("openh264 refused the bitrate change (code {0})")]
+    Bitrate(i32),
 }
 
 /// An H264 encoder for one stream. Re-creates its OpenH264 instance when the frame size
 /// changes (the next frame is then an IDR).
 pub struct H264Encoder {
-    config: H264Config,
+    config: VideoConfig,
     encoder: Option<Encoder>,
     size: (usize, usize),
     keyframe_requested: bool,
@@ -92,13 +65,8 @@ impl std::fmt::Debug for H264Encoder {
 
 impl H264Encoder {
     /// Makes an encoder; OpenH264 itself is set up on the first frame, when the size is known.
-    pub fn new(config: H264Config) -> Result<Self, H264Error> {
-        if config.bitrate_bps == 0 || config.bitrate_bps > i32::MAX as u32 {
-            return Err(H264Error::Config("bitrate must be between 1 and i32::MAX bps"));
-        }
-        if !(config.max_fps.is_finite() && config.max_fps >= 1.0 && config.max_fps <= 240.0) {
-            return Err(H264Error::Config("max_fps must be between 1 and 240"));
-        }
+    pub fn new(config: VideoConfig) -> Result<Self, H264Error> {
+        config.check().map_err(H264Error::Config)?;
         Ok(H264Encoder {
             config,
             encoder: None,
@@ -110,13 +78,24 @@ impl H264Encoder {
     }
 
     /// The settings in use.
-    pub fn config(&self) -> &H264Config {
+    pub fn config(&self) -> &VideoConfig {
         &self.config
     }
 
     /// Makes the next encoded frame an IDR (answer to a browser's PLI or FIR).
     pub fn request_keyframe(&mut self) {
         self.keyframe_requested = true;
+    }
+
+    /// Changes the target bitrate from the next frame on, in the running stream (no IDR).
+    pub fn set_bitrate(&mut self, bps: u32) -> Result<(), H264Error> {
+        video::check_bitrate(bps).map_err(H264Error::Config)?;
+        self.config.bitrate_bps = bps;
+        match &mut self.encoder {
+            Some(encoder) => set_target_bitrate(encoder, bps),
+            // Not set up yet: the first frame's configuration carries it.
+            None => Ok(()),
+        }
     }
 
     /// Encodes one picture shown at `pts` (time since the stream began; it drives rate control
@@ -183,6 +162,60 @@ impl H264Encoder {
             .adaptive_quantization(false)
             .long_term_reference(false)
     }
+}
+
+impl VideoEncoder for H264Encoder {
+    fn codec(&self) -> VideoCodec {
+        VideoCodec::H264
+    }
+
+    fn name(&self) -> &'static str {
+        "openh264"
+    }
+
+    fn input(&self) -> PictureFormat {
+        PictureFormat::I420
+    }
+
+    fn encode(&mut self, picture: Picture<'_>, pts: Duration) -> Result<EncodedFrame<'_>, VideoError> {
+        let frame = video::expect_i420("openh264", picture)?;
+        Ok(H264Encoder::encode(self, frame, pts)?)
+    }
+
+    fn request_keyframe(&mut self) {
+        H264Encoder::request_keyframe(self);
+    }
+
+    fn set_bitrate(&mut self, bps: u32) -> Result<(), VideoError> {
+        Ok(H264Encoder::set_bitrate(self, bps)?)
+    }
+}
+
+/// Sets a running OpenH264 encoder's target bitrate (`ENCODER_OPTION_BITRATE` for all spatial
+/// layers, as WebRTC's own OpenH264 wrapper does on every rate update).
+#[allow(unsafe_code)]
+fn set_target_bitrate(encoder: &mut Encoder, bps: u32) -> Result<(), H264Error> {
+    use std::os::raw::{c_int, c_void};
+    /// `SBitrateInfo` of codec_app_def.h.
+    #[repr(C)]
+    struct BitrateInfo {
+        layer: c_int,
+        bitrate: c_int,
+    }
+    /// `ENCODER_OPTION_BITRATE` and `SPATIAL_LAYER_ALL` of codec_app_def.h.
+    const ENCODER_OPTION_BITRATE: c_int = 5;
+    const SPATIAL_LAYER_ALL: c_int = 4;
+    // Checked by video::check_bitrate: fits in an i32.
+    let mut info = BitrateInfo { layer: SPATIAL_LAYER_ALL, bitrate: bps as c_int };
+    // SAFETY: the encoder is initialised (it exists only after its first frame set it up);
+    // ENCODER_OPTION_BITRATE reads one SBitrateInfo through the pointer, which points at a
+    // live value of that C layout for the duration of the call. The option changes rate
+    // control only, which the wrapper does not rely on.
+    let code = unsafe { encoder.raw_api().set_option(ENCODER_OPTION_BITRATE, (&raw mut info).cast::<c_void>()) };
+    if code != 0 {
+        return Err(H264Error::Bitrate(code));
+    }
+    Ok(())
 }
 
 /// The NAL units of an Annex-B byte stream (start codes removed).
@@ -271,9 +304,9 @@ mod tests {
 
     #[test]
     fn bad_config_is_rejected() {
-        let bad = H264Config { bitrate_bps: 0, ..H264Config::default() };
+        let bad = VideoConfig { bitrate_bps: 999, ..VideoConfig::default() };
         assert!(matches!(H264Encoder::new(bad), Err(H264Error::Config(_))));
-        let bad = H264Config { max_fps: f32::NAN, ..H264Config::default() };
+        let bad = VideoConfig { max_fps: f32::NAN, ..VideoConfig::default() };
         assert!(matches!(H264Encoder::new(bad), Err(H264Error::Config(_))));
     }
 

@@ -15,7 +15,7 @@
 //!   only the frames that depend on it;
 //! - one token partition: str0m splits the frame into RTP packets itself;
 //! - keyframes on the first frame, on [`Vp8Encoder::request_keyframe`] (a browser's PLI), every
-//!   [`Vp8Config::keyframe_interval`] of presentation time and after a size change; libvpx's
+//!   [`VideoConfig::keyframe_interval`] of presentation time and after a size change; libvpx's
 //!   own keyframe placement is off.
 //!
 //! The unsafe calls into libvpx live in the private `ffi` module; this one is safe code.
@@ -27,26 +27,7 @@ mod ffi;
 pub use ffi::{LibvpxConfig, LibvpxControls, MAX_DIMENSION};
 
 use crate::convert::I420Frame;
-pub use crate::h264::EncodedFrame;
-
-/// Encoder settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Vp8Config {
-    /// Target bitrate in bits per second (at least 1000: libvpx counts in kbit/s).
-    pub bitrate_bps: u32,
-    /// The highest frame rate the encoder will be fed.
-    pub max_fps: f32,
-    /// Time between periodic keyframes; `None` for keyframes only on the first frame, on
-    /// resolution changes and on request.
-    pub keyframe_interval: Option<Duration>,
-}
-
-impl Default for Vp8Config {
-    /// 1.5 Mbps, 60 fps, a keyframe every 10 s: as [`crate::H264Config`]'s default.
-    fn default() -> Self {
-        Vp8Config { bitrate_bps: 1_500_000, max_fps: 60.0, keyframe_interval: Some(Duration::from_secs(10)) }
-    }
-}
+use crate::video::{self, EncodedFrame, Picture, PictureFormat, VideoCodec, VideoConfig, VideoEncoder, VideoError};
 
 /// Why a frame could not be encoded or decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,7 +60,7 @@ pub enum Vp8Error {
 const TIMEBASE: (i32, i32) = (1, 1_000_000);
 
 /// The libvpx configuration for a `width`x`height` stream with `config`.
-fn libvpx_config(config: &Vp8Config, width: u32, height: u32) -> LibvpxConfig {
+fn libvpx_config(config: &VideoConfig, width: u32, height: u32) -> LibvpxConfig {
     LibvpxConfig {
         width,
         height,
@@ -131,7 +112,7 @@ const CONTROLS: LibvpxControls = LibvpxControls {
 /// A VP8 encoder for one stream. Re-creates its libvpx instance when the frame size changes
 /// (the next frame is then a keyframe).
 pub struct Vp8Encoder {
-    config: Vp8Config,
+    config: VideoConfig,
     encoder: Option<ffi::Encoder>,
     size: (usize, usize),
     keyframe_requested: bool,
@@ -153,13 +134,8 @@ impl std::fmt::Debug for Vp8Encoder {
 
 impl Vp8Encoder {
     /// Makes an encoder; libvpx itself is set up on the first frame, when the size is known.
-    pub fn new(config: Vp8Config) -> Result<Self, Vp8Error> {
-        if config.bitrate_bps < 1000 {
-            return Err(Vp8Error::Config("bitrate must be at least 1000 bps"));
-        }
-        if !(config.max_fps.is_finite() && config.max_fps >= 1.0 && config.max_fps <= 240.0) {
-            return Err(Vp8Error::Config("max_fps must be between 1 and 240"));
-        }
+    pub fn new(config: VideoConfig) -> Result<Self, Vp8Error> {
+        config.check().map_err(Vp8Error::Config)?;
         Ok(Vp8Encoder {
             config,
             encoder: None,
@@ -172,7 +148,7 @@ impl Vp8Encoder {
     }
 
     /// The settings in use.
-    pub fn config(&self) -> &Vp8Config {
+    pub fn config(&self) -> &VideoConfig {
         &self.config
     }
 
@@ -189,6 +165,17 @@ impl Vp8Encoder {
     /// Makes the next encoded frame a keyframe (answer to a browser's PLI or FIR).
     pub fn request_keyframe(&mut self) {
         self.keyframe_requested = true;
+    }
+
+    /// Changes the target bitrate from the next frame on, in the running stream (no keyframe).
+    pub fn set_bitrate(&mut self, bps: u32) -> Result<(), Vp8Error> {
+        video::check_bitrate(bps).map_err(Vp8Error::Config)?;
+        self.config.bitrate_bps = bps;
+        match &mut self.encoder {
+            Some(encoder) => encoder.set_target_kbps(bps / 1000),
+            // Not set up yet: the first frame's configuration carries it.
+            None => Ok(()),
+        }
     }
 
     /// Encodes one picture shown at `pts` (time since the stream began; it drives rate control
@@ -243,6 +230,33 @@ impl Vp8Encoder {
     }
 }
 
+impl VideoEncoder for Vp8Encoder {
+    fn codec(&self) -> VideoCodec {
+        VideoCodec::Vp8
+    }
+
+    fn name(&self) -> &'static str {
+        "vp8"
+    }
+
+    fn input(&self) -> PictureFormat {
+        PictureFormat::I420
+    }
+
+    fn encode(&mut self, picture: Picture<'_>, pts: Duration) -> Result<EncodedFrame<'_>, VideoError> {
+        let frame = video::expect_i420("vp8", picture)?;
+        Ok(Vp8Encoder::encode(self, frame, pts)?)
+    }
+
+    fn request_keyframe(&mut self) {
+        Vp8Encoder::request_keyframe(self);
+    }
+
+    fn set_bitrate(&mut self, bps: u32) -> Result<(), VideoError> {
+        Ok(Vp8Encoder::set_bitrate(self, bps)?)
+    }
+}
+
 /// A VP8 decoder (libvpx, one thread): for tests and diagnostics, not on the streaming path.
 pub struct Vp8Decoder {
     decoder: ffi::Decoder,
@@ -281,17 +295,17 @@ mod tests {
 
     #[test]
     fn bad_config_is_rejected() {
-        let bad = Vp8Config { bitrate_bps: 999, ..Vp8Config::default() };
+        let bad = VideoConfig { bitrate_bps: 999, ..VideoConfig::default() };
         assert!(matches!(Vp8Encoder::new(bad), Err(Vp8Error::Config(_))));
-        let bad = Vp8Config { max_fps: f32::NAN, ..Vp8Config::default() };
+        let bad = VideoConfig { max_fps: f32::NAN, ..VideoConfig::default() };
         assert!(matches!(Vp8Encoder::new(bad), Err(Vp8Error::Config(_))));
-        let bad = Vp8Config { max_fps: 0.5, ..Vp8Config::default() };
+        let bad = VideoConfig { max_fps: 0.5, ..VideoConfig::default() };
         assert!(matches!(Vp8Encoder::new(bad), Err(Vp8Error::Config(_))));
     }
 
     #[test]
     fn an_empty_picture_is_an_error_not_a_crash() {
-        let mut encoder = Vp8Encoder::new(Vp8Config::default()).unwrap();
+        let mut encoder = Vp8Encoder::new(VideoConfig::default()).unwrap();
         let empty = I420Frame::default();
         assert!(matches!(encoder.encode(&empty, Duration::ZERO), Err(Vp8Error::FrameSize { .. })));
         let huge = I420Frame::new(MAX_DIMENSION + 1, 2);
@@ -303,7 +317,7 @@ mod tests {
 
     #[test]
     fn pts_going_back_still_encodes() {
-        let mut encoder = Vp8Encoder::new(Vp8Config { keyframe_interval: None, ..Vp8Config::default() }).unwrap();
+        let mut encoder = Vp8Encoder::new(VideoConfig { keyframe_interval: None, ..VideoConfig::default() }).unwrap();
         let frame = I420Frame::new(64, 48);
         for ms in [0, 16, 33, 33, 10, 0, 50] {
             let encoded = encoder.encode(&frame, Duration::from_millis(ms)).unwrap();

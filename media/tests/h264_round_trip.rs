@@ -6,7 +6,7 @@ use std::time::Duration;
 use openh264::decoder::Decoder;
 use openh264::formats::YUVSource;
 use retrofarm_media::h264::nal_units;
-use retrofarm_media::{convert, H264Config, H264Encoder, I420Frame, PixelFormat, SpsProfile, TestPattern};
+use retrofarm_media::{convert, H264Encoder, I420Frame, PixelFormat, SpsProfile, TestPattern, VideoConfig};
 
 const FPS: f64 = 60.0;
 
@@ -46,7 +46,13 @@ struct Run {
 
 /// Encodes `frames` frames of the pattern at `width`x`height`, calling `before` ahead of each,
 /// and decodes every access unit.
-fn run(width: u32, height: u32, frames: u32, mut before: impl FnMut(u32, &mut H264Encoder), config: H264Config) -> Run {
+fn run(
+    width: u32,
+    height: u32,
+    frames: u32,
+    mut before: impl FnMut(u32, &mut H264Encoder),
+    config: VideoConfig,
+) -> Run {
     let mut pattern = TestPattern::new(width, height);
     let mut yuv = I420Frame::default();
     let mut encoder = H264Encoder::new(config).unwrap();
@@ -76,7 +82,7 @@ fn run(width: u32, height: u32, frames: u32, mut before: impl FnMut(u32, &mut H2
 
 #[test]
 fn moving_picture_round_trips_at_35_db_or_better_on_every_frame() {
-    let result = run(256, 240, 90, |_, _| {}, H264Config::default());
+    let result = run(256, 240, 90, |_, _| {}, VideoConfig::default());
     let worst = result.psnr.iter().cloned().fold(f64::INFINITY, f64::min);
     let mean = result.psnr.iter().sum::<f64>() / result.psnr.len() as f64;
     let bytes: usize = result.sizes.iter().sum();
@@ -100,21 +106,21 @@ fn only_the_first_and_requested_frames_are_keyframes() {
                 encoder.request_keyframe();
             }
         },
-        H264Config::default(),
+        VideoConfig::default(),
     );
     assert_eq!(result.keyframes, vec![0, 25, 40]);
 }
 
 #[test]
 fn periodic_keyframes_follow_the_interval() {
-    let config = H264Config { keyframe_interval: Some(Duration::from_millis(500)), ..H264Config::default() };
+    let config = VideoConfig { keyframe_interval: Some(Duration::from_millis(500)), ..VideoConfig::default() };
     let result = run(256, 240, 70, |_, _| {}, config);
     assert_eq!(result.keyframes, vec![0, 30, 60]);
 }
 
 #[test]
 fn sps_is_constrained_baseline_for_chromium() {
-    let result = run(256, 240, 1, |_, _| {}, H264Config::default());
+    let result = run(256, 240, 1, |_, _| {}, VideoConfig::default());
     let sps = SpsProfile::find(&result.first).expect("the first access unit carries an SPS");
     assert_eq!(sps.profile_idc, 66, "Baseline");
     assert!(sps.constraint_flags & 0x40 != 0, "constraint_set1 (constrained baseline)");
@@ -129,7 +135,7 @@ fn a_new_resolution_restarts_the_stream_with_an_idr() {
     let mut pattern_nes = TestPattern::new(256, 240);
     let mut pattern_gba = TestPattern::new(240, 160);
     let mut yuv = I420Frame::default();
-    let mut encoder = H264Encoder::new(H264Config::default()).unwrap();
+    let mut encoder = H264Encoder::new(VideoConfig::default()).unwrap();
     let mut decoder = Decoder::new().unwrap();
     let mut keyframes = Vec::new();
     for i in 0..40u32 {

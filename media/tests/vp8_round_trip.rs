@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use retrofarm_media::vp8::LibvpxConfig;
-use retrofarm_media::{convert, I420Frame, PixelFormat, TestPattern, Vp8Config, Vp8Decoder, Vp8Encoder};
+use retrofarm_media::{convert, I420Frame, PixelFormat, TestPattern, VideoConfig, Vp8Decoder, Vp8Encoder};
 
 const FPS: f64 = 60.0;
 
@@ -44,7 +44,7 @@ struct Run {
 
 /// Encodes `frames` frames of the pattern at `width`x`height`, calling `before` ahead of each,
 /// and decodes every frame.
-fn run(width: u32, height: u32, frames: u32, mut before: impl FnMut(u32, &mut Vp8Encoder), config: Vp8Config) -> Run {
+fn run(width: u32, height: u32, frames: u32, mut before: impl FnMut(u32, &mut Vp8Encoder), config: VideoConfig) -> Run {
     let mut pattern = TestPattern::new(width, height);
     let mut yuv = I420Frame::default();
     let mut decoded = I420Frame::default();
@@ -83,7 +83,7 @@ fn report(name: &str, result: &Run) -> (f64, f64) {
 
 #[test]
 fn moving_picture_round_trips_at_35_db_or_better_on_every_frame() {
-    let result = run(256, 240, 90, |_, _| {}, Vp8Config::default());
+    let result = run(256, 240, 90, |_, _| {}, VideoConfig::default());
     let (_, kbps) = report("256x240 default", &result);
     for (i, psnr) in result.psnr.iter().enumerate() {
         assert!(*psnr >= 35.0, "frame {i}: PSNR {psnr:.2} dB");
@@ -103,7 +103,7 @@ fn only_the_first_and_requested_frames_are_keyframes() {
                 encoder.request_keyframe();
             }
         },
-        Vp8Config::default(),
+        VideoConfig::default(),
     );
     assert_eq!(result.keyframes, vec![0, 25, 40]);
     for (i, psnr) in result.psnr.iter().enumerate() {
@@ -115,14 +115,14 @@ fn only_the_first_and_requested_frames_are_keyframes() {
 fn libvpx_places_no_keyframes_of_its_own() {
     // Five seconds with no interval and nothing requested: one keyframe, at the start. (libvpx's
     // default would place one every 128 frames, and on scene changes.)
-    let config = Vp8Config { keyframe_interval: None, ..Vp8Config::default() };
+    let config = VideoConfig { keyframe_interval: None, ..VideoConfig::default() };
     let result = run(256, 240, 300, |_, _| {}, config);
     assert_eq!(result.keyframes, vec![0]);
 }
 
 #[test]
 fn periodic_keyframes_follow_the_interval() {
-    let config = Vp8Config { keyframe_interval: Some(Duration::from_millis(500)), ..Vp8Config::default() };
+    let config = VideoConfig { keyframe_interval: Some(Duration::from_millis(500)), ..VideoConfig::default() };
     let result = run(256, 240, 70, |_, _| {}, config);
     assert_eq!(result.keyframes, vec![0, 30, 60]);
 }
@@ -133,7 +133,7 @@ fn a_new_resolution_restarts_the_stream_with_a_keyframe() {
     let mut pattern_gba = TestPattern::new(240, 160);
     let mut yuv = I420Frame::default();
     let mut decoded = I420Frame::default();
-    let mut encoder = Vp8Encoder::new(Vp8Config::default()).unwrap();
+    let mut encoder = Vp8Encoder::new(VideoConfig::default()).unwrap();
     let mut decoder = Vp8Decoder::new().unwrap();
     let mut keyframes = Vec::new();
     for i in 0..60u32 {
@@ -160,7 +160,7 @@ fn a_new_resolution_restarts_the_stream_with_a_keyframe() {
 
 #[test]
 fn libvpx_runs_with_our_low_latency_settings() {
-    let result = run(256, 240, 2, |_, _| {}, Vp8Config { bitrate_bps: 800_000, ..Vp8Config::default() });
+    let result = run(256, 240, 2, |_, _| {}, VideoConfig { bitrate_bps: 800_000, ..VideoConfig::default() });
     // Read back from libvpx's own copy of the configuration.
     let config = result.config.expect("an encoder after the first frame");
     assert_eq!(config.threads, 1, "one thread per encoder");
@@ -173,7 +173,7 @@ fn libvpx_runs_with_our_low_latency_settings() {
     assert_eq!((config.width, config.height), (256, 240));
     // The buffer is a few frames at 60 fps, not libvpx's default of seconds.
     assert!(config.buffer_ms <= 250 && config.buffer_optimal_ms <= config.buffer_ms, "{config:?}");
-    let encoder = Vp8Encoder::new(Vp8Config::default()).unwrap();
+    let encoder = Vp8Encoder::new(VideoConfig::default()).unwrap();
     let controls = encoder.libvpx_controls();
     assert_eq!(controls.token_partitions, 0, "one token partition");
     assert!(controls.cpu_used < 0, "a fixed real-time speed");

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::browser::{decode_tagged, GameInfo, IceCandidate, IceServer};
+use crate::browser::{decode_tagged, GameInfo, IceCandidate};
 use crate::ids::{RoomId, SessionId, WorkerId};
 use crate::{DecodeError, ErrorCode};
 
@@ -127,8 +127,6 @@ pub enum CoordMsg {
         room: Option<RoomId>,
         /// Player port, 1..=4.
         port: u8,
-        /// ICE servers (STUN/TURN) the worker may use.
-        ice_servers: Vec<IceServer>,
     },
     /// The browser's SDP answer.
     Answer {
@@ -217,7 +215,7 @@ mod tests {
         let coord = vec![
             CoordMsg::Registered { heartbeat_ms: 1000 },
             CoordMsg::Refused { reason: "bad version".into() },
-            CoordMsg::StartSession { session: s(), game: "walk".into(), room: Some(r()), port: 2, ice_servers: vec![] },
+            CoordMsg::StartSession { session: s(), game: "walk".into(), room: Some(r()), port: 2 },
             CoordMsg::Answer { session: s(), sdp: "v=0".into() },
             CoordMsg::Ice {
                 session: s(),
@@ -228,6 +226,16 @@ mod tests {
         for m in coord {
             assert_eq!(CoordMsg::decode(&m.encode()).unwrap(), m);
         }
+    }
+
+    #[test]
+    fn start_session_from_an_older_coordinator_still_decodes() {
+        // Coordinators before issue 18 also sent `ice_servers`; unknown fields are ignored.
+        let old = br#"{"t":"start_session","p":{"session":"s1","game":"walk","room":null,"port":1,"ice_servers":[]}}"#;
+        assert_eq!(
+            CoordMsg::decode(old).unwrap(),
+            CoordMsg::StartSession { session: s(), game: "walk".into(), room: None, port: 1 }
+        );
     }
 
     #[test]

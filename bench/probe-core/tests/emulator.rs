@@ -93,8 +93,8 @@ fn the_input_marker_follows_set_input() {
 
 #[test]
 fn the_marker_survives_h264_at_a_low_bitrate() {
-    use retrofarm_media::{H264Config, H264Encoder, I420Frame, PixelFormat as Px, RgbFrame};
-    let mut enc = H264Encoder::new(H264Config { bitrate_bps: 300_000, ..H264Config::default() }).unwrap();
+    use retrofarm_media::{H264Encoder, I420Frame, PixelFormat as Px, RgbFrame, VideoConfig};
+    let mut enc = H264Encoder::new(VideoConfig { bitrate_bps: 300_000, ..VideoConfig::default() }).unwrap();
     let mut dec = openh264::decoder::Decoder::new().unwrap();
     let mut probe = Probe::default();
     let mut i420 = I420Frame::new(WIDTH, HEIGHT);

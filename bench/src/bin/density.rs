@@ -9,8 +9,14 @@
 //! 2. The same core and ROM in N bare paced emulators (no encoding, no network), same ramp.
 //!
 //! The limit of each is the largest N whose late + dropped frames stay under 1 %. Prints both
-//! and their ratio. `--quick`: one short step of 2 rooms each (CI). Flags: `--start N --step N
-//! --max N --emu-max N --window SECS --settle SECS`.
+//! and their ratio. Every row also shows the host's share: "other" (CPU this VM's other
+//! processes used) and steal time (CPU the hypervisor gave to someone else, from /proc/stat).
+//! When the host, not the worker, set the limit (steal above 5 % of the machine in the step
+//! that missed, or bare emulators that miss their first step) the summary says so.
+//! `--quick`: one short step of 2 rooms each (CI). Flags: `--start N --step N --max N
+//! --emu-max N --window SECS --settle SECS`; `--gpu MODE --video-scale N` are passed to the
+//! worker, which then also reports how many rooms each GPU dispatch converted and how long
+//! frames waited for their batch.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -180,6 +186,9 @@ struct Step {
     emu_cores: f64,
     peer_cores: f64,
     other_cores: f64,
+    steal_cores: f64,
+    /// Steal as a share (0..=1) of the machine's CPU time.
+    steal_share: f64,
     emulated: f64,
     late: f64,
     dropped: f64,
@@ -246,6 +255,8 @@ async fn measure_worker(cluster: &Cluster, viewers: &[Viewer], window: Duration)
         emu_cores,
         peer_cores,
         other_cores: (machine - worker_cores - emu_cores - peer_cores).max(0.0),
+        steal_cores: b.machine.steal_cores_since(&a.machine, wall),
+        steal_share: b.machine.steal_share_since(&a.machine),
         emulated: d("retrofarm_frames_emulated_total", &[]),
         late: d("retrofarm_frames_late_total", &[]),
         dropped: d("retrofarm_frames_dropped_total", &[]),
@@ -263,7 +274,7 @@ async fn measure_worker(cluster: &Cluster, viewers: &[Viewer], window: Duration)
 
 fn print_worker_header() {
     println!(
-        "{:>4} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>8}",
+        "{:>4} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>8} {:>7} {:>7}",
         "N",
         "worker",
         "emus",
@@ -279,29 +290,55 @@ fn print_worker_header() {
         "rxfps",
         "PSS/room",
         "RSS/room",
-        "emu PSS"
+        "emu PSS",
+        "steal",
+        "steal%"
     );
     println!(
-        "{:>4} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>8}",
-        "", "cores", "cores", "cores", "cores", "", "", "", "ms", "ms", "ms", "ms", "min", "MiB", "MiB", "MiB"
+        "{:>4} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>8} {:>7} {:>7}",
+        "",
+        "cores",
+        "cores",
+        "cores",
+        "cores",
+        "",
+        "",
+        "",
+        "ms",
+        "ms",
+        "ms",
+        "ms",
+        "min",
+        "MiB",
+        "MiB",
+        "MiB",
+        "cores",
+        "machine"
     );
 }
 
 /// Cores other processes used beyond which a step's figures are suspect.
 const BUSY_OTHER: f64 = 0.25;
+/// Steal time (share of the machine's CPU time) beyond which a step's figures are the host's:
+/// the hypervisor, not the load, made frames late.
+const HOST_STEAL: f64 = 0.05;
 
-fn busy(other: f64) -> String {
+/// What the host took during a step, where it is enough to spoil the step's figures.
+fn busy(other: f64, steal_share: f64) -> String {
+    let mut note = String::new();
     if other > BUSY_OTHER {
-        format!(" [host busy: other processes used {other:.2} cores]")
-    } else {
-        String::new()
+        note += &format!(" [host busy: other processes used {other:.2} cores]");
     }
+    if steal_share > HOST_STEAL {
+        note += &format!(" [host steal: {:.1}% of the machine]", 100.0 * steal_share);
+    }
+    note
 }
 
 fn print_worker_row(s: &Step, verdict: &str) {
     let pct = |x: f64| if s.emulated > 0.0 { 100.0 * x / s.emulated } else { f64::NAN };
     println!(
-        "{:>4} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7.1} {:>9.1} {:>9.1} {:>8.1}  {verdict}{}",
+        "{:>4} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7.1} {:>9.1} {:>9.1} {:>8.1} {:>7.2} {:>7.1}  {verdict}{}",
         s.n,
         s.worker_cores,
         s.emu_cores,
@@ -318,14 +355,22 @@ fn print_worker_row(s: &Step, verdict: &str) {
         s.pss_per_room_mib,
         s.rss_per_room_mib,
         s.emu_pss_mib,
-        busy(s.other_cores),
+        s.steal_cores,
+        100.0 * s.steal_share,
+        busy(s.other_cores, s.steal_share),
     );
 }
 
 /// Ramps the worker; returns every measured step and the largest N held.
 async fn worker_ramp(plan: &Plan, rom: &std::path::Path) -> Result<(Vec<Step>, usize)> {
     let (games_dir, game) = games::games_dir(rom, "bench")?;
-    let extra: Vec<String> = ["--cpu-budget-cores", "64", "--max-rooms", "200"].map(String::from).to_vec();
+    let mut extra: Vec<String> = ["--cpu-budget-cores", "64", "--max-rooms", "200"].map(String::from).to_vec();
+    // `--gpu MODE` and `--video-scale N` go to the worker as they are.
+    for flag in ["--gpu", "--video-scale"] {
+        if let Some(v) = arg::<String>(flag) {
+            extra.extend([flag.to_string(), v]);
+        }
+    }
     let cluster = Cluster::start(games_dir.path(), &extra)?;
     println!("worker pid {}, metrics on http://{}/metrics", cluster.worker.pid(), cluster.worker_http);
     print_worker_header();
@@ -358,7 +403,19 @@ async fn worker_ramp(plan: &Plan, rom: &std::path::Path) -> Result<(Vec<Step>, u
         }
         held = n;
     }
-    let rooms = prom::fetch(cluster.worker_http)?.sum("retrofarm_rooms", &[]);
+    let scrape = prom::fetch(cluster.worker_http)?;
+    let gpu_frames = scrape.sum("retrofarm_gpu_frames_converted_total", &[]);
+    if gpu_frames > 0.0 {
+        let batches = scrape.sum("retrofarm_gpu_batches_total", &[]);
+        let wait = scrape.sum("retrofarm_gpu_wait_seconds_total", &[]);
+        println!(
+            "gpu: {gpu_frames:.0} frames converted in {batches:.0} dispatches ({:.1} rooms per dispatch); \
+             mean wait for the batch {:.2} ms (coalescing window plus dispatch)",
+            gpu_frames / batches.max(1.0),
+            1e3 * wait / gpu_frames
+        );
+    }
+    let rooms = scrape.sum("retrofarm_rooms", &[]);
     if rooms as usize != viewers.len() {
         println!("warning: the worker reports {rooms} rooms, expected {}", viewers.len());
     }
@@ -377,6 +434,9 @@ struct EmuStep {
     n: usize,
     cores: f64,
     other_cores: f64,
+    steal_cores: f64,
+    /// Steal as a share (0..=1) of the machine's CPU time.
+    steal_share: f64,
     published: u64,
     late: u64,
 }
@@ -384,6 +444,9 @@ struct EmuStep {
 impl EmuStep {
     fn held(&self) -> bool {
         self.published > 0 && (self.late as f64) < MAX_BAD * self.published as f64
+    }
+    fn late_pct(&self) -> f64 {
+        100.0 * self.late as f64 / self.published.max(1) as f64
     }
 }
 
@@ -405,7 +468,7 @@ fn emulation_ramp(plan: &Plan, core: &std::path::Path, rom: &std::path::Path) ->
             }
         })
     };
-    println!("{:>4} {:>7} {:>7} {:>7}", "N", "cores", "other", "late%");
+    println!("{:>4} {:>7} {:>7} {:>7} {:>7} {:>7}", "N", "cores", "other", "late%", "steal", "steal%");
     let mut steps = vec![];
     let mut held = 0;
     let result = (|| -> Result<()> {
@@ -436,17 +499,26 @@ fn emulation_ramp(plan: &Plan, core: &std::path::Path, rom: &std::path::Path) ->
                 let wall = t1 - t0;
                 let cores = c1.saturating_sub(c0).as_secs_f64() / wall.as_secs_f64();
                 let machine = m1.busy_cores_since(&m0, wall);
-                EmuStep { n, cores, other_cores: (machine - cores).max(0.0), published: p1 - p0, late: l1 - l0 }
+                EmuStep {
+                    n,
+                    cores,
+                    other_cores: (machine - cores).max(0.0),
+                    steal_cores: m1.steal_cores_since(&m0, wall),
+                    steal_share: m1.steal_share_since(&m0),
+                    published: p1 - p0,
+                    late: l1 - l0,
+                }
             };
             let row = |s: &EmuStep, verdict: &str| {
-                let pct = 100.0 * s.late as f64 / s.published.max(1) as f64;
                 println!(
-                    "{:>4} {:>7.2} {:>7.2} {:>7.2}  {verdict}{}",
+                    "{:>4} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.1}  {verdict}{}",
                     s.n,
                     s.cores,
                     s.other_cores,
-                    pct,
-                    busy(s.other_cores)
+                    s.late_pct(),
+                    s.steal_cores,
+                    100.0 * s.steal_share,
+                    busy(s.other_cores, s.steal_share)
                 );
             };
             let mut s = measure();
@@ -516,14 +588,60 @@ async fn run() -> Result<()> {
             "WARNING: other processes used up to {worst:.2} cores during the run: the limits below are understated"
         );
     }
+    let worst_steal =
+        wsteps.iter().map(|s| s.steal_share).chain(esteps.iter().map(|s| s.steal_share)).fold(0.0, f64::max);
+    if worst_steal > HOST_STEAL {
+        println!(
+            "WARNING: steal time reached {:.1}% of the machine during the run (the hypervisor gave this VM's CPUs to others): the limits below are understated",
+            100.0 * worst_steal
+        );
+    }
     let capped =
         |held: usize, last: Option<usize>| if last == Some(held) { " (the ramp's maximum: raise --max)" } else { "" };
     let wlast = wsteps.last().map(|s| s.n).filter(|_| wsteps.last().is_some_and(Step::held));
     let elast = esteps.last().map(|s| s.n).filter(|_| esteps.last().is_some_and(EmuStep::held));
     println!("worker rooms held at < 1% late+dropped frames: {wheld}{}", capped(wheld, wlast));
     println!("emulation-only limit at < 1% late frames:      {eheld}{}", capped(eheld, elast));
+    // Did the host, not the load, set a limit? The step that missed lost more than HOST_STEAL
+    // of the machine to the hypervisor, or the bare emulators missed their very first step: the
+    // host cannot carry even the smallest load, so nothing measured is the worker's.
+    let wmissed = wsteps.last().filter(|s| s.n != wheld);
+    let emissed = esteps.last().filter(|s| s.n != eheld);
+    let bare_failed = eheld == 0 && emissed.is_some();
+    let whost = wmissed.filter(|s| s.steal_share > HOST_STEAL || bare_failed);
+    let ehost = emissed.filter(|s| s.steal_share > HOST_STEAL || bare_failed);
+    let bare = |s: &EmuStep| {
+        format!("{:.1}% late at {} bare emulators, {:.1}% steal time", s.late_pct(), s.n, 100.0 * s.steal_share)
+    };
+    if let Some(s) = whost {
+        let also = match ehost {
+            Some(e) if bare_failed => format!(" (the bare emulators failed too, at their first step: {})", bare(e)),
+            Some(e) => format!(" (and the bare emulators' limit: {})", bare(e)),
+            None => String::new(),
+        };
+        println!(
+            "limit set by the host: {:.1}% steal time ({:.2} cores; other processes {:.2} cores) when {} rooms missed{also}; figures are not the worker's",
+            100.0 * s.steal_share,
+            s.steal_cores,
+            s.other_cores,
+            s.n
+        );
+    } else if let Some(e) = ehost {
+        println!(
+            "emulation-only limit set by the host: {} (other processes {:.2} cores); the ratio is not the worker's",
+            bare(e),
+            e.other_cores
+        );
+    }
     if eheld > 0 {
-        println!("ratio: {:.2} (target >= 0.75)", wheld as f64 / eheld as f64);
+        let host = if whost.is_some() || ehost.is_some() {
+            "; limits set by the host, not a figure of the worker"
+        } else {
+            ""
+        };
+        println!("ratio: {:.2} (target >= 0.75){host}", wheld as f64 / eheld as f64);
+    } else if bare_failed {
+        println!("ratio: none (the bare emulators held no step: the host cannot carry the baseline)");
     }
     if let Some(s) = wsteps.iter().rev().find(|s| s.n == wheld && s.held()) {
         println!(

@@ -28,7 +28,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use retrofarm_bench::games::{self, Dump};
 use retrofarm_bench::{arg, quick, sysstat};
-use retrofarm_media::{AudioConfig, AudioEncoder, H264Config, H264Encoder, I420Frame, PixelFormat, RgbFrame};
+use retrofarm_media::{AudioConfig, AudioEncoder, H264Encoder, I420Frame, PixelFormat, RgbFrame, VideoConfig};
 
 /// CPU µs per video frame.
 #[derive(Debug, Clone, Copy)]
@@ -61,7 +61,7 @@ fn ours(d: &Dump, rooms: usize) -> Result<(Cost, f64)> {
     let per_frame = (pcm.len() / 2) as f64 / d.frames as f64;
     let mut video = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&d.video)?);
     let mut frame = vec![0u8; d.frame_len()];
-    let config = H264Config { bitrate_bps: games::video_kbps() * 1000, ..H264Config::default() };
+    let config = VideoConfig { bitrate_bps: games::video_kbps() * 1000, ..VideoConfig::default() };
     let mut all = (0..rooms.max(1))
         .map(|_| -> Result<Room> {
             Ok(Room {

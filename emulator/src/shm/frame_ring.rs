@@ -275,11 +275,32 @@ impl<'r> Frame<'r> {
         self.entry.seq.load(Ordering::Relaxed) == self.seq
     }
 
+    /// What identifies this frame in its slot, to check later (after a GPU read the pixels
+    /// asynchronously) that the writer has not touched the slot: [`ticket_intact`].
+    pub fn ticket(&self) -> FrameTicket {
+        FrameTicket { number: self.meta.number, seq: self.seq }
+    }
+
     /// Copies the pixels out, or None if the writer lapped the reader during the copy.
     pub fn to_vec(&self) -> Option<Vec<u8>> {
         let v = self.data.to_vec();
         self.is_intact().then_some(v)
     }
+}
+
+/// A frame's place in the ring as it was when read, kept across an asynchronous read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameTicket {
+    /// The frame's number.
+    pub number: u64,
+    seq: u64,
+}
+
+/// True when the slot of `ticket`'s frame still holds that frame, untouched since it was read.
+pub fn ticket_intact(region: &Region, layout: &Layout, ticket: FrameTicket) -> bool {
+    let entry = &region.slots(layout)[layout.slot_of(ticket.number) as usize];
+    fence(Ordering::Acquire);
+    entry.seq.load(Ordering::Relaxed) == ticket.seq
 }
 
 /// Reads a slot's metadata under its seqlock.

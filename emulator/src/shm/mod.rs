@@ -335,6 +335,11 @@ impl ReaderShm {
         self.frames.next(&self.region, &self.layout)
     }
 
+    /// Whether a frame read earlier is still untouched in its slot.
+    pub fn is_intact(&self, ticket: frame_ring::FrameTicket) -> bool {
+        frame_ring::ticket_intact(&self.region, &self.layout, ticket)
+    }
+
     /// The newest frame, skipping older unread ones.
     pub fn latest_frame(&self) -> Option<Frame<'_>> {
         self.frames.latest(&self.region, &self.layout)

@@ -152,11 +152,11 @@ unsafe impl Send for Context {}
 
 /// A libvpx VP8 encoder instance for one frame size.
 pub struct Encoder {
-    // Dropped first: libvpx may refer to `_cfg` until its context is destroyed.
+    // Dropped first: libvpx may refer to `cfg` until its context is destroyed.
     context: Context,
     /// The configuration handed to `vpx_codec_enc_init`, kept alive as long as the context
     /// (VP8 copies it, but the context's `config.enc` pointed at it first).
-    _cfg: Box<vpx::vpx_codec_enc_cfg_t>,
+    cfg: Box<vpx::vpx_codec_enc_cfg_t>,
     width: usize,
     height: usize,
 }
@@ -224,7 +224,7 @@ impl Encoder {
             // gone with it, so only the code is reported.
             return Err(Vp8Error::Codec { call: "vpx_codec_enc_init", message: err_name(err) });
         }
-        let mut encoder = Encoder { context: Context(context), _cfg: cfg, width, height };
+        let mut encoder = Encoder { context: Context(context), cfg, width, height };
         encoder.control_int("VP8E_SET_CPUUSED", vpx::vp8e_enc_control_id::VP8E_SET_CPUUSED, controls.cpu_used)?;
         encoder.control_int(
             "VP8E_SET_TOKEN_PARTITIONS",
@@ -276,6 +276,19 @@ impl Encoder {
         }
     }
 
+    /// Changes the target bitrate of the running encoder (`vpx_codec_enc_config_set`: rate
+    /// control picks it up at the next frame, without a keyframe).
+    pub fn set_target_kbps(&mut self, kbps: u32) -> Result<(), Vp8Error> {
+        self.cfg.rc_target_bitrate = kbps;
+        // SAFETY: the context is an initialised VP8 encoder and `cfg` a complete
+        // configuration that lives as long as the context (libvpx copies what it needs).
+        let err = unsafe { vpx::vpx_codec_enc_config_set(self.context.ptr(), &*self.cfg) };
+        match err {
+            vpx::vpx_codec_err_t::VPX_CODEC_OK => Ok(()),
+            err => Err(self.context.error("vpx_codec_enc_config_set", err)),
+        }
+    }
+
     /// The configuration as the running encoder holds it (libvpx's own copy).
     pub fn config(&self) -> Option<LibvpxConfig> {
         // SAFETY: an encoder context's `config` union holds the `enc` pointer (set by
@@ -285,7 +298,7 @@ impl Encoder {
             return None;
         }
         // SAFETY: non-null, pointing either at libvpx's own copy of the configuration (VP8
-        // installs one at init), which lives as long as the context, or at `_cfg`, which lives
+        // installs one at init), which lives as long as the context, or at `cfg`, which lives
         // as long as `self`; both are borrowed through `&self` and copied out at once.
         let cfg = unsafe { &*cfg };
         Some(LibvpxConfig {

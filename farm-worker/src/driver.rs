@@ -1,0 +1,342 @@
+//! The thin async driver around the [`Engine`]: it owns the shared UDP socket, the rooms, the
+//! encoder pool, the clock and the metrics. Each wake-up (a coordinator command, media or a
+//! report from a room, datagrams, a timer) becomes engine inputs; then the driver carries out
+//! the engine's outputs until it asks to sleep.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use retrofarm_proto::control::{CoordMsg, WorkerMsg};
+use retrofarm_proto::ids::RoomId;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::admission::{self, CostMeter};
+use crate::engine::{Counters, Engine, Input, Output};
+use crate::gpu_stage::GpuStage;
+use crate::link::Status;
+use crate::metrics::{metrics, CPU};
+use crate::nvenc::Nvenc;
+use crate::pool::EncodePool;
+use crate::room::{self, RoomCounters, RoomEvent, RoomSettings, Rooms, VideoTiming};
+
+/// Most room events or datagrams taken per wake-up before the engine is polled: the batch
+/// amortizes polling, the cap bounds how long a frame waits for its turn.
+const BATCH: usize = 64;
+/// How often the rooms' emulators are checked.
+const HEALTH: Duration = Duration::from_millis(250);
+/// How often capacity is measured and counters exported.
+const MEASURE: Duration = Duration::from_secs(1);
+
+/// Driver settings.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// What every room runs with.
+    pub room: RoomSettings,
+    /// Encoder pool threads (None: one per core).
+    pub encoder_threads: Option<usize>,
+    /// CPU cores rooms may use in all.
+    pub cpu_budget_cores: f64,
+    /// Cost of a room, in cores, assumed until one is measured.
+    pub room_cost_prior: f64,
+    /// Most rooms at once.
+    pub max_rooms: u32,
+    /// The GPU conversion stage, when the worker has a usable GPU.
+    pub gpu: Option<Arc<GpuStage>>,
+    /// NVENC, when the worker can encode on it.
+    pub nvenc: Option<Arc<Nvenc>>,
+}
+
+impl DriverConfig {
+    /// The capacity to start with, before any room is measured.
+    pub fn initial_capacity(&self) -> u32 {
+        admission::capacity(self.cpu_budget_cores, self.room_cost_prior, self.max_rooms)
+    }
+}
+
+/// Measures what rooms cost and exports counters as deltas, once a second.
+#[derive(Debug)]
+struct Meter {
+    cost: CostMeter,
+    last: Instant,
+    last_cpu: Duration,
+    rooms: HashMap<RoomId, RoomCounters>,
+    engine: Counters,
+    /// The GPU stage's batches, frames and wait (µs) at the last export.
+    gpu: [u64; 3],
+}
+
+/// The driver.
+pub struct Driver {
+    cfg: DriverConfig,
+    engine: Engine,
+    socket: UdpSocket,
+    local: SocketAddr,
+    rooms: Rooms,
+    events_tx: mpsc::Sender<RoomEvent>,
+    events: mpsc::Receiver<RoomEvent>,
+    up: mpsc::Sender<WorkerMsg>,
+    status: watch::Sender<Status>,
+    meter: Meter,
+    /// A health check runs on a blocking thread.
+    checking: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver").field("local", &self.local).field("rooms", &self.rooms.len()).finish_non_exhaustive()
+    }
+}
+
+impl Driver {
+    /// A driver for `engine` on `socket`; `up` carries messages to the coordinator, `status`
+    /// publishes what the link reports.
+    pub fn new(
+        cfg: DriverConfig,
+        engine: Engine,
+        socket: UdpSocket,
+        local: SocketAddr,
+        up: mpsc::Sender<WorkerMsg>,
+        status: watch::Sender<Status>,
+    ) -> anyhow::Result<Self> {
+        let pool = cfg.encoder_threads.map_or_else(EncodePool::per_core, EncodePool::new).map_err(|e| {
+            anyhow::anyhow!("cannot start the encoder pool: {e} (is the open-file limit, `ulimit -n`, too low?)")
+        })?;
+        info!(threads = pool.threads(), "encoder pool started");
+        let (events_tx, events) = mpsc::channel(1024);
+        let rooms = Rooms::new(Arc::new(pool), cfg.gpu.clone(), cfg.nvenc.clone(), cfg.room.clone(), events_tx.clone());
+        let meter = Meter {
+            cost: CostMeter::new(cfg.room_cost_prior),
+            last: Instant::now(),
+            last_cpu: retrofarm_emulator::process_cpu_time(),
+            rooms: HashMap::new(),
+            engine: Counters::default(),
+            gpu: [0; 3],
+        };
+        Ok(Self {
+            cfg,
+            engine,
+            socket,
+            local,
+            rooms,
+            events_tx,
+            events,
+            up,
+            status,
+            meter,
+            checking: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Runs until `down` (the coordinator's commands) closes.
+    pub async fn run(mut self, mut down: mpsc::Receiver<CoordMsg>) {
+        let mut buf = vec![0u8; 2048];
+        let mut health = tokio::time::interval(HEALTH);
+        let mut measure = tokio::time::interval(MEASURE);
+        let mut wake = self.flush();
+        loop {
+            let sleep = tokio::time::sleep_until(wake.into());
+            tokio::select! {
+                cmd = down.recv() => {
+                    let Some(cmd) = cmd else { break };
+                    self.engine.handle(Instant::now(), Input::Command(cmd));
+                }
+                Some(ev) = self.events.recv() => self.room_event(ev),
+                res = self.socket.recv_from(&mut buf) => match res {
+                    Ok((n, source)) => self.datagram(&buf[..n], source),
+                    Err(e) => warn!(error = %e, "UDP receive failed"),
+                },
+                _ = health.tick() => self.check_health(),
+                _ = measure.tick() => self.measure(),
+                _ = sleep => self.engine.handle(Instant::now(), Input::Timeout),
+            }
+            self.take_ready(&mut buf);
+            wake = self.flush();
+        }
+    }
+
+    /// Takes the room events and datagrams that are already waiting, up to [`BATCH`] of each,
+    /// so that one round of polling serves them all.
+    fn take_ready(&mut self, buf: &mut [u8]) {
+        for _ in 0..BATCH {
+            let Ok(ev) = self.events.try_recv() else { break };
+            self.room_event(ev);
+        }
+        for _ in 0..BATCH {
+            match self.socket.try_recv_from(buf) {
+                Ok((n, source)) => self.datagram(&buf[..n], source),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    warn!(error = %e, "UDP receive failed");
+                    break;
+                }
+            }
+        }
+    }
+
+    fn datagram(&mut self, contents: &[u8], source: SocketAddr) {
+        let input = Input::Datagram { source, destination: self.local, contents };
+        self.engine.handle(Instant::now(), input);
+    }
+
+    fn room_event(&mut self, ev: RoomEvent) {
+        match ev {
+            RoomEvent::Started { room, emulator } => {
+                if let Err(reason) = self.rooms.started(room.clone(), emulator) {
+                    self.engine.handle(Instant::now(), Input::RoomEnded { room, reason });
+                }
+            }
+            RoomEvent::Media(media, timing) => {
+                if let Some(t) = timing {
+                    observe(&t);
+                }
+                self.engine.handle(Instant::now(), Input::Media(media));
+            }
+            RoomEvent::Ended { room, reason } => self.engine.handle(Instant::now(), Input::RoomEnded { room, reason }),
+        }
+    }
+
+    /// Carries out the engine's outputs; returns when it next wants the time.
+    fn flush(&mut self) -> Instant {
+        let wake = loop {
+            match self.engine.poll_output() {
+                Output::Transmit(t) => {
+                    if let Err(e) = self.socket.try_send_to(&t.contents, t.destination) {
+                        debug!(error = %e, "UDP send dropped");
+                    }
+                }
+                Output::Coordinator(msg) => {
+                    if self.up.try_send(msg).is_err() {
+                        debug!("coordinator link is down or backed up; message dropped");
+                    }
+                }
+                Output::StartRoom(start) => self.rooms.start(start),
+                Output::StopRoom(room) => self.rooms.stop(&room),
+                Output::WantedCodecs { room, codecs } => {
+                    if let Some(r) = self.rooms.get(&room) {
+                        r.set_wanted(&codecs);
+                    }
+                }
+                Output::Keyframe { room, codec } => {
+                    if let Some(r) = self.rooms.get(&room) {
+                        r.request_keyframe(codec);
+                    }
+                }
+                Output::Pad { room, port, pad } => {
+                    if let Some(r) = self.rooms.get(&room) {
+                        r.set_input(port, pad);
+                    }
+                }
+                Output::Status(s) => {
+                    self.status.send_replace(s);
+                }
+                Output::Timeout(t) => break t,
+            }
+        };
+        // Everything written to the peers went out above: the frames' "sent" stage.
+        let samples = self.engine.take_samples();
+        let m = metrics();
+        if !samples.sent_emulated_ns.is_empty() {
+            let now = retrofarm_emulator::monotonic_ns();
+            let h = m.stage_latency.with_label_values(&["sent"]);
+            for emulated in samples.sent_emulated_ns {
+                h.observe(now.saturating_sub(emulated) as f64 / 1e9);
+            }
+        }
+        for rtt in samples.rtt {
+            m.peer_rtt.observe(rtt.as_secs_f64());
+        }
+        wake
+    }
+
+    /// Checks the emulators on a blocking thread; a dead one comes back as a room event.
+    fn check_health(&mut self) {
+        if self.rooms.is_empty() || self.checking.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let jobs = self.rooms.jobs();
+        let (events, checking) = (self.events_tx.clone(), self.checking.clone());
+        tokio::task::spawn_blocking(move || {
+            room::check_health(&jobs, &events);
+            checking.store(false, Ordering::Release);
+        });
+    }
+
+    /// Once a second: exports counters, re-measures what a room costs and tells the engine
+    /// how many rooms fit.
+    fn measure(&mut self) {
+        let m = metrics();
+        let now = Instant::now();
+        let cpu = retrofarm_emulator::process_cpu_time();
+        let mut used = cpu.saturating_sub(self.meter.last_cpu);
+        let mut seen = HashMap::new();
+        // Frames are counted under the device that converts them.
+        let gpu = self.cfg.gpu.as_deref();
+        let label = gpu.filter(|g| !g.has_failed()).map_or(CPU, |g| g.label());
+        if let Some(g) = gpu {
+            let c = g.counters();
+            let now = [&c.batches, &c.frames, &c.wait_us].map(|a| a.load(Ordering::Relaxed));
+            let [b, f, w] = [0, 1, 2].map(|i| now[i].saturating_sub(self.meter.gpu[i]));
+            m.gpu_batches.with_label_values(&[g.label()]).inc_by(b);
+            m.gpu_frames.with_label_values(&[g.label()]).inc_by(f);
+            m.gpu_wait.with_label_values(&[g.label()]).inc_by(w as f64 / 1e6);
+            m.gpu_failed.with_label_values(&[g.label()]).set(i64::from(g.has_failed()));
+            self.meter.gpu = now;
+        }
+        if let Some(n) = &self.cfg.nvenc {
+            m.nvenc_sessions.set(i64::from(n.sessions()));
+            m.nvenc_budget.set(i64::from(n.budget()));
+        }
+        for (id, cur) in self.rooms.counters() {
+            let prev = self.meter.rooms.get(id).cloned().unwrap_or_default();
+            let d = |f: fn(&RoomCounters) -> u64| f(&cur).saturating_sub(f(&prev));
+            m.frames_emulated.with_label_values(&[label]).inc_by(d(|c| c.emulated));
+            m.frames_late.with_label_values(&[label]).inc_by(d(|c| c.late));
+            m.frames_repeated.with_label_values(&[label]).inc_by(d(|c| c.repeated));
+            m.frames_dropped.with_label_values(&["ring_overrun", label]).inc_by(d(|c| c.ring_overrun));
+            m.frames_dropped.with_label_values(&["encoder_busy", label]).inc_by(d(|c| c.encoder_busy));
+            m.frames_dropped.with_label_values(&["send_queue", label]).inc_by(d(|c| c.send_queue));
+            for (encoder, n) in &cur.encoded {
+                let before = prev.encoded.get(encoder).copied().unwrap_or(0);
+                m.frames_encoded.with_label_values(&[encoder, label]).inc_by(n.saturating_sub(before));
+            }
+            used += Duration::from_nanos(d(|c| c.emulate_ns));
+            seen.insert(id.clone(), cur);
+        }
+        // Only rooms measured over the whole interval count towards the cost.
+        let steady = seen.keys().filter(|id| self.meter.rooms.contains_key(*id)).count();
+        if steady > 0 && steady == seen.len() {
+            self.meter.cost.sample(used, now.duration_since(self.meter.last), steady);
+        }
+        self.meter.rooms = seen;
+        self.meter.last = now;
+        self.meter.last_cpu = cpu;
+        let capacity = admission::capacity(self.cfg.cpu_budget_cores, self.meter.cost.per_room(), self.cfg.max_rooms);
+        self.engine.handle(now, Input::Capacity(capacity));
+
+        let c = self.engine.counters();
+        let prev = std::mem::replace(&mut self.meter.engine, c);
+        m.sent_bytes.with_label_values(&["video"]).inc_by(c.video_bytes.saturating_sub(prev.video_bytes));
+        m.sent_bytes.with_label_values(&["audio"]).inc_by(c.audio_bytes.saturating_sub(prev.audio_bytes));
+        m.emulator_crashes.inc_by(c.rooms_failed.saturating_sub(prev.rooms_failed));
+        m.peer_loss.set(c.peer_loss);
+        m.rooms.set(c.rooms as i64);
+        m.viewers.set(c.viewers as i64);
+        m.capacity_rooms.set(i64::from(capacity));
+        m.capacity_free.set((i64::from(capacity) - c.rooms as i64).max(0));
+        m.room_cpu.set(self.meter.cost.per_room());
+    }
+}
+
+/// Records how a video frame was made.
+fn observe(t: &VideoTiming) {
+    let m = metrics();
+    m.encode_duration.with_label_values(&[t.encoder]).observe(t.encode_time.as_secs_f64());
+    let since = |at: u64| at.saturating_sub(t.stamps.emulated) as f64 / 1e9;
+    m.stage_latency.with_label_values(&["converted"]).observe(since(t.stamps.converted));
+    m.stage_latency.with_label_values(&["encoded"]).observe(since(t.stamps.encoded));
+}

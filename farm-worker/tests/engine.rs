@@ -1,0 +1,509 @@
+//! The engine core on a virtual clock, with browsers played by str0m peers in memory: every
+//! datagram the engine transmits is handed to the browser it is addressed to and back. No
+//! sockets, no real time, no emulator: the rooms' media is made here with the real encoders.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use farm_worker::engine::{Engine, EngineConfig, Input, Media, Output, RoomStart};
+use farm_worker::library::{default_cores, Library};
+use farm_worker::link::Status;
+use retrofarm_media::{
+    convert, software_encoder, AudioConfig, AudioEncoder, I420Frame, Picture, PixelFormat, TestPattern, VideoCodec,
+    VideoConfig, VideoEncoder,
+};
+use retrofarm_proto::control::{CoordMsg, WorkerMsg};
+use retrofarm_proto::ids::{RoomId, SessionId};
+use retrofarm_proto::input::PadState;
+use retrofarm_proto::ErrorCode;
+use str0m::change::SdpOffer;
+use str0m::channel::ChannelId;
+use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Rtc};
+
+const WORKER: &str = "10.0.0.1:5000";
+const GAME: &str = "Walk";
+
+/// A browser: a str0m peer that answers the worker's offer.
+struct Browser {
+    rtc: Rtc,
+    addr: SocketAddr,
+    timeout: Instant,
+    connected: bool,
+    video: Option<Mid>,
+    input: Option<ChannelId>,
+    /// Video frames and audio packets received, by kind.
+    frames: HashMap<MediaKind, usize>,
+    /// Whether the first video frame received could be decoded on its own.
+    first_video_keyframe: Option<bool>,
+}
+
+/// The engine, its browsers and everything the engine asked for.
+struct World {
+    now: Instant,
+    engine: Engine,
+    engine_timeout: Instant,
+    browsers: HashMap<SessionId, Browser>,
+    /// Messages for the coordinator, in order.
+    coordinator: Vec<WorkerMsg>,
+    started: Vec<RoomStart>,
+    stopped: Vec<RoomId>,
+    wanted: HashMap<RoomId, Vec<VideoCodec>>,
+    keyframes: Vec<(RoomId, VideoCodec)>,
+    pads: Vec<(RoomId, u8, PadState)>,
+    status: Option<Status>,
+    next_port: u16,
+}
+
+fn library() -> Library {
+    let mut lib = Library::from_paths([PathBuf::from(format!("games/{GAME}.nes"))], &default_cores());
+    assert!(lib.resolve_cores(|c| Some(PathBuf::from("/cores").join(c))).is_empty());
+    lib
+}
+
+fn sid(n: u32) -> SessionId {
+    SessionId::new(format!("s{n}")).unwrap()
+}
+
+impl World {
+    fn new(capacity: u32) -> Self {
+        Self::with_connect_timeout(capacity, Duration::from_secs(20))
+    }
+
+    fn with_connect_timeout(capacity: u32, connect_timeout: Duration) -> Self {
+        let now = Instant::now();
+        let cfg = EngineConfig { candidates: vec![WORKER.parse().unwrap()], connect_timeout };
+        Self {
+            now,
+            engine: Engine::new(cfg, library(), capacity, now),
+            engine_timeout: now,
+            browsers: HashMap::new(),
+            coordinator: vec![],
+            started: vec![],
+            stopped: vec![],
+            wanted: HashMap::new(),
+            keyframes: vec![],
+            pads: vec![],
+            status: None,
+            next_port: 6000,
+        }
+    }
+
+    fn command(&mut self, cmd: CoordMsg) {
+        self.engine.handle(self.now, Input::Command(cmd));
+        self.drain();
+    }
+
+    /// Carries out everything the engine has to do now.
+    fn drain(&mut self) {
+        loop {
+            match self.engine.poll_output() {
+                Output::Transmit(t) => {
+                    let Some(b) = self.browsers.values_mut().find(|b| b.addr == t.destination) else { continue };
+                    let input = str0m::Input::Receive(
+                        self.now,
+                        Receive {
+                            proto: Protocol::Udp,
+                            source: t.source,
+                            destination: t.destination,
+                            contents: (&*t.contents).try_into().unwrap(),
+                        },
+                    );
+                    b.rtc.handle_input(input).unwrap();
+                }
+                Output::Coordinator(m) => self.coordinator.push(m),
+                Output::StartRoom(s) => self.started.push(s),
+                Output::StopRoom(r) => self.stopped.push(r),
+                Output::WantedCodecs { room, codecs } => {
+                    self.wanted.insert(room, codecs);
+                }
+                Output::Keyframe { room, codec } => self.keyframes.push((room, codec)),
+                Output::Pad { room, port, pad } => self.pads.push((room, port, pad)),
+                Output::Status(s) => self.status = Some(s),
+                Output::Timeout(t) => {
+                    self.engine_timeout = t;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Starts a session for `game` (or in `room`) on `port`; returns the worker's offer.
+    fn start(&mut self, session: &SessionId, room: Option<RoomId>, port: u8) -> Option<String> {
+        let before = self.coordinator.len();
+        self.command(CoordMsg::StartSession { session: session.clone(), game: GAME.into(), room, port });
+        self.coordinator[before..].iter().find_map(|m| match m {
+            WorkerMsg::Offer { session: s, sdp } if s == session => Some(sdp.clone()),
+            _ => None,
+        })
+    }
+
+    /// A browser answers `offer` for `session`.
+    fn answer(&mut self, session: &SessionId, offer: &str) {
+        let addr: SocketAddr = format!("10.0.0.2:{}", self.next_port).parse().unwrap();
+        self.next_port += 1;
+        let mut rtc = Rtc::builder().build(self.now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        let answer = rtc.sdp_api().accept_offer(SdpOffer::from_sdp_string(offer).unwrap()).unwrap();
+        let browser = Browser {
+            rtc,
+            addr,
+            timeout: self.now,
+            connected: false,
+            video: None,
+            input: None,
+            frames: HashMap::new(),
+            first_video_keyframe: None,
+        };
+        self.browsers.insert(session.clone(), browser);
+        self.command(CoordMsg::Answer { session: session.clone(), sdp: answer.to_sdp_string() });
+    }
+
+    /// A session that joins, gets its offer answered and connects.
+    fn join(&mut self, session: &SessionId, room: Option<RoomId>, port: u8) {
+        let offer = self.start(session, room, port).expect("an offer");
+        self.answer(session, &offer);
+        self.run_until(Duration::from_secs(5), |w| {
+            w.browsers[session].connected && w.browsers[session].input.is_some()
+        });
+    }
+
+    /// Lets the browsers work until each waits, feeding their datagrams to the engine.
+    fn browsers_work(&mut self) {
+        let worker: SocketAddr = WORKER.parse().unwrap();
+        let ids: Vec<SessionId> = self.browsers.keys().cloned().collect();
+        for id in ids {
+            loop {
+                let b = self.browsers.get_mut(&id).unwrap();
+                if !b.rtc.is_alive() {
+                    break;
+                }
+                match b.rtc.poll_output().unwrap() {
+                    str0m::Output::Timeout(t) => {
+                        b.timeout = t;
+                        break;
+                    }
+                    str0m::Output::Transmit(t) => {
+                        let input = Input::Datagram { source: b.addr, destination: worker, contents: &t.contents };
+                        self.engine.handle(self.now, input);
+                    }
+                    str0m::Output::Event(ev) => match ev {
+                        Event::Connected => b.connected = true,
+                        Event::MediaAdded(m) if m.kind == MediaKind::Video => b.video = Some(m.mid),
+                        Event::ChannelOpen(id, _) => b.input = Some(id),
+                        Event::MediaData(d) => {
+                            let kind = if Some(d.mid) == b.video { MediaKind::Video } else { MediaKind::Audio };
+                            *b.frames.entry(kind).or_default() += 1;
+                            if kind == MediaKind::Video && b.first_video_keyframe.is_none() {
+                                b.first_video_keyframe = Some(is_h264_idr(&d.data));
+                            }
+                        }
+                        _ => {}
+                    },
+                }
+            }
+        }
+        self.drain();
+    }
+
+    /// Advances the virtual clock to the next timeout of anyone (at least 1 ms).
+    fn tick(&mut self) {
+        self.browsers_work();
+        let next = self.browsers.values().map(|b| b.timeout).chain([self.engine_timeout]).min().unwrap();
+        self.advance_to(next.max(self.now + Duration::from_millis(1)));
+    }
+
+    fn advance_to(&mut self, t: Instant) {
+        self.now = self.now.max(t);
+        for b in self.browsers.values_mut() {
+            if b.rtc.is_alive() {
+                b.rtc.handle_input(str0m::Input::Timeout(self.now)).unwrap();
+            }
+        }
+        self.engine.handle(self.now, Input::Timeout);
+        self.drain();
+        self.browsers_work();
+    }
+
+    /// Runs the clock until `done` or `limit` of virtual time passed; panics at the limit.
+    fn run_until(&mut self, limit: Duration, done: impl Fn(&World) -> bool) {
+        let end = self.now + limit;
+        while !done(self) {
+            assert!(self.now < end, "condition not met within {limit:?} of virtual time");
+            self.tick();
+        }
+    }
+
+    /// Lets `d` of virtual time pass.
+    fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.tick();
+        }
+    }
+
+    fn ended(&self, session: &SessionId) -> Vec<(ErrorCode, String)> {
+        self.coordinator
+            .iter()
+            .filter_map(|m| match m {
+                WorkerMsg::SessionEnded { session: s, code, message } if s == session => Some((*code, message.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn closed(&self, room: &RoomId) -> usize {
+        self.coordinator.iter().filter(|m| matches!(m, WorkerMsg::RoomClosed { room: r } if r == room)).count()
+    }
+
+    fn room(&self) -> RoomId {
+        self.started.last().expect("a room was started").room.clone()
+    }
+}
+
+fn is_h264_idr(access_unit: &[u8]) -> bool {
+    retrofarm_media::h264::nal_units(access_unit).any(|nal| nal.first().is_some_and(|h| h & 0x1f == 5))
+}
+
+/// A room's media as the encoder pool would make it: real H264 and Opus.
+struct Source {
+    room: RoomId,
+    video: Box<dyn VideoEncoder>,
+    audio: AudioEncoder,
+    pattern: TestPattern,
+    i420: I420Frame,
+    frame: u32,
+}
+
+impl Source {
+    fn new(room: RoomId) -> Self {
+        Self {
+            room,
+            video: software_encoder(VideoCodec::H264, VideoConfig::default()).unwrap(),
+            audio: AudioEncoder::new(AudioConfig::new(48_000.0)).unwrap(),
+            pattern: TestPattern::new(256, 240),
+            i420: I420Frame::default(),
+            frame: 0,
+        }
+    }
+
+    /// One frame's worth of video and audio, fed to the engine; honours keyframe requests.
+    fn feed(&mut self, w: &mut World) {
+        if w.keyframes.iter().any(|(r, _)| *r == self.room) {
+            w.keyframes.retain(|(r, _)| *r != self.room);
+            self.video.request_keyframe();
+        }
+        convert(&self.pattern.render(self.frame, PixelFormat::Xrgb8888), &mut self.i420).unwrap();
+        let pts = Duration::from_micros(u64::from(self.frame) * 16_667);
+        let out = self.video.encode(Picture::I420(&self.i420), pts).unwrap();
+        let video = Media::Video {
+            room: self.room.clone(),
+            codec: VideoCodec::H264,
+            data: Arc::from(out.data),
+            rtp_90k: (pts.as_nanos() * 9 / 100_000) as u64,
+            emulated_ns: 0,
+        };
+        w.engine.handle(w.now, Input::Media(video));
+        self.audio.push(&[0i16; 1600]).unwrap();
+        while let Some(p) = self.audio.pop() {
+            let audio = Media::Audio { room: self.room.clone(), data: Arc::from(p.data), rtp_48k: p.timestamp };
+            w.engine.handle(w.now, Input::Media(audio));
+        }
+        self.frame += 1;
+        w.drain();
+    }
+
+    /// Plays `frames` frames at 60 fps of virtual time.
+    fn play(&mut self, w: &mut World, frames: u32) {
+        for _ in 0..frames {
+            self.feed(w);
+            let next = w.now + Duration::from_micros(16_667);
+            while w.now < next {
+                w.tick();
+            }
+        }
+    }
+}
+
+#[test]
+fn join_offer_answer_then_media_and_input_flow() {
+    let mut w = World::new(4);
+    let s = sid(1);
+    let offer = w.start(&s, None, 1).expect("the worker offers");
+    assert!(offer.contains("m=video") && offer.contains("H264/90000"));
+    let room = w.room();
+    assert_eq!(
+        w.started,
+        vec![RoomStart {
+            room: room.clone(),
+            core: "/cores/nestopia_libretro.so".into(),
+            rom: "games/Walk.nes".into()
+        }]
+    );
+    assert!(matches!(&w.coordinator[0], WorkerMsg::SessionStarted { room: r, port: 1, .. } if *r == room));
+    assert!(matches!(&w.coordinator[2], WorkerMsg::Ice { candidate: None, .. }));
+    assert_eq!(w.status.as_ref().unwrap().load.rooms, 1);
+
+    w.answer(&s, &offer);
+    w.run_until(Duration::from_secs(5), |w| w.browsers[&s].connected && w.browsers[&s].input.is_some());
+    // Connected: the room encodes H264 for it and starts with a keyframe.
+    assert_eq!(w.wanted[&room], vec![VideoCodec::H264]);
+    assert!(w.keyframes.contains(&(room.clone(), VideoCodec::H264)));
+
+    let mut src = Source::new(room.clone());
+    src.play(&mut w, 60);
+    let b = &w.browsers[&s];
+    assert!(b.frames.get(&MediaKind::Video).copied().unwrap_or(0) >= 55, "video frames: {:?}", b.frames);
+    assert!(b.frames.get(&MediaKind::Audio).copied().unwrap_or(0) >= 40, "audio packets: {:?}", b.frames);
+    assert_eq!(b.first_video_keyframe, Some(true), "the first frame a viewer gets is a keyframe");
+    assert!(w.engine.counters().video_bytes > 0 && w.engine.counters().audio_bytes > 0);
+    assert_eq!(w.engine.counters().viewers, 1);
+
+    // Input over the data channel reaches the room on the session's port; a stale packet does not.
+    let b = w.browsers.get_mut(&s).unwrap();
+    let ch = b.input.unwrap();
+    let newer = PadState { seq: 7, buttons: 0b1001, axes: [0; 4] };
+    let older = PadState { seq: 6, buttons: 0b1111, axes: [0; 4] };
+    b.rtc.channel(ch).unwrap().write(true, &newer.encode()).unwrap();
+    b.rtc.channel(ch).unwrap().write(true, &older.encode()).unwrap();
+    b.rtc.channel(ch).unwrap().write(true, b"garbage").unwrap();
+    w.run_for(Duration::from_millis(200));
+    assert_eq!(w.pads, vec![(room, 1, newer)]);
+}
+
+#[test]
+fn a_pli_asks_the_room_for_a_keyframe() {
+    let mut w = World::new(4);
+    let s = sid(1);
+    w.join(&s, None, 1);
+    let room = w.room();
+    let mut src = Source::new(room.clone());
+    src.play(&mut w, 10);
+    assert!(w.keyframes.is_empty(), "the join's keyframe was taken");
+    let b = w.browsers.get_mut(&s).unwrap();
+    let mid = b.video.unwrap();
+    b.rtc.writer(mid).unwrap().request_keyframe(None, KeyframeRequestKind::Pli).unwrap();
+    w.run_until(Duration::from_secs(1), |w| !w.keyframes.is_empty());
+    assert_eq!(w.keyframes, vec![(room, VideoCodec::H264)]);
+}
+
+#[test]
+fn a_viewer_leaving_mid_stream_leaves_the_others_playing() {
+    let mut w = World::new(4);
+    let (a, b) = (sid(1), sid(2));
+    w.join(&a, None, 1);
+    let room = w.room();
+    w.join(&b, Some(room.clone()), 2);
+    assert_eq!(w.started.len(), 1, "the second player joins the same room");
+    let mut src = Source::new(room.clone());
+    src.play(&mut w, 20);
+    let before = w.browsers[&b].frames[&MediaKind::Video];
+
+    w.command(CoordMsg::EndSession { session: a.clone() });
+    src.play(&mut w, 30);
+    assert!(w.browsers[&b].frames[&MediaKind::Video] >= before + 25, "the other viewer keeps getting frames");
+    assert!(w.stopped.is_empty(), "the room goes on");
+    assert_eq!(w.closed(&room), 0);
+    assert_eq!(w.engine.counters().viewers, 1);
+    assert_eq!(w.status.as_ref().unwrap().load.sessions, 1);
+    // A second player may take the freed port.
+    assert!(w.start(&sid(3), Some(room), 1).is_some());
+}
+
+#[test]
+fn the_last_viewer_leaving_ends_the_room() {
+    let mut w = World::new(4);
+    let s = sid(1);
+    w.join(&s, None, 1);
+    let room = w.room();
+    w.command(CoordMsg::EndSession { session: s.clone() });
+    assert_eq!(w.stopped, vec![room.clone()]);
+    assert_eq!(w.closed(&room), 1);
+    assert!(w.ended(&s).is_empty(), "the coordinator ended it: nothing to tell");
+    assert_eq!(w.status.as_ref().unwrap().load.rooms, 0);
+    // Media still in flight for the closed room goes nowhere.
+    Source::new(room.clone()).play(&mut w, 3);
+    assert_eq!(w.closed(&room), 1);
+}
+
+#[test]
+fn an_unanswered_offer_times_out() {
+    let mut w = World::new(4);
+    let s = sid(1);
+    w.start(&s, None, 1).expect("an offer");
+    let room = w.room();
+    w.run_for(Duration::from_secs(19));
+    assert!(w.ended(&s).is_empty());
+    w.run_for(Duration::from_secs(2));
+    let ended = w.ended(&s);
+    assert_eq!(ended.len(), 1);
+    assert!(ended[0].1.contains("did not answer"), "{ended:?}");
+    assert_eq!(w.stopped, vec![room.clone()]);
+    assert_eq!(w.closed(&room), 1);
+}
+
+#[test]
+fn an_unanswered_peer_that_gives_up_first_is_reported_as_unanswered() {
+    // Our own timeout far away: the peer's DTLS handshake gives up on its own (about 23 to
+    // 41 s of retries), and the player still hears that the browser did not answer.
+    let mut w = World::with_connect_timeout(4, Duration::from_secs(600));
+    let s = sid(1);
+    w.start(&s, None, 1).expect("an offer");
+    let room = w.room();
+    w.run_for(Duration::from_secs(90));
+    let ended = w.ended(&s);
+    assert_eq!(ended.len(), 1, "the dead peer ended its session: {ended:?}");
+    assert!(ended[0].1.contains("did not answer"), "{ended:?}");
+    assert_eq!(w.stopped, vec![room]);
+}
+
+#[test]
+fn a_room_that_dies_is_reported_once() {
+    let mut w = World::new(4);
+    let (a, b) = (sid(1), sid(2));
+    w.join(&a, None, 1);
+    let room = w.room();
+    w.join(&b, Some(room.clone()), 2);
+    for _ in 0..2 {
+        let input = Input::RoomEnded { room: room.clone(), reason: "the game stopped: core crashed".into() };
+        w.engine.handle(w.now, input);
+        w.drain();
+    }
+    assert_eq!(w.closed(&room), 1, "one room_closed for the coordinator");
+    assert_eq!(w.stopped, vec![room.clone()], "one stop for the driver");
+    for s in [&a, &b] {
+        assert_eq!(w.ended(s), vec![(ErrorCode::RoomClosed, "the game stopped: core crashed".to_string())]);
+    }
+    assert_eq!(w.engine.counters().rooms_failed, 1);
+    assert_eq!(w.engine.counters().viewers, 0);
+    // The peers were dropped: nothing more is sent to them.
+    w.run_for(Duration::from_millis(100));
+    assert_eq!(w.closed(&room), 1);
+}
+
+#[test]
+fn unknown_games_missing_cores_and_a_full_host_are_refused_with_reasons() {
+    let mut w = World::new(1);
+    w.command(CoordMsg::StartSession { session: sid(1), game: "Nope".into(), room: None, port: 1 });
+    assert_eq!(w.ended(&sid(1))[0].0, ErrorCode::UnknownGame);
+    w.start(&sid(2), None, 1).expect("room for one");
+    assert!(w.start(&sid(3), None, 1).is_none());
+    assert_eq!(w.ended(&sid(3))[0].0, ErrorCode::NoFreeWorker);
+    // The driver measured more room.
+    w.engine.handle(w.now, Input::Capacity(2));
+    assert!(w.start(&sid(4), None, 1).is_some());
+    assert!(w.start(&sid(5), Some(RoomId::new("gone").unwrap()), 1).is_none());
+    assert_eq!(w.ended(&sid(5))[0].0, ErrorCode::UnknownRoom);
+
+    let mut lib = Library::from_paths([PathBuf::from("games/Walk.nes")], &default_cores());
+    lib.resolve_cores(|_| None);
+    let cfg = EngineConfig { candidates: vec![WORKER.parse().unwrap()], connect_timeout: Duration::from_secs(20) };
+    let mut e = Engine::new(cfg, lib, 4, w.now);
+    e.handle(w.now, Input::Command(CoordMsg::StartSession { session: sid(6), game: GAME.into(), room: None, port: 1 }));
+    let Output::Coordinator(WorkerMsg::SessionEnded { message, .. }) = e.poll_output() else { panic!("refused") };
+    assert!(message.contains("nestopia_libretro.so"), "{message}");
+}
