@@ -122,6 +122,7 @@ impl HostFrames {
                     height: s.height,
                     stride: s.width as usize * s.format.bytes_per_pixel(),
                     placement: Placement::new(s.width, s.height, scale, None)?,
+                    slot: None,
                 })
             })
             .collect()

@@ -3,7 +3,9 @@
 //! API and its fallbacks, not NVIDIA's hardware: rooms stream H264 encoded through the NVENC
 //! path to a Rust WebRTC peer with the settings we chose; a keyframe request reaches the
 //! session as a forced IDR; rooms beyond the driver's sessions encode on openh264; a device lost
-//! mid-stream moves the room to openh264 without dropping its viewer.
+//! mid-stream moves the room to openh264 without dropping its viewer; on the GPU path (lavapipe)
+//! each room's NV12 slot is registered once and every picture is read in place, with no copy
+//! through an NVENC input buffer.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,6 +14,7 @@ use retrofarm_e2e::player::Player;
 use retrofarm_e2e::procs::{self, CoordinatorAddrs, Proc};
 
 const T: Duration = Duration::from_secs(20);
+const LAVAPIPE_ICD: &str = "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json";
 /// Luma of the white player-1 block.
 const WHITE: (u8, u8) = (200, 255);
 
@@ -25,10 +28,10 @@ fn double() -> Option<PathBuf> {
     Some(p)
 }
 
-fn start(dir: &Path, double: &Path, knobs: &[(&str, &str)]) -> (CoordinatorAddrs, Proc, Proc, PathBuf) {
+fn start(dir: &Path, double: &Path, knobs: &[(&str, &str)], flags: &[&str]) -> (CoordinatorAddrs, Proc, Proc, PathBuf) {
     let record = dir.join("nvenc-record.jsonl");
     let (addrs, coord, worker) = procs::cluster(dir, |o| {
-        o.extra = vec!["--nvenc-library".into(), double.display().to_string()];
+        o.extra = ["--nvenc-library", double.to_str().unwrap()].iter().chain(flags).map(|f| f.to_string()).collect();
         o.env = [("RETROFARM_NVENC_TEST_DOUBLE", "1"), ("RETROFARM_NVENC_DOUBLE_RECORD", record.to_str().unwrap())]
             .iter()
             .chain(knobs)
@@ -53,7 +56,7 @@ fn named<'a>(events: &'a [serde_json::Value], name: &str) -> Vec<&'a serde_json:
 async fn rooms_stream_through_nvenc_with_low_latency_settings_and_idr_on_request() {
     let Some(double) = double() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let (addrs, _coord, worker, record) = start(dir.path(), &double, &[]);
+    let (addrs, _coord, worker, record) = start(dir.path(), &double, &[], &[]);
     worker.wait_log("H264 is encoded with the NVENC test double", T).unwrap();
 
     let mut players = Vec::new();
@@ -106,7 +109,7 @@ async fn beyond_the_drivers_sessions_rooms_use_openh264_and_a_lost_device_keeps_
     let dir = tempfile::tempdir().unwrap();
     // Two sessions on this "GPU"; each session's device is lost after 150 pictures.
     let knobs = [("RETROFARM_NVENC_DOUBLE_MAX_SESSIONS", "2"), ("RETROFARM_NVENC_DOUBLE_FAIL_AFTER", "150")];
-    let (addrs, _coord, worker, record) = start(dir.path(), &double, &knobs);
+    let (addrs, _coord, worker, record) = start(dir.path(), &double, &knobs, &[]);
     let mut players = Vec::new();
     for _ in 0..3 {
         players.push(Player::join(addrs, None, 1).await);
@@ -129,6 +132,64 @@ async fn beyond_the_drivers_sessions_rooms_use_openh264_and_a_lost_device_keeps_
     let metrics = worker.http_get("/metrics").await.unwrap();
     assert!(encoded(&metrics, "openh264") > 100, "the rooms now encode with openh264");
     assert!(metrics.contains("retrofarm_nvenc_sessions 0"), "the lost sessions are given back");
+    let health = worker.http_get("/healthz").await.unwrap();
+    assert!(health.contains("\nrooms 3: nvenc 0, openh264 3, vp8 0\n"), "every room on openh264: {health}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_the_gpu_path_nvenc_reads_each_rooms_slot_in_place() {
+    let Some(double) = double() else { return };
+    if !Path::new(LAVAPIPE_ICD).exists() {
+        return eprintln!("SKIP: {LAVAPIPE_ICD} is missing (install mesa-vulkan-drivers)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (addrs, _coord, worker, record) = start(dir.path(), &double, &[], &["--gpu", "vulkan", "--video-scale", "2"]);
+    worker.wait_log("frames are converted on the GPU", T).unwrap();
+    let mut players = Vec::new();
+    for _ in 0..2 {
+        players.push(Player::join(addrs, None, 1).await);
+    }
+    for (i, p) in players.iter_mut().enumerate() {
+        let (video, _, pic) = p.watch(Duration::from_secs(2)).await;
+        assert!(video >= 60, "room {i}: only {video} frames in 2 s");
+        let pic = pic.unwrap_or_else(|| panic!("room {i}: nothing decoded"));
+        assert_eq!((pic.width, pic.height), (512, 448), "the 256x224 picture upscaled twice on the GPU");
+        // The 16x16 block at x 64..80, twice as large.
+        let (x, _, n) = pic.centroid(WHITE.0, WHITE.1).expect("player 1 visible");
+        assert!((900..=1150).contains(&n) && (x - 143.5).abs() < 4.0, "room {i}: block of {n} px at x {x}");
+    }
+    worker.wait_log("NVENC reads this room's pictures on the GPU (zero-copy)", T).unwrap();
+
+    let ev = events(&record);
+    let registered = named(&ev, "register");
+    assert_eq!(registered.len(), 2, "each room's slot is registered once: {registered:?}");
+    for r in &registered {
+        assert_eq!(
+            (r["width"].as_u64(), r["height"].as_u64(), r["format"].as_str()),
+            (Some(512), Some(448), Some("nv12"))
+        );
+    }
+    let encodes = named(&ev, "encode");
+    let in_place = encodes.iter().filter(|e| e["input"] == "registered").count();
+    let copied = encodes.iter().filter(|e| e["input"] == "buffer").count();
+    assert!(in_place > 150, "pictures read in place: {in_place}");
+    // Only the first picture of each session, before its slot exists, goes through a buffer.
+    assert!(copied <= 4, "pictures copied through an input buffer: {copied}");
+    // Mapped for each picture, unmapped once its bitstream is read (at most one in flight per room).
+    let (maps, unmaps) = (named(&ev, "map").len(), named(&ev, "unmap").len());
+    assert!(maps >= in_place && maps - unmaps <= 2, "{maps} maps, {unmaps} unmaps, {in_place} pictures");
+
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let metrics = worker.http_get("/metrics").await.unwrap();
+    let zero_copy = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("retrofarm_nvenc_zero_copy_frames_total ")?.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(zero_copy > 150, "zero-copy pictures counted: {zero_copy}");
+    assert!(metrics.contains("retrofarm_rooms_encoding{encoder=\"nvenc\"} 2"), "both rooms counted under nvenc");
+    let health = worker.http_get("/healthz").await.unwrap();
+    assert!(health.contains("\nrooms 2: nvenc 2, openh264 0, vp8 0\n"), "{health}");
+    assert_eq!(health.matches(": nvenc\n").count(), 2, "one line per room: {health}");
 }
 
 /// Frames encoded by `encoder`, all `gpu` labels together.

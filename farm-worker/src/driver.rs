@@ -3,7 +3,7 @@
 //! report from a room, datagrams, a timer) becomes engine inputs; then the driver carries out
 //! the engine's outputs until it asks to sleep.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,9 +15,10 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use crate::admission::{self, CostMeter};
+use crate::admission::{self, RoomCosts};
 use crate::engine::{Counters, Engine, Input, Output};
 use crate::gpu_stage::GpuStage;
+use crate::http::{RoomsHealth, ENCODERS};
 use crate::link::Status;
 use crate::metrics::{metrics, CPU};
 use crate::nvenc::Nvenc;
@@ -49,6 +50,8 @@ pub struct DriverConfig {
     pub gpu: Option<Arc<GpuStage>>,
     /// NVENC, when the worker can encode on it.
     pub nvenc: Option<Arc<Nvenc>>,
+    /// Where `/healthz` finds each room's encoders.
+    pub rooms_health: RoomsHealth,
 }
 
 impl DriverConfig {
@@ -61,13 +64,15 @@ impl DriverConfig {
 /// Measures what rooms cost and exports counters as deltas, once a second.
 #[derive(Debug)]
 struct Meter {
-    cost: CostMeter,
+    cost: RoomCosts,
     last: Instant,
     last_cpu: Duration,
     rooms: HashMap<RoomId, RoomCounters>,
     engine: Counters,
     /// The GPU stage's batches, frames and wait (µs) at the last export.
     gpu: [u64; 3],
+    /// NVENC's zero-copy pictures at the last export.
+    zero_copy: u64,
 }
 
 /// The driver.
@@ -110,12 +115,13 @@ impl Driver {
         let (events_tx, events) = mpsc::channel(1024);
         let rooms = Rooms::new(Arc::new(pool), cfg.gpu.clone(), cfg.nvenc.clone(), cfg.room.clone(), events_tx.clone());
         let meter = Meter {
-            cost: CostMeter::new(cfg.room_cost_prior),
+            cost: RoomCosts::new(cfg.room_cost_prior),
             last: Instant::now(),
             last_cpu: retrofarm_emulator::process_cpu_time(),
             rooms: HashMap::new(),
             engine: Counters::default(),
             gpu: [0; 3],
+            zero_copy: 0,
         };
         Ok(Self {
             cfg,
@@ -274,6 +280,7 @@ impl Driver {
         let cpu = retrofarm_emulator::process_cpu_time();
         let mut used = cpu.saturating_sub(self.meter.last_cpu);
         let mut seen = HashMap::new();
+        let mut encoders = BTreeMap::new();
         // Frames are counted under the device that converts them.
         let gpu = self.cfg.gpu.as_deref();
         let label = gpu.filter(|g| !g.has_failed()).map_or(CPU, |g| g.label());
@@ -290,6 +297,9 @@ impl Driver {
         if let Some(n) = &self.cfg.nvenc {
             m.nvenc_sessions.set(i64::from(n.sessions()));
             m.nvenc_budget.set(i64::from(n.budget()));
+            let zero_copy = n.zero_copy_frames();
+            m.nvenc_zero_copy.inc_by(zero_copy.saturating_sub(self.meter.zero_copy));
+            self.meter.zero_copy = zero_copy;
         }
         for (id, cur) in self.rooms.counters() {
             let prev = self.meter.rooms.get(id).cloned().unwrap_or_default();
@@ -300,22 +310,44 @@ impl Driver {
             m.frames_dropped.with_label_values(&["ring_overrun", label]).inc_by(d(|c| c.ring_overrun));
             m.frames_dropped.with_label_values(&["encoder_busy", label]).inc_by(d(|c| c.encoder_busy));
             m.frames_dropped.with_label_values(&["send_queue", label]).inc_by(d(|c| c.send_queue));
+            let mut active = Vec::new();
             for (encoder, n) in &cur.encoded {
                 let before = prev.encoded.get(encoder).copied().unwrap_or(0);
                 m.frames_encoded.with_label_values(&[encoder, label]).inc_by(n.saturating_sub(before));
+                if *n > before {
+                    active.push(*encoder);
+                }
             }
+            encoders.insert(id.clone(), active);
             used += Duration::from_nanos(d(|c| c.emulate_ns));
             seen.insert(id.clone(), cur);
         }
         // Only rooms measured over the whole interval count towards the cost.
         let steady = seen.keys().filter(|id| self.meter.rooms.contains_key(*id)).count();
+        // Rooms encoding on NVENC: one session each (a room encodes H264 once).
+        let (sessions, on_nvenc) = match &self.cfg.nvenc {
+            Some(n) if !n.is_lost() => (n.budget(), n.sessions() as usize),
+            _ => (0, 0),
+        };
         if steady > 0 && steady == seen.len() {
-            self.meter.cost.sample(used, now.duration_since(self.meter.last), steady);
+            self.meter.cost.sample(used, now.duration_since(self.meter.last), steady, on_nvenc);
         }
         self.meter.rooms = seen;
+        for encoder in ENCODERS {
+            let n = encoders.values().filter(|active| active.contains(&encoder)).count();
+            m.rooms_encoding.with_label_values(&[encoder]).set(n as i64);
+        }
+        self.cfg.rooms_health.update(&encoders);
         self.meter.last = now;
         self.meter.last_cpu = cpu;
-        let capacity = admission::capacity(self.cfg.cpu_budget_cores, self.meter.cost.per_room(), self.cfg.max_rooms);
+        let cost = &self.meter.cost;
+        let capacity = admission::mixed_capacity(
+            self.cfg.cpu_budget_cores,
+            cost.nvenc.per_room(),
+            cost.cpu.per_room(),
+            sessions,
+            self.cfg.max_rooms,
+        );
         self.engine.handle(now, Input::Capacity(capacity));
 
         let c = self.engine.counters();
@@ -328,7 +360,7 @@ impl Driver {
         m.viewers.set(c.viewers as i64);
         m.capacity_rooms.set(i64::from(capacity));
         m.capacity_free.set((i64::from(capacity) - c.rooms as i64).max(0));
-        m.room_cpu.set(self.meter.cost.per_room());
+        m.room_cpu.set(if on_nvenc > 0 { cost.nvenc.per_room() } else { cost.cpu.per_room() });
     }
 }
 

@@ -6,7 +6,9 @@
 //! knows has a frame in the batch.
 //!
 //! Each room's ring is imported once, on its first frame, and released when the room's job is
-//! dropped; the stage keeps the emulator (and so its mapping) alive until then. A batch that
+//! dropped; the stage keeps the emulator (and so its mapping) alive until then. A room whose
+//! encoder reads pictures on the GPU (NVENC) also gets an NV12 slot: memory that stays put, which
+//! each of its frames is copied into on the GPU and which the encoder imports once. A batch that
 //! fails stops the stage for good: every room is answered with the error and converts on the
 //! CPU from then on, keeping its viewers.
 
@@ -17,8 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use retrofarm_emulator::{eventfd_notify, Emulator, FrameTicket};
-use retrofarm_gpu::{Converter, DeviceChoice, Job, SourceId};
-use retrofarm_media::{I420Frame, PixelFormat, Placement};
+use retrofarm_gpu::{Converter, DeviceChoice, Job, SlotId, SourceId};
+use retrofarm_media::{GpuNv12, I420Frame, PixelFormat, Placement};
 use retrofarm_proto::ids::RoomId;
 use tracing::{info, warn};
 
@@ -78,6 +80,8 @@ pub struct Submit {
     pub placement: Placement,
     /// The picture to fill (handed back in [`Converted`], so no frame allocates).
     pub picture: I420Frame,
+    /// Also leave the picture as NV12 in the room's slot, for an encoder that reads it there.
+    pub slot: bool,
 }
 
 /// A converted frame, or why not.
@@ -87,6 +91,8 @@ pub struct Converted {
     pub ticket: FrameTicket,
     /// The picture, or the stage's error (after which the room converts on the CPU).
     pub result: Result<I420Frame, String>,
+    /// Where the picture also lies on the GPU, when the room asked for its slot and has one.
+    pub nv12: Option<GpuNv12>,
 }
 
 enum Msg {
@@ -149,6 +155,7 @@ impl GpuStage {
                 Worker {
                     conv,
                     imports: HashMap::new(),
+                    slots: HashMap::new(),
                     rooms: HashSet::new(),
                     failed: f,
                     counters: c,
@@ -231,6 +238,8 @@ impl Drop for GpuLink {
 struct Worker {
     conv: Converter,
     imports: HashMap<RoomId, (SourceId, Arc<Emulator>)>,
+    /// Each room's NV12 slot, once asked for; `None` where none could be made (said once).
+    slots: HashMap<RoomId, Option<(SlotId, GpuNv12)>>,
     /// Rooms that sent frames and were not released: a batch is complete once each has one in.
     rooms: HashSet<RoomId>,
     failed: Arc<AtomicBool>,
@@ -289,7 +298,7 @@ impl Worker {
         self.failed.store(true, Ordering::Relaxed);
         while let Ok(m) = rx.recv() {
             if let Msg::Convert(_, submit, mailbox) = m {
-                answer(&submit.emulator, &mailbox, submit.ticket, Err("the GPU stage stopped".into()));
+                answer(&submit.emulator, &mailbox, submit.ticket, Err("the GPU stage stopped".into()), None);
             }
         }
     }
@@ -299,6 +308,63 @@ impl Worker {
         if let Some((id, _emulator)) = self.imports.remove(room) {
             self.conv.release(id);
         }
+        if let Some(Some((id, _))) = self.slots.remove(room) {
+            self.conv.release_slot(id);
+        }
+    }
+
+    /// The room's NV12 slot for `width x height` pictures: made and exported on first use and
+    /// again when the size changes; `None` (said once) where the device cannot make one.
+    fn slot(&mut self, room: &RoomId, width: u32, height: u32) -> Option<(SlotId, GpuNv12)> {
+        match self.slots.get(room) {
+            Some(Some((id, nv12))) if (nv12.width, nv12.height) == (width, height) => {
+                return Some((*id, nv12.clone()));
+            }
+            Some(None) => return None,
+            _ => {}
+        }
+        if let Some(Some((id, _))) = self.slots.remove(room) {
+            self.conv.release_slot(id);
+        }
+        let made = self.make_slot(width, height);
+        match &made {
+            Ok((_, nv12)) => info!(%room, width, height, pitch = nv12.pitch, exported = nv12.fd.is_some(),
+                mapped = nv12.host_address.is_some(), "NV12 slot made: the encoder reads this room's pictures on the GPU"),
+            Err(e) => {
+                warn!(%room, error = %e, "no NV12 slot: this room's hardware encoder reads its pictures from CPU memory")
+            }
+        }
+        let slot = made.ok();
+        self.slots.insert(room.clone(), slot.clone());
+        slot
+    }
+
+    fn make_slot(&mut self, width: u32, height: u32) -> Result<(SlotId, GpuNv12), String> {
+        let id = self.conv.create_slot(width, height).map_err(|e| e.to_string())?;
+        let info = self.conv.slot(id).expect("the slot just made");
+        let fd = match info.exportable.then(|| self.conv.export_slot_fd(id)) {
+            Some(Ok(fd)) => Some(Arc::new(fd)),
+            Some(Err(e)) => {
+                self.conv.release_slot(id);
+                return Err(format!("cannot export the slot's memory: {e}"));
+            }
+            None => None,
+        };
+        if fd.is_none() && info.host_address.is_none() {
+            self.conv.release_slot(id);
+            return Err("the device can neither export the slot's memory nor map it".into());
+        }
+        let nv12 = GpuNv12 {
+            slot: id.get(),
+            width,
+            height,
+            pitch: info.pitch,
+            fd,
+            size: info.size,
+            dedicated: info.dedicated,
+            host_address: info.host_address,
+        };
+        Ok((id, nv12))
     }
 
     /// The room's source, imported on its first frame.
@@ -320,9 +386,12 @@ impl Worker {
         let mut jobs = Vec::with_capacity(batch.len());
         let mut outs = Vec::with_capacity(batch.len());
         let mut ok = Vec::with_capacity(batch.len());
+        let mut nv12s = Vec::with_capacity(batch.len());
         for p in batch.iter_mut() {
             match self.source(&p.room, &p.submit.emulator) {
                 Ok(source) => {
+                    let (w, h) = (p.submit.placement.width, p.submit.placement.height);
+                    let slot = if p.submit.slot { self.slot(&p.room, w, h) } else { None };
                     let s = &p.submit;
                     jobs.push(Job {
                         source,
@@ -332,13 +401,15 @@ impl Worker {
                         height: s.height,
                         stride: s.stride,
                         placement: s.placement,
+                        slot: slot.as_ref().map(|(id, _)| *id),
                     });
                     outs.push(std::mem::take(&mut p.submit.picture));
+                    nv12s.push(slot.map(|(_, nv12)| nv12));
                     ok.push(true);
                 }
                 Err(e) => {
                     warn!(room = %p.room, error = %e, "GPU conversion refused; this room converts on the CPU");
-                    answer(&p.submit.emulator, &p.mailbox, p.submit.ticket, Err(e));
+                    answer(&p.submit.emulator, &p.mailbox, p.submit.ticket, Err(e), None);
                     ok.push(false);
                 }
             }
@@ -356,19 +427,19 @@ impl Worker {
             self.failed.store(true, Ordering::Relaxed);
         }
         let n = jobs.len();
-        let mut outs = outs.into_iter();
+        let mut outs = outs.into_iter().zip(nv12s);
         let now = Instant::now();
         for (p, ok) in batch.drain(..).zip(ok) {
             if !ok {
                 continue;
             }
-            let picture = outs.next().expect("one picture per job");
+            let (picture, nv12) = outs.next().expect("one picture per job");
             let r = match &result {
                 Ok(()) => Ok(picture),
                 Err(e) => Err(format!("GPU conversion failed: {e}")),
             };
             self.counters.wait_us.fetch_add(now.duration_since(p.since).as_micros() as u64, Ordering::Relaxed);
-            answer(&p.submit.emulator, &p.mailbox, p.submit.ticket, r);
+            answer(&p.submit.emulator, &p.mailbox, p.submit.ticket, r, nv12);
         }
         self.counters.batches.fetch_add(1, Ordering::Relaxed);
         self.counters.frames.fetch_add(n as u64, Ordering::Relaxed);
@@ -376,6 +447,9 @@ impl Worker {
             // Drop the imports now: nothing will use them again.
             for (_, (id, _)) in self.imports.drain() {
                 self.conv.release(id);
+            }
+            for (id, _) in self.slots.drain().filter_map(|(_, slot)| slot) {
+                self.conv.release_slot(id);
             }
         }
     }
@@ -387,8 +461,9 @@ fn answer(
     mailbox: &Mutex<Option<Converted>>,
     ticket: FrameTicket,
     result: Result<I420Frame, String>,
+    nv12: Option<GpuNv12>,
 ) {
-    *mailbox.lock().expect("gpu mailbox") = Some(Converted { ticket, result });
+    *mailbox.lock().expect("gpu mailbox") = Some(Converted { ticket, result, nv12 });
     // The pool watches this eventfd; the job finds the result when it runs.
     let _ = eventfd_notify(emulator.event_fd(), 1);
 }

@@ -143,7 +143,12 @@ async fn main() -> Result<()> {
     let (gpu, conversion) = gpu_stage::open(cfg.gpu, Duration::from_micros(cfg.gpu_batch_window_us));
     let gpu_uuid = gpu.as_ref().map(|g| g.uuid());
     let (nvenc, encoding) = Nvenc::open(cfg.nvenc, cfg.nvenc_library.as_ref(), cfg.nvenc_max_sessions, gpu_uuid);
-    let router = farm_worker::http::router(Duration::from_millis(cfg.ping_delay_ms), vec![conversion, encoding]);
+    let rooms_health = farm_worker::http::RoomsHealth::default();
+    let router = farm_worker::http::router(
+        Duration::from_millis(cfg.ping_delay_ms),
+        vec![conversion, encoding],
+        rooms_health.clone(),
+    );
     tokio::spawn(async move { axum::serve(http, router).await });
 
     let socket = tokio::net::UdpSocket::bind(cfg.rtc_listen)
@@ -168,6 +173,7 @@ async fn main() -> Result<()> {
         anyhow::bail!("video_scale = {} is not supported: use 1 to 4", cfg.video_scale);
     }
     let driver_cfg = DriverConfig {
+        rooms_health,
         room: RoomSettings {
             options: cfg.core_options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             video: VideoConfig { bitrate_bps: cfg.video_kbps * 1000, ..VideoConfig::default() },

@@ -61,6 +61,10 @@ pub struct Metrics {
     pub nvenc_sessions: IntGauge,
     /// Most NVENC sessions at once (`nvenc_max_sessions`).
     pub nvenc_budget: IntGauge,
+    /// Rooms by the encoders they used in the last second.
+    pub rooms_encoding: IntGaugeVec,
+    /// Pictures NVENC read straight from GPU memory.
+    pub nvenc_zero_copy: IntCounter,
 }
 
 fn h(name: &str, help: &str, buckets: Vec<f64>) -> HistogramOpts {
@@ -122,7 +126,11 @@ impl Metrics {
             )
             .unwrap(),
             capacity_free: IntGauge::new("retrofarm_capacity_free_rooms", "Rooms this host can still start.").unwrap(),
-            room_cpu: Gauge::new("retrofarm_room_cpu_ratio", "Measured CPU cost of one room, in cores.").unwrap(),
+            room_cpu: Gauge::new(
+                "retrofarm_room_cpu_ratio",
+                "Measured CPU cost of one room, in cores (of a room encoding on NVENC where some do).",
+            )
+            .unwrap(),
             sent_bytes: IntCounterVec::new(
                 Opts::new("retrofarm_sent_bytes_total", "Media payload bytes sent to viewers."),
                 &["kind"],
@@ -176,6 +184,19 @@ impl Metrics {
                 "Most NVENC sessions at once (nvenc_max_sessions).",
             )
             .unwrap(),
+            rooms_encoding: IntGaugeVec::new(
+                Opts::new(
+                    "retrofarm_rooms_encoding",
+                    "Rooms whose stream the encoder (nvenc, openh264, vp8) encoded in the last second.",
+                ),
+                &["encoder"],
+            )
+            .unwrap(),
+            nvenc_zero_copy: IntCounter::new(
+                "retrofarm_nvenc_zero_copy_frames_total",
+                "Pictures NVENC encoded straight from the GPU stage's memory, without a copy through the CPU.",
+            )
+            .unwrap(),
             registry,
         };
         let build = IntGaugeVec::new(Opts::new("retrofarm_build_info", "Build information."), &["version"]).unwrap();
@@ -205,6 +226,8 @@ impl Metrics {
         r.register(Box::new(m.gpu_failed.clone())).unwrap();
         r.register(Box::new(m.nvenc_sessions.clone())).unwrap();
         r.register(Box::new(m.nvenc_budget.clone())).unwrap();
+        r.register(Box::new(m.nvenc_zero_copy.clone())).unwrap();
+        r.register(Box::new(m.rooms_encoding.clone())).unwrap();
         // Series that exist from the start, so dashboards and alerts see zeros, not gaps.
         m.frames_emulated.with_label_values(&[CPU]);
         m.frames_late.with_label_values(&[CPU]);

@@ -7,16 +7,24 @@
 //! NVIDIA's driver opens sessions on a CUDA context: the worker makes one (device 0, loaded at
 //! run time) and binds it on every thread that calls NVENC. The test double takes none.
 //!
-//! Input today is the I420 picture the conversion stage produces, copied into an NVENC input
-//! buffer; the zero-copy path (the GPU stage's NV12 planes through CUDA) is not wired yet.
+//! Input, where the worker converts on the GPU: zero-copy. The GPU stage copies each frame's
+//! NV12 planes into the room's slot (exportable Vulkan memory that stays put); the encoder
+//! imports the slot into CUDA once (`cuImportExternalMemory` of its OPAQUE_FD), registers it
+//! with NVENC once, and maps it for each picture. With the test double, which has no CUDA, the
+//! slot's host mapping (lavapipe's device memory is host memory) stands in for the CUDA pointer,
+//! so the same registration, map and unmap calls run in CI. Where there is no slot (frames
+//! converted on the CPU, a device that cannot export) the I420 picture is copied into an NVENC
+//! input buffer instead.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use retrofarm_media::{EncodedFrame, Picture, PictureFormat, VideoCodec, VideoConfig, VideoEncoder, VideoError};
-use retrofarm_nvenc::{CudaContext, Library, NvencEncoder};
+use retrofarm_media::{
+    EncodedFrame, GpuNv12, Picture, PictureFormat, VideoCodec, VideoConfig, VideoEncoder, VideoError,
+};
+use retrofarm_nvenc::{CudaContext, ExternalBuffer, Library, NvencEncoder, RegisteredInput};
 use serde::Deserialize;
 use tracing::{info, warn};
 
@@ -39,6 +47,8 @@ pub struct Nvenc {
     budget: u32,
     sessions: AtomicU32,
     lost: AtomicBool,
+    /// Pictures encoded straight from a GPU slot.
+    zero_copy_frames: AtomicU64,
 }
 
 impl Nvenc {
@@ -90,7 +100,14 @@ impl Nvenc {
         } else {
             info!(%report, "H264 is encoded with NVENC");
         }
-        let nvenc = Nvenc { library, cuda, budget, sessions: AtomicU32::new(0), lost: AtomicBool::new(false) };
+        let nvenc = Nvenc {
+            library,
+            cuda,
+            budget,
+            sessions: AtomicU32::new(0),
+            lost: AtomicBool::new(false),
+            zero_copy_frames: AtomicU64::new(0),
+        };
         (Some(Arc::new(nvenc)), report)
     }
 
@@ -102,6 +119,11 @@ impl Nvenc {
     /// The session budget.
     pub fn budget(&self) -> u32 {
         self.budget
+    }
+
+    /// Pictures encoded straight from GPU memory (no copy through the CPU) since start.
+    pub fn zero_copy_frames(&self) -> u64 {
+        self.zero_copy_frames.load(Ordering::Relaxed)
     }
 
     /// Whether a session reported its device lost (no new sessions open after that).
@@ -132,7 +154,7 @@ impl Nvenc {
         #[allow(unsafe_code)]
         let inner =
             unsafe { NvencEncoder::new(&self.library, context, config, width, height) }.map_err(|e| e.to_string())?;
-        Ok(Box::new(RoomNvenc { inner, slot }))
+        Ok(Box::new(RoomNvenc { inner, input: Input::Unregistered, slot }))
     }
 
     /// Makes the CUDA context current on this thread, as NVENC's calls need.
@@ -169,11 +191,96 @@ impl Drop for Slot {
     }
 }
 
-/// A room's NVENC encoder: the session and its place in the budget.
+/// A room's NVENC encoder: the session, its registered input and its place in the budget.
 #[derive(Debug)]
 struct RoomNvenc {
+    /// First field: dropped (its session, and so its registrations, ended) before the CUDA
+    /// import in `input` is freed.
     inner: NvencEncoder,
+    input: Input,
     slot: Slot,
+}
+
+/// How a room's NVENC session reads GPU pictures.
+#[derive(Debug)]
+enum Input {
+    /// No slot registered yet.
+    Unregistered,
+    /// The slot `slot` is registered (and, on CUDA, imported as `_memory`, held while the
+    /// registration lasts).
+    Registered { slot: u64, input: RegisteredInput, _memory: Option<ExternalBuffer> },
+    /// Registering failed: this session reads I420 from CPU memory.
+    Off,
+}
+
+impl RoomNvenc {
+    /// Whether the picture in `nv12` can be encoded in place: its slot is registered (now, when
+    /// it is new) at the session's size.
+    fn ready_in_place(&mut self, nv12: &GpuNv12) -> bool {
+        if matches!(self.input, Input::Off) || (nv12.width, nv12.height) != self.inner.size() {
+            // A new size first reopens the session through the I420 path.
+            return false;
+        }
+        if matches!(&self.input, Input::Registered { slot, .. } if *slot == nv12.slot) {
+            return true;
+        }
+        if let Input::Registered { input, .. } = std::mem::replace(&mut self.input, Input::Unregistered) {
+            let _ = self.inner.unregister(input);
+        }
+        match self.register(nv12) {
+            Ok(input) => {
+                info!(
+                    slot = nv12.slot,
+                    width = nv12.width,
+                    height = nv12.height,
+                    "NVENC reads this room's pictures on the GPU (zero-copy)"
+                );
+                self.input = input;
+                true
+            }
+            Err(why) => {
+                warn!(%why, "NVENC cannot read this room's pictures on the GPU: they are copied from CPU memory");
+                self.input = Input::Off;
+                false
+            }
+        }
+    }
+
+    /// Imports the slot into CUDA (with the test double: takes its host mapping) and registers
+    /// it with the session.
+    fn register(&mut self, nv12: &GpuNv12) -> Result<Input, String> {
+        let (address, memory) = match &self.slot.0.cuda {
+            Some(cuda) => {
+                let fd = nv12.fd.as_ref().ok_or("the slot's memory is not exported")?;
+                let fd = fd.try_clone().map_err(|e| format!("cannot duplicate the slot's descriptor: {e}"))?;
+                // SAFETY: `fd` is an OPAQUE_FD export of the slot's Vulkan memory, whose whole
+                // size is `nv12.size` and whose dedicated-ness `nv12.dedicated` says; the GPU
+                // is the CUDA context's (the stage's UUID was matched at open, else device 0:
+                // then the import fails and the room reads I420).
+                #[allow(unsafe_code)]
+                let imported = unsafe {
+                    if nv12.dedicated {
+                        cuda.import_opaque_fd_dedicated(fd, nv12.size)
+                    } else {
+                        cuda.import_opaque_fd(fd, nv12.size)
+                    }
+                };
+                let buffer = imported.map_err(|e| format!("CUDA cannot import the slot: {e}"))?;
+                (buffer.device_ptr(), Some(buffer))
+            }
+            None => {
+                let address = nv12.host_address.ok_or("the slot is not mapped (the test double reads host memory)")?;
+                (address as u64, None)
+            }
+        };
+        // SAFETY: `address` is the slot's CUDA mapping (kept in `memory`, freed after the
+        // session) or, for the test double, its host mapping, which the GPU stage keeps until
+        // the room's link is dropped, after its encoders; either holds `pitch * height * 3 / 2`
+        // bytes of NV12 at the session's size (checked by the caller).
+        #[allow(unsafe_code)]
+        let input = unsafe { self.inner.register_cuda_nv12(address, nv12.pitch) }.map_err(|e| e.to_string())?;
+        Ok(Input::Registered { slot: nv12.slot, input, _memory: memory })
+    }
 }
 
 impl VideoEncoder for RoomNvenc {
@@ -186,16 +293,30 @@ impl VideoEncoder for RoomNvenc {
     }
 
     fn input(&self) -> PictureFormat {
-        VideoEncoder::input(&self.inner)
+        match self.input {
+            Input::Off => PictureFormat::I420,
+            _ => PictureFormat::GpuNv12,
+        }
     }
 
     fn encode(&mut self, picture: Picture<'_>, pts: Duration) -> Result<EncodedFrame<'_>, VideoError> {
         if let Err(message) = self.slot.0.bind() {
             return Err(VideoError::Hardware { device_lost: true, message });
         }
-        let r = VideoEncoder::encode(&mut self.inner, picture, pts);
+        let in_place = matches!(picture, Picture::Gpu { nv12, .. } if self.ready_in_place(nv12));
+        let RoomNvenc { inner, input, slot } = self;
+        let r = match (in_place, &*input) {
+            (true, Input::Registered { input: registered, .. }) => {
+                let r = inner.encode_registered(registered, pts).map_err(VideoError::from);
+                if r.is_ok() {
+                    slot.0.zero_copy_frames.fetch_add(1, Ordering::Relaxed);
+                }
+                r
+            }
+            _ => VideoEncoder::encode(inner, picture, pts),
+        };
         if r.as_ref().is_err_and(VideoError::is_device_lost) {
-            self.slot.0.lost.store(true, Ordering::Relaxed);
+            slot.0.lost.store(true, Ordering::Relaxed);
         }
         r
     }

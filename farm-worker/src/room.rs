@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use retrofarm_emulator::{Emulator, EmulatorConfig, FrameMeta, PixelFormat as EmuFormat};
 use retrofarm_media::{
-    convert_placed, software_encoder, AudioConfig, AudioEncoder, I420Frame, Picture, PictureFormat, PixelFormat,
-    Placement, RgbFrame, VideoCodec, VideoConfig, VideoEncoder,
+    convert_placed, software_encoder, AudioConfig, AudioEncoder, GpuNv12, I420Frame, Picture, PictureFormat,
+    PixelFormat, Placement, RgbFrame, VideoCodec, VideoConfig, VideoEncoder,
 };
 use retrofarm_proto::ids::RoomId;
 use retrofarm_proto::input::PadState;
@@ -157,6 +157,9 @@ struct Encoders {
     repeats: u32,
     /// The frame the GPU stage converts now, with its stamps.
     on_gpu: Option<(FrameMeta, Stamps)>,
+    /// Where the GPU stage left the last picture it converted for an encoder that reads it
+    /// there (the room's NV12 slot).
+    nv12: Option<GpuNv12>,
     /// The GPU stage failed this room: convert on the CPU.
     gpu_off: bool,
     /// NVENC's device was lost under this room: encode on the CPU.
@@ -222,9 +225,8 @@ impl RoomJob {
                     self.control.tally.lock().expect("room tally").repeated += 1;
                     return self.encode_audio(enc);
                 }
-                // The conversion stage the encoders ask for; every encoder reads I420 today,
-                // converted on the GPU when the worker has one, else here.
-                debug_assert!(enc.video.iter().all(|e| e.input() == PictureFormat::I420));
+                // Converted on the GPU when the worker has one, else here. Every encoder can read
+                // the I420 picture; one that reads NV12 on the GPU gets the room's slot too.
                 let placement = Placement::new(m.width, m.height, self.settings.scale, self.settings.canvas)
                     .map_err(|e| format!("the core's {}x{} frame cannot be placed: {e}", m.width, m.height))?;
                 let stamps = Stamps { emulated: m.emulated_at_ns, ..Stamps::default() };
@@ -239,6 +241,7 @@ impl RoomJob {
                         stride: m.stride as usize,
                         placement,
                         picture: std::mem::take(&mut enc.i420),
+                        slot: enc.video.iter().any(|e| e.input() == PictureFormat::GpuNv12),
                     };
                     match gpu.submit(submit) {
                         Ok(()) => {
@@ -265,6 +268,7 @@ impl RoomJob {
                 };
                 // The writer may have lapped us while we read the slot: skip a torn frame.
                 if converted.is_ok() && frame.is_intact() {
+                    enc.nv12 = None;
                     self.encode_converted(enc, &m, stamps)?;
                 }
             }
@@ -281,6 +285,7 @@ impl RoomJob {
         match done.result {
             Ok(picture) => {
                 enc.i420 = picture;
+                enc.nv12 = done.nv12;
                 // The emulator may have lapped the ring while the GPU read the slot.
                 if self.emulator.is_intact(done.ticket) {
                     self.encode_converted(enc, &m, stamps)?;
@@ -294,7 +299,8 @@ impl RoomJob {
         Ok(false)
     }
 
-    /// Encodes the picture in `enc.i420`, converted from frame `m`.
+    /// Encodes the picture in `enc.i420` (and `enc.nv12`, when the GPU left it there),
+    /// converted from frame `m`.
     fn encode_converted(&self, enc: &mut Encoders, m: &FrameMeta, stamps: Stamps) -> Result<(), String> {
         let converted = retrofarm_emulator::monotonic_ns();
         let t0 = *enc.first_ns.get_or_insert(m.emulated_at_ns);
@@ -337,7 +343,11 @@ impl RoomJob {
 
     /// Encodes the converted frame with every encoder.
     fn encode_video(&self, enc: &mut Encoders, pts: Duration, stamps: Stamps) -> Result<(), String> {
-        let Encoders { video, i420, nvenc_off, .. } = enc;
+        let Encoders { video, i420, nvenc_off, nv12, .. } = enc;
+        let picture = match nv12 {
+            Some(nv12) => Picture::Gpu { nv12, i420 },
+            None => Picture::I420(i420),
+        };
         let mut lost = Vec::new();
         for e in video.iter_mut() {
             let codec = e.codec();
@@ -345,7 +355,7 @@ impl RoomJob {
                 e.request_keyframe();
             }
             let name = e.name();
-            let out = match e.encode(Picture::I420(i420), pts) {
+            let out = match e.encode(picture, pts) {
                 Ok(out) => out,
                 Err(err) if err.is_device_lost() => {
                     // The stream goes on in software from the next frame, with a keyframe.

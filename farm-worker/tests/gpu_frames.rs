@@ -91,6 +91,7 @@ fn real_nestopia_and_mgba_frames_convert_bit_exact_in_one_batch() {
                 height: m.height,
                 stride: src.stride,
                 placement,
+                slot: None,
             });
         }
     }

@@ -13,6 +13,7 @@ use crate::error::{vk_error, GpuError};
 use crate::layout::{Nv12Layout, Planes};
 use crate::memory::{self, Allocation, MemoryUse, Source, SourceId, SourceMode, OUTPUT_USAGE};
 use crate::shader::{JobParams, Pipeline, JOB_WORDS};
+use crate::slot::{Slot, SlotId, SlotInfo};
 
 /// How long a submission may take before the device is treated as hung.
 const SUBMIT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -40,6 +41,9 @@ pub struct Job {
     pub stride: usize,
     /// Scale and canvas, as for `retrofarm_media::convert_placed` (whose result this equals).
     pub placement: Placement,
+    /// A slot (made for the canvas size) that also gets the NV12 picture, where an encoder on
+    /// another API reads it ([`Converter::create_slot`]).
+    pub slot: Option<SlotId>,
 }
 
 impl Job {
@@ -115,6 +119,8 @@ pub struct Converter {
     output_generation: u64,
     sources: HashMap<u64, Source>,
     next_source: u64,
+    slots: HashMap<u64, Slot>,
+    next_slot: u64,
     /// The planes of the latest batch's jobs.
     latest: Vec<Planes>,
     /// The device was lost or hung: every call fails.
@@ -128,6 +134,7 @@ impl std::fmt::Debug for Converter {
         f.debug_struct("Converter")
             .field("device", &self.gpu.info)
             .field("sources", &self.sources.len())
+            .field("slots", &self.slots.len())
             .field("latest_jobs", &self.latest.len())
             .field("lost", &self.lost)
             .finish_non_exhaustive()
@@ -156,6 +163,8 @@ struct Planned {
     arena: u64,
     bytes: u64,
     readback: u64,
+    /// The slot that also gets the NV12 planes.
+    slot: Option<SlotId>,
 }
 
 /// A checked batch and the buffer sizes it needs.
@@ -186,6 +195,8 @@ impl Converter {
             output_generation: 0,
             sources: HashMap::new(),
             next_source: 1,
+            slots: HashMap::new(),
+            next_slot: 1,
             latest: Vec::new(),
             lost: false,
             gpu,
@@ -302,6 +313,66 @@ impl Converter {
         }
     }
 
+    /// Makes a slot for `width x height` NV12 pictures (even sizes): memory that stays put
+    /// and is exportable ([`Converter::export_slot_fd`]), which jobs naming it
+    /// ([`Job::slot`]) fill with their NV12 planes. See the `slot` module.
+    pub fn create_slot(&mut self, width: u32, height: u32) -> Result<SlotId, GpuError> {
+        self.alive()?;
+        if width == 0
+            || height == 0
+            || width % 2 == 1
+            || height % 2 == 1
+            || width > MAX_DIMENSION
+            || height > MAX_DIMENSION
+        {
+            return Err(GpuError::BadSlot(format!(
+                "unsupported picture size {width}x{height} (even, up to {MAX_DIMENSION})"
+            )));
+        }
+        let slot = Slot::new(&self.gpu, width, height)?;
+        let id = self.next_slot;
+        self.next_slot += 1;
+        self.slots.insert(id, slot);
+        Ok(SlotId(id))
+    }
+
+    /// A slot's picture layout and memory; `None` for an unknown id.
+    pub fn slot(&self, id: SlotId) -> Option<SlotInfo> {
+        self.slots.get(&id.0).map(|s| s.info)
+    }
+
+    /// Exports a slot's memory as an OPAQUE_FD (for `cudaImportExternalMemory` with
+    /// [`SlotInfo::size`]). Each call gives a new descriptor of the same memory.
+    pub fn export_slot_fd(&self, id: SlotId) -> Result<OwnedFd, GpuError> {
+        self.alive()?;
+        let slot = self.slots.get(&id.0).ok_or_else(|| GpuError::BadSlot(format!("no slot {}", id.0)))?;
+        memory::export_fd(&self.gpu, slot.alloc.memory)
+    }
+
+    /// Frees a slot. Its exported descriptors and the imports made of them must not be used
+    /// afterwards for anything but their own release.
+    pub fn release_slot(&mut self, id: SlotId) {
+        if let Some(mut slot) = self.slots.remove(&id.0) {
+            if self.lost {
+                // SAFETY: a plain wait, as in `release`.
+                let _ = unsafe { self.gpu.device.device_wait_idle() };
+            }
+            // SAFETY: nothing is pending between calls (see `release`).
+            unsafe { slot.alloc.destroy(&self.gpu) };
+        }
+    }
+
+    /// Reads a slot's NV12 picture back into `dst`, tightly packed as [`Converter::read_nv12`]
+    /// does. A diagnostic and test path: one extra submission.
+    pub fn read_slot(&mut self, id: SlotId, dst: &mut Vec<u8>) -> Result<SlotInfo, GpuError> {
+        self.alive()?;
+        let slot = self.slots.get(&id.0).ok_or_else(|| GpuError::BadSlot(format!("no slot {}", id.0)))?;
+        let (info, buffer) = (slot.info, slot.alloc.buffer);
+        let luma = u64::from(info.pitch) * u64::from(info.height);
+        self.read_planes(buffer, [0, luma], info.pitch, info.width, info.height, dst)?;
+        Ok(info)
+    }
+
     /// Converts every job in one submission: copies each frame into the arena, runs ONE
     /// dispatch for all, and reads the I420 planes back into `out[i]` (resized to job `i`'s
     /// canvas). The NV12 planes stay in the output memory ([`Converter::nv12_layout`]).
@@ -348,31 +419,54 @@ impl Converter {
         let Some(&planes) = self.latest.get(job_index) else {
             return Err(GpuError::BadJob { index: job_index, reason: "not in the latest batch".into() });
         };
-        let luma = u64::from(planes.pitch) * u64::from(planes.height);
-        // The readback buffer holds the batch's I420 planes: at least this job's 1.5 * luma.
+        self.read_planes(self.output.buffer, [planes.y, planes.uv], planes.pitch, planes.width, planes.height, dst)?;
+        Ok(planes.nv12())
+    }
+
+    /// Copies an NV12 picture (Y at `at[0]`, UV at `at[1]`, `pitch` bytes per row) out of
+    /// `buffer` through the readback buffer into `dst`, tightly packed.
+    fn read_planes(
+        &mut self,
+        buffer: vk::Buffer,
+        at: [u64; 2],
+        pitch: u32,
+        width: u32,
+        height: u32,
+        dst: &mut Vec<u8>,
+    ) -> Result<(), GpuError> {
+        let luma = u64::from(pitch) * u64::from(height);
+        grow(
+            &self.gpu,
+            &mut self.readback,
+            luma * 3 / 2,
+            vk::BufferUsageFlags::TRANSFER_DST,
+            MemoryUse::Readback,
+            false,
+            "the readback buffer",
+        )?;
         let regions = [
-            vk::BufferCopy { src_offset: planes.y, dst_offset: 0, size: luma },
-            vk::BufferCopy { src_offset: planes.uv, dst_offset: luma, size: luma / 2 },
+            vk::BufferCopy { src_offset: at[0], dst_offset: 0, size: luma },
+            vk::BufferCopy { src_offset: at[1], dst_offset: luma, size: luma / 2 },
         ];
         let (cb, device) = (self.command_buffer, &self.gpu.device);
         // SAFETY: the command buffer is idle (every call waits); the regions lie inside both
-        // buffers.
+        // buffers (the readback buffer grown above).
         unsafe {
             begin(device, cb)?;
             barrier(device, cb, Sync::ShaderToTransfer);
-            device.cmd_copy_buffer(cb, self.output.buffer, self.readback.buffer, &regions);
+            device.cmd_copy_buffer(cb, buffer, self.readback.buffer, &regions);
             barrier(device, cb, Sync::TransferToHost);
             device.end_command_buffer(cb).map_err(vk_error("vkEndCommandBuffer"))?;
         }
         self.submit_and_wait()?;
-        let (w, h, pitch) = (planes.width as usize, planes.height as usize, planes.pitch as usize);
+        let (w, h, pitch) = (width as usize, height as usize, pitch as usize);
         dst.clear();
         // SAFETY: the mapping covers `1.5 * luma` bytes, the GPU is done writing them.
         let data = unsafe { std::slice::from_raw_parts(self.readback.mapped, luma as usize * 3 / 2) };
         for row in data.chunks(pitch).take(h + h / 2) {
             dst.extend_from_slice(&row[..w]);
         }
-        Ok(planes.nv12())
+        Ok(())
     }
 
     fn alive(&self) -> Result<(), GpuError> {
@@ -443,6 +537,16 @@ impl Converter {
             // One spare word: the shader's unaligned loads read a word past the last pixel.
             plan.arena = arena + (bytes as u64).next_multiple_of(4) + 4;
             let p = &job.placement;
+            if let Some(id) = job.slot {
+                let slot = self.slots.get(&id.0).ok_or_else(|| bad(format!("slot {} does not exist", id.0)))?;
+                if (slot.info.width, slot.info.height) != (p.width, p.height) {
+                    let (w, h) = (slot.info.width, slot.info.height);
+                    return Err(bad(format!(
+                        "slot {} holds {w}x{h} pictures, the canvas is {}x{}",
+                        id.0, p.width, p.height
+                    )));
+                }
+            }
             let planes = Planes::new(plan.output, p.width, p.height);
             plan.output = planes.end();
             let readback = plan.readback;
@@ -457,7 +561,7 @@ impl Converter {
                 placement: *p,
                 planes,
             };
-            plan.jobs.push(Planned { params, from, arena, bytes: bytes as u64, readback });
+            plan.jobs.push(Planned { params, from, arena, bytes: bytes as u64, readback, slot: job.slot });
         }
         // The shader addresses both with u32 byte offsets, within the storage-buffer range.
         let limit = u64::from(self.gpu.limits.max_storage_buffer_range).min(u64::from(u32::MAX) & !3);
@@ -594,6 +698,13 @@ impl Converter {
                 size: j.params.planes.i420_bytes(),
             })
             .collect();
+        let slots: Vec<(vk::Buffer, [vk::BufferCopy; 2])> = jobs
+            .iter()
+            .filter_map(|j| {
+                let slot = self.slots.get(&j.slot?.0)?;
+                Some((slot.alloc.buffer, slot.copies(&j.params.planes)))
+            })
+            .collect();
         let (gx, gy, gz) = plan.groups(range.clone());
         let (cb, device, qp) = (self.command_buffer, &self.gpu.device, self.query_pool);
         let timed = qp != vk::QueryPool::null();
@@ -623,6 +734,10 @@ impl Converter {
             device.cmd_dispatch(cb, gx, gy, gz);
             barrier(device, cb, Sync::ShaderToTransfer);
             device.cmd_copy_buffer(cb, self.output.buffer, self.readback.buffer, &readbacks);
+            for (slot, regions) in &slots {
+                device.cmd_copy_buffer(cb, self.output.buffer, *slot, regions);
+            }
+            // Also makes the slots visible to the host (mapped slots) once the fence signals.
             barrier(device, cb, Sync::TransferToHost);
             if timed {
                 device.cmd_write_timestamp(cb, vk::PipelineStageFlags::BOTTOM_OF_PIPE, qp, 1);
@@ -693,6 +808,9 @@ impl Drop for Converter {
             let _ = self.gpu.device.device_wait_idle();
             for source in self.sources.values_mut() {
                 source.destroy(&self.gpu);
+            }
+            for slot in self.slots.values_mut() {
+                slot.alloc.destroy(&self.gpu);
             }
             for alloc in [&mut self.arena, &mut self.jobs, &mut self.output, &mut self.readback, &mut self.upload] {
                 alloc.destroy(&self.gpu);

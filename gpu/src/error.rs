@@ -39,6 +39,9 @@ pub enum GpuError {
         /// The devices found, as `name (kind)`.
         found: String,
     },
+    /// A slot that cannot be made or does not exist.
+    #[error("NV12 slot: {0}")]
+    BadSlot(String),
     /// The device was lost (GPU reset, hang, driver crash): this converter is unusable.
     #[error(
         "the Vulkan device was lost (GPU reset, hang or driver crash): falling back to the CPU converter is needed"

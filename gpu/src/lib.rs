@@ -37,6 +37,7 @@
 //!   device ([`DeviceChoice`]) and opening it;
 //! - `memory`: buffers, host-pointer imports ([`SourceId`], [`SourceMode`]), exportable memory;
 //! - `layout`: where each job's planes lie ([`Nv12Layout`]);
+//! - `slot`: NV12 slots, pictures that stay put for an encoder on another API ([`SlotId`]);
 //! - `shader`: the SPIR-V that `build.rs` compiles from `shaders/convert.wgsl` with naga, its
 //!   pipeline and job records;
 //! - `batch`: the [`Converter`].
@@ -60,9 +61,11 @@ mod error;
 mod layout;
 mod memory;
 mod shader;
+mod slot;
 
 pub use batch::{BatchReport, Converter, GpuTimer, Job, OutputMemory};
 pub use device::{DeviceChoice, DeviceInfo, DeviceKind};
 pub use error::GpuError;
 pub use layout::Nv12Layout;
 pub use memory::{SourceId, SourceMode};
+pub use slot::{SlotId, SlotInfo};

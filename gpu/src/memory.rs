@@ -26,6 +26,9 @@ pub(crate) enum MemoryUse {
     Upload,
     /// Host-visible and coherent, cached if possible: read by the CPU.
     Readback,
+    /// Device-local when there is such memory, and mapped when that memory is host-visible
+    /// too (lavapipe, integrated GPUs): handed to another API (the NV12 slots).
+    Handoff,
 }
 
 /// A buffer bound to its own memory, mapped when host-visible.
@@ -86,7 +89,9 @@ impl Allocation {
         // SAFETY: a valid buffer.
         let needs = unsafe { device.get_buffer_memory_requirements(self.buffer) };
         let (required, preferred) = match place {
-            MemoryUse::Device => (vk::MemoryPropertyFlags::empty(), vk::MemoryPropertyFlags::DEVICE_LOCAL),
+            MemoryUse::Device | MemoryUse::Handoff => {
+                (vk::MemoryPropertyFlags::empty(), vk::MemoryPropertyFlags::DEVICE_LOCAL)
+            }
             MemoryUse::Upload => (host_coherent(), host_coherent()),
             MemoryUse::Readback => (host_coherent(), host_coherent() | vk::MemoryPropertyFlags::HOST_CACHED),
         };
@@ -109,7 +114,9 @@ impl Allocation {
         self.memory_size = needs.size;
         // SAFETY: fresh memory of a type the buffer accepts, at least `needs.size` bytes.
         unsafe { device.bind_buffer_memory(self.buffer, self.memory, 0) }.map_err(vk_error("vkBindBufferMemory"))?;
-        if place != MemoryUse::Device {
+        let flags = gpu.memory.memory_types[index as usize].property_flags;
+        let visible = flags.contains(host_coherent());
+        if matches!(place, MemoryUse::Upload | MemoryUse::Readback) || (place == MemoryUse::Handoff && visible) {
             // SAFETY: host-visible memory, mapped once for its whole life, unmapped by freeing.
             let ptr = unsafe { device.map_memory(self.memory, 0, vk::WHOLE_SIZE, vk::MemoryMapFlags::empty()) }
                 .map_err(vk_error("vkMapMemory"))?;

@@ -178,7 +178,7 @@ impl VideoEncoder for H264Encoder {
     }
 
     fn encode(&mut self, picture: Picture<'_>, pts: Duration) -> Result<EncodedFrame<'_>, VideoError> {
-        let frame = video::expect_i420("openh264", picture)?;
+        let frame = picture.i420();
         Ok(H264Encoder::encode(self, frame, pts)?)
     }
 

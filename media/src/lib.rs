@@ -22,6 +22,6 @@ pub use convert::{convert, convert_placed, ConvertError, I420Frame, PixelFormat,
 pub use h264::{H264Encoder, H264Error, SpsProfile};
 pub use pattern::TestPattern;
 pub use video::{
-    software_encoder, EncodedFrame, Picture, PictureFormat, VideoCodec, VideoConfig, VideoEncoder, VideoError,
+    software_encoder, EncodedFrame, GpuNv12, Picture, PictureFormat, VideoCodec, VideoConfig, VideoEncoder, VideoError,
 };
 pub use vp8::{Vp8Decoder, Vp8Encoder, Vp8Error};

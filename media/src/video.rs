@@ -7,6 +7,8 @@
 //! it the same converted picture. Today every encoder reads CPU I420; a GPU stage adds its own
 //! formats without touching the rooms.
 
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::convert::I420Frame;
@@ -91,6 +93,8 @@ pub struct EncodedFrame<'a> {
 pub enum PictureFormat {
     /// Planar 4:2:0 in CPU memory ([`I420Frame`]).
     I420,
+    /// NV12 left in GPU memory ([`GpuNv12`]), for a hardware encoder that reads it in place.
+    GpuNv12,
 }
 
 /// A converted picture, in the format its encoder asked for.
@@ -99,15 +103,55 @@ pub enum PictureFormat {
 pub enum Picture<'a> {
     /// Planar 4:2:0 in CPU memory.
     I420(&'a I420Frame),
+    /// The picture as NV12 in GPU memory, and the same picture in CPU memory for encoders
+    /// that read only that.
+    Gpu {
+        /// Where it lies on the GPU.
+        nv12: &'a GpuNv12,
+        /// The same picture, read back.
+        i420: &'a I420Frame,
+    },
 }
 
-impl Picture<'_> {
+impl<'a> Picture<'a> {
     /// Its format.
     pub fn format(&self) -> PictureFormat {
         match self {
             Picture::I420(_) => PictureFormat::I420,
+            Picture::Gpu { .. } => PictureFormat::GpuNv12,
         }
     }
+
+    /// The picture in CPU memory, which every variant carries.
+    pub fn i420(&self) -> &'a I420Frame {
+        match *self {
+            Picture::I420(frame) | Picture::Gpu { i420: frame, .. } => frame,
+        }
+    }
+}
+
+/// An NV12 picture that stays in GPU memory: a slot the GPU conversion stage fills with a room's
+/// frames, which a hardware encoder imports once and then reads in place (zero-copy).
+#[derive(Debug, Clone)]
+pub struct GpuNv12 {
+    /// Names the slot's memory: the same number while the memory is the same.
+    pub slot: u64,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Bytes per row of both planes: Y at offset 0, interleaved UV at `pitch * height`.
+    pub pitch: u32,
+    /// The memory exported as an OPAQUE_FD (for `cuImportExternalMemory`), where the device
+    /// can export it.
+    pub fd: Option<Arc<OwnedFd>>,
+    /// The memory object's size, as the importer needs it.
+    pub size: u64,
+    /// Whether the memory is a dedicated allocation.
+    pub dedicated: bool,
+    /// The slot's address in this process, where the GPU's memory is host-visible (Mesa's
+    /// lavapipe; what the NVENC test double reads as its "CUDA pointer").
+    pub host_address: Option<usize>,
 }
 
 /// Why a video encoder failed.
@@ -117,15 +161,6 @@ pub enum VideoError {
     #[error("invalid video configuration: {0}")]
     Config(&'static str),
     /// The encoder was handed a picture format it did not ask for.
-    #[error("{encoder} reads {wanted:?} pictures, not {given:?}")]
-    Format {
-        /// The encoder's name.
-        encoder: &'static str,
-        /// What it reads.
-        wanted: PictureFormat,
-        /// What it was given.
-        given: PictureFormat,
-    },
     /// OpenH264 failed.
     #[error(transparent)]
     H264(#[from] H264Error),
@@ -173,15 +208,6 @@ pub fn software_encoder(codec: VideoCodec, config: VideoConfig) -> Result<Box<dy
         VideoCodec::H264 => Box::new(H264Encoder::new(config)?),
         VideoCodec::Vp8 => Box::new(Vp8Encoder::new(config)?),
     })
-}
-
-/// The I420 picture in `picture`, or the error an I420-only encoder named `encoder` reports.
-pub(crate) fn expect_i420<'a>(encoder: &'static str, picture: Picture<'a>) -> Result<&'a I420Frame, VideoError> {
-    match picture {
-        Picture::I420(frame) => Ok(frame),
-        #[allow(unreachable_patterns)]
-        other => Err(VideoError::Format { encoder, wanted: PictureFormat::I420, given: other.format() }),
-    }
 }
 
 #[cfg(test)]

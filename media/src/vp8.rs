@@ -244,7 +244,7 @@ impl VideoEncoder for Vp8Encoder {
     }
 
     fn encode(&mut self, picture: Picture<'_>, pts: Duration) -> Result<EncodedFrame<'_>, VideoError> {
-        let frame = video::expect_i420("vp8", picture)?;
+        let frame = picture.i420();
         Ok(Vp8Encoder::encode(self, frame, pts)?)
     }
 

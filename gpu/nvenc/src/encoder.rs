@@ -796,11 +796,9 @@ impl VideoEncoder for NvencEncoder {
     }
 
     fn encode(&mut self, picture: Picture<'_>, pts: Duration) -> Result<EncodedFrame<'_>, VideoError> {
-        match picture {
-            Picture::I420(frame) => self.encode_i420(frame, pts).map_err(VideoError::from),
-            #[allow(unreachable_patterns)]
-            other => Err(VideoError::Format { encoder: "nvenc", wanted: PictureFormat::I420, given: other.format() }),
-        }
+        // Reading a GPU picture in place needs it registered first: the worker's NVENC wrapper
+        // does that; on its own the encoder takes the copy in CPU memory.
+        self.encode_i420(picture.i420(), pts).map_err(VideoError::from)
     }
 
     fn request_keyframe(&mut self) {

@@ -133,6 +133,7 @@ impl Spec {
             height: self.height,
             stride: self.stride(),
             placement: Placement::new(self.width, self.height, self.scale, self.canvas).expect("valid placement"),
+            slot: None,
         }
     }
 }
