@@ -192,6 +192,74 @@ async fn on_the_gpu_path_nvenc_reads_each_rooms_slot_in_place() {
     assert_eq!(health.matches(": nvenc\n").count(), 2, "one line per room: {health}");
 }
 
+/// NVIDIA's real user-space libraries (Debian 12's non-free `libnvidia-encode1`, `libnvcuvid1`,
+/// `libcuda1`, unpacked by `scripts/fetch-nvidia-libs.sh`, never installed) on the worker's
+/// library path, and no GPU: the worker finds NVENC's API, CUDA finds no device, and the worker
+/// streams on openh264 saying so. Without a device node `cuInit` tries to create
+/// `/dev/nvidiactl` (as root it could): the worker runs in its own mount namespace with a
+/// read-only `/dev`, and the test checks that no node appeared.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_nvidias_real_libraries_and_no_gpu_the_worker_streams_on_openh264_and_says_why() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/nvidia-libs");
+    let fetch = std::process::Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/fetch-nvidia-libs.sh"))
+        .arg(&root)
+        .output()
+        .expect("run bash");
+    match fetch.status.code() {
+        Some(0) => {}
+        Some(2) => {
+            return eprintln!(
+                "SKIP: NVIDIA's packages cannot be fetched here: {}",
+                String::from_utf8_lossy(&fetch.stderr)
+            )
+        }
+        _ => panic!("scripts/fetch-nvidia-libs.sh failed: {}", String::from_utf8_lossy(&fetch.stderr)),
+    }
+    let private = std::process::Command::new("unshare").args(["-m", "--propagation", "private", "true"]).status();
+    if !private.is_ok_and(|s| s.success()) {
+        return eprintln!("SKIP: needs a private mount namespace (unshare -m, as root)");
+    }
+    let libs = root.join("usr/lib/x86_64-linux-gnu/nvidia/current").canonicalize().unwrap();
+    let nodes_before = nvidia_nodes();
+    let dir = tempfile::tempdir().unwrap();
+    let (addrs, _coord, worker) = procs::cluster(dir.path(), |o| {
+        // The default library name, found on the library path as on a real host.
+        o.env = vec![("LD_LIBRARY_PATH".into(), libs.display().to_string())];
+        let script = "mount --bind /dev /dev && mount -o remount,bind,ro /dev && exec \"$@\"";
+        o.wrap = ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh"].map(String::from).to_vec();
+    })
+    .unwrap();
+    worker.wait_log("H264 is encoded with openh264", T).unwrap();
+    let log = worker.log();
+    assert!(
+        log.contains("NVENC API 12.1 found, but CUDA"),
+        "the worker says what it found and why it is not used:\n{log}"
+    );
+    let health = worker.http_get("/healthz").await.unwrap();
+    let nvenc = health.lines().nth(2).unwrap_or_default();
+    eprintln!("the worker with NVIDIA's libraries and no GPU: {nvenc}");
+    assert!(nvenc.starts_with("nvenc unavailable (NVENC API 12.1 found, but CUDA"), "{health}");
+
+    let mut p = Player::join(addrs, None, 1).await;
+    let (video, _, pic) = p.watch(Duration::from_secs(2)).await;
+    assert!(video >= 60 && pic.is_some(), "streams on the CPU path: {video} frames");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let metrics = worker.http_get("/metrics").await.unwrap();
+    assert!(encoded(&metrics, "openh264") > 60 && encoded(&metrics, "nvenc") == 0);
+    drop(worker);
+    assert_eq!(nvidia_nodes(), nodes_before, "no NVIDIA device node was created on the host");
+}
+
+/// The host's `/dev/nvidia*` nodes.
+fn nvidia_nodes() -> Vec<String> {
+    let mut nodes: Vec<String> = std::fs::read_dir("/dev")
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with("nvidia")).collect())
+        .unwrap_or_default();
+    nodes.sort();
+    nodes
+}
+
 /// Frames encoded by `encoder`, all `gpu` labels together.
 fn encoded(metrics: &str, encoder: &str) -> u64 {
     let prefix = format!("retrofarm_frames_encoded_total{{encoder=\"{encoder}\"");
