@@ -1,5 +1,5 @@
 // (g) The GPU path: a worker told to convert on Vulkan (here Mesa's lavapipe, a CPU Vulkan
-// device) and to encode H264 on NVENC (here the NVENC test double, NVIDIA's API over openh264:
+// device) and to encode H264 on NVENC (here the NVENC test double, NVIDIA's API over openh264,
 // it proves our use of the API, not the hardware) streams the homebrew game to Chromium
 // upscaled twice by the compute shader: the video is 512×480 (or 448), both players' blocks
 // are where the game draws them (in doubled coordinates), and the worker's /healthz and
@@ -96,4 +96,6 @@ scenario('a worker converting on Vulkan streams an upscaled picture', { timeout:
   assert.match(metrics, new RegExp(`retrofarm_gpu_info\\{device="llvmpipe[^"]*",gpu="${converted[1]}"\\} 1`));
   const nvenc = /retrofarm_frames_encoded_total\{encoder="nvenc",gpu="\d+"\} (\d+)/.exec(metrics);
   assert.ok(nvenc && Number(nvenc[1]) > 0, 'frames are counted as encoded by nvenc on the GPU');
+  const zeroCopy = /retrofarm_nvenc_zero_copy_frames_total (\d+)/.exec(metrics);
+  assert.ok(zeroCopy && Number(zeroCopy[1]) > 0, 'NVENC read the pictures in GPU memory (zero-copy)');
 });
