@@ -1,5 +1,5 @@
 // (g) The GPU path: a worker told to convert on Vulkan (here Mesa's lavapipe, a CPU Vulkan
-// device) and to encode H264 on NVENC (here the NVENC test double, NVIDIA's API over openh264,
+// device) and to encode H264 on NVENC (here the NVENC test double, NVIDIA's API over openh264:
 // it proves our use of the API, not the hardware) streams the homebrew game to Chromium
 // upscaled twice by the compute shader: the video is 512×480 (or 448), both players' blocks
 // are where the game draws them (in doubled coordinates), and the worker's /healthz and
