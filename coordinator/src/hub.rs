@@ -46,6 +46,8 @@ struct Session {
     /// The last stream ended (quit, refused, room or worker gone): signaling the browser had
     /// already sent for it is dropped quietly instead of answered with `bad_state`.
     ended: bool,
+    /// The share link's room, when it is not running: the worker chosen by latency resumes it.
+    resume: Option<RoomId>,
 }
 
 /// Coordinator settings the hub needs.
@@ -68,7 +70,8 @@ pub struct Stats {
     pub no_capacity: u64,
     /// Sessions started on a worker.
     pub placed: u64,
-    /// Placements refused: the room does not exist.
+    /// Share links to a room that was not running (a worker resumes it from its autosave, or
+    /// says it has none).
     pub unknown_room: u64,
     /// Placements refused: the game does not exist.
     pub unknown_game: u64,
@@ -128,24 +131,18 @@ impl Hub {
 
     /// A browser opened `/ws`, maybe with a share-link room and a zone.
     pub fn browser_connected(&mut self, id: SessionId, room: Option<RoomId>, zone: Option<String>) {
-        self.sessions.insert(id.clone(), Session { zone, worker: None, phase: Phase::Ready, ended: false });
+        let mut session = Session { zone, worker: None, phase: Phase::Ready, ended: false, resume: None };
         if let Some(room) = room {
-            match self.registry.room(&room) {
-                Some((worker, _)) => {
-                    let worker = worker.clone();
-                    self.init(&id, worker, Some(room));
-                    return;
-                }
-                None => {
-                    self.stats.unknown_room += 1;
-                    self.error(
-                        &id,
-                        ErrorCode::UnknownRoom,
-                        format!("room {room} does not exist (it may have ended); you can start a new game"),
-                    )
-                }
+            if let Some((worker, _)) = self.registry.room(&room) {
+                let worker = worker.clone();
+                self.sessions.insert(id.clone(), session);
+                return self.init(&id, worker, Some(room));
             }
+            // Not running: the nearest worker resumes it from its autosave, if it has one.
+            self.stats.unknown_room += 1;
+            session.resume = Some(room);
         }
+        self.sessions.insert(id.clone(), session);
         self.check_latency(&id);
     }
 
@@ -209,7 +206,10 @@ impl Hub {
         match (msg, phase) {
             (ClientMsg::Latency { results }, Phase::Checking) => {
                 match selection::choose(&self.registry.candidates(), zone.as_deref(), &results) {
-                    Ok(w) => self.init(id, w, None),
+                    Ok(w) => {
+                        let resume = self.sessions.get_mut(id).and_then(|s| s.resume.take());
+                        self.init(id, w, resume)
+                    }
                     Err(e) => self.no_capacity(id, e),
                 }
             }
@@ -241,16 +241,24 @@ impl Hub {
     }
 
     fn start(&mut self, id: &SessionId, chosen: Option<WorkerId>, game: String, room: Option<RoomId>, port: u8) {
-        let worker = if let Some(room) = &room {
-            match self.registry.room(room) {
-                Some((w, _)) => w.clone(),
-                None => {
-                    return self.error(
-                        id,
-                        ErrorCode::UnknownRoom,
-                        format!("room {room} does not exist (it may have ended)"),
-                    );
+        let running = room.as_ref().and_then(|r| self.registry.room(r)).map(|(w, _)| w.clone());
+        let worker = if let Some(w) = running {
+            w
+        } else if room.is_some() {
+            // The room is not running (it closed, or its worker is gone): a worker with room
+            // resumes it from its autosave, or tells the player it has none.
+            let chosen = chosen.filter(|w| self.registry.get(w).is_some_and(|w| w.free() > 0));
+            let zone = self.sessions.get(id).and_then(|s| s.zone.clone());
+            let chosen = match chosen {
+                Some(w) => Ok(w),
+                None => selection::choose(&self.registry.candidates(), zone.as_deref(), &Default::default()),
+            };
+            match chosen {
+                Ok(w) => {
+                    self.registry.start_pending(&w);
+                    w
                 }
+                Err(e) => return self.no_capacity(id, e),
             }
         } else {
             let chosen = chosen.filter(|w| self.registry.get(w).is_some_and(|w| w.free() > 0));
@@ -497,10 +505,19 @@ mod tests {
         let mut h = hub();
         register(&mut h, 1, "w1", "eu", 4, &[], t);
         drain(&mut h);
-        h.browser_connected(sid("s"), Some(RoomId::new("nope").unwrap()), None);
+        // A share link to a room that is not running: the latency check, then the chosen worker
+        // is asked to resume it (Init carries the room).
+        let nope = RoomId::new("nope").unwrap();
+        h.browser_connected(sid("s"), Some(nope.clone()), None);
         let out = drain(&mut h);
-        assert_eq!(error_code(&out[0]), Some(ErrorCode::UnknownRoom));
-        assert!(matches!(out[1], Output::Browser(_, ServerMsg::CheckLatency { .. })));
+        assert!(matches!(&out[..], [Output::Browser(_, ServerMsg::CheckLatency { .. })]), "{out:?}");
+        h.browser_message(&sid("s"), ClientMsg::Latency { results: Default::default() });
+        let out = drain(&mut h);
+        assert!(
+            matches!(&out[..], [Output::Browser(_, ServerMsg::Init { room: Some(r), .. })] if *r == nope),
+            "{out:?}"
+        );
+        assert_eq!(h.stats().unknown_room, 1);
 
         h.browser_message(&sid("s"), ClientMsg::Answer { sdp: String::new() });
         assert_eq!(error_code(&drain(&mut h)[0]), Some(ErrorCode::BadState));
@@ -509,11 +526,14 @@ mod tests {
         drain(&mut h);
         h.browser_message(&sid("s"), ClientMsg::StartGame { game: "tetris".into(), room: None, port: 1 });
         assert_eq!(error_code(&drain(&mut h)[0]), Some(ErrorCode::UnknownGame));
-        h.browser_message(
-            &sid("s"),
-            ClientMsg::StartGame { game: String::new(), room: Some(RoomId::new("gone").unwrap()), port: 1 },
+        // A room that is not running goes to a worker, which resumes it from its autosave.
+        let gone = RoomId::new("gone").unwrap();
+        h.browser_message(&sid("s"), ClientMsg::StartGame { game: String::new(), room: Some(gone.clone()), port: 1 });
+        let out = drain(&mut h);
+        assert!(
+            matches!(&out[0], Output::Worker(_, CoordMsg::StartSession { room: Some(r), .. }) if *r == gone),
+            "{out:?}"
         );
-        assert_eq!(error_code(&drain(&mut h)[0]), Some(ErrorCode::UnknownRoom));
 
         h.browser_bad_message(&sid("s"), &DecodeError::Malformed("x".into()));
         assert_eq!(error_code(&drain(&mut h)[0]), Some(ErrorCode::Malformed));

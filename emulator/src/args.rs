@@ -10,13 +10,16 @@ use crate::synthetic::TestPattern;
 /// Usage text of the `retrofarm-emulator` binary.
 pub const USAGE: &str = "\
 usage: retrofarm-emulator (--core CORE.so --rom ROM | --test-pattern WxH@FPS[:FORMAT[:RATE]])
-                          [--shm-fd N --event-fd N] [--system-dir DIR] [--save-dir DIR]
+                          [--shm-fd N --event-fd N [--control-fd N]] [--system-dir DIR] [--save-dir DIR]
+                          [--sram FILE]
                           [--pacing paced|unpaced] [--frames N] [--slots N] [--pcm-frames N]
                           [--input-script 'FRAME PORT BUTTONS;...'] [--option KEY=VALUE]... [--list-options]
 
 Runs one libretro core and publishes frames, audio and counters into shared memory inherited
-from the parent (--shm-fd, --event-fd). Without them it runs standalone into private memory
-and prints a summary (handy for measuring a core: --pacing unpaced --frames 3600).";
+from the parent (--shm-fd, --event-fd), and answers save/load/reset requests on the inherited
+socket --control-fd. --sram loads a battery save into the game before its first frame (a
+missing file is a first start). Without the fds it runs standalone into private memory and
+prints a summary (handy for measuring a core: --pacing unpaced --frames 3600).";
 
 /// What produces the frames.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,6 +44,10 @@ pub struct ChildArgs {
     pub shm_fd: Option<i32>,
     /// Inherited eventfd (None = standalone).
     pub event_fd: Option<i32>,
+    /// Inherited control socket (None = no commands from the parent).
+    pub control_fd: Option<i32>,
+    /// Battery save loaded into the game's save RAM before the first frame.
+    pub sram: Option<PathBuf>,
     /// GET_SYSTEM_DIRECTORY.
     pub system_dir: PathBuf,
     /// GET_SAVE_DIRECTORY.
@@ -68,6 +75,8 @@ impl ChildArgs {
             source,
             shm_fd: None,
             event_fd: None,
+            control_fd: None,
+            sram: None,
             system_dir: std::env::temp_dir(),
             save_dir: std::env::temp_dir(),
             pacing: PacingMode::Paced,
@@ -99,6 +108,12 @@ impl ChildArgs {
         }
         if let Some(fd) = self.event_fd {
             push("--event-fd", OsStr::new(&fd.to_string()));
+        }
+        if let Some(fd) = self.control_fd {
+            push("--control-fd", OsStr::new(&fd.to_string()));
+        }
+        if let Some(p) = &self.sram {
+            push("--sram", p.as_os_str());
         }
         push("--system-dir", self.system_dir.as_os_str());
         push("--save-dir", self.save_dir.as_os_str());
@@ -150,6 +165,8 @@ impl ChildArgs {
                 "--test-pattern" => pattern = Some(text(&value, &key)?.parse::<TestPattern>()?),
                 "--shm-fd" => out.shm_fd = Some(num(&value, &key)?),
                 "--event-fd" => out.event_fd = Some(num(&value, &key)?),
+                "--control-fd" => out.control_fd = Some(num(&value, &key)?),
+                "--sram" => out.sram = Some(value.into()),
                 "--system-dir" => out.system_dir = value.into(),
                 "--save-dir" => out.save_dir = value.into(),
                 "--pacing" => out.pacing = text(&value, &key)?.parse()?,
@@ -176,6 +193,9 @@ impl ChildArgs {
         if out.shm_fd.is_some() != out.event_fd.is_some() {
             return Err("--shm-fd and --event-fd go together".into());
         }
+        if out.control_fd.is_some() && out.shm_fd.is_none() {
+            return Err("--control-fd needs --shm-fd and --event-fd (a standalone run takes no commands)".into());
+        }
         Ok(out)
     }
 }
@@ -190,6 +210,8 @@ mod tests {
             ChildArgs::new(SourceSpec::Core { core: "/c/mgba_libretro.so".into(), rom: "/r/Sushi The Cat.gba".into() });
         a.shm_fd = Some(3);
         a.event_fd = Some(4);
+        a.control_fd = Some(5);
+        a.sram = Some("/s/Sushi The Cat.srm".into());
         a.pacing = PacingMode::Unpaced;
         a.frame_limit = Some(300);
         a.frame_slots = 301;
@@ -208,6 +230,7 @@ mod tests {
         assert!(p(&["--core", "x.so"]).unwrap_err().contains("--rom"));
         assert!(p(&["--test-pattern", "8x8@60", "--frames", "many"]).unwrap_err().contains("--frames"));
         assert!(p(&["--test-pattern", "8x8@60", "--shm-fd", "3"]).unwrap_err().contains("together"));
+        assert!(p(&["--test-pattern", "8x8@60", "--control-fd", "5"]).unwrap_err().contains("--shm-fd"));
         assert!(p(&["--bogus", "1"]).unwrap_err().contains("unknown"));
         assert!(p(&["--test-pattern", "8x8@60", "--pacing", "fast"]).is_err());
         assert!(p(&["--help"]).unwrap_err().contains("usage"));

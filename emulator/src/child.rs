@@ -1,5 +1,6 @@
-//! The child's main loop: a frame source (a libretro core or the test pattern), a pacer, and
-//! the shared-memory writer. The writer never waits for the reader.
+//! The child's main loop: a frame source (a libretro core or the test pattern), a pacer, the
+//! shared-memory writer and the control channel. The writer never waits for the reader, and
+//! commands are answered between frames.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -8,7 +9,9 @@ use anyhow::{bail, Context as _};
 
 use crate::args::{ChildArgs, SourceSpec};
 use crate::av::AvInfo;
-use crate::libretro::{Io, Session, SessionConfig};
+use crate::control::commands::{self, Game};
+use crate::control::serve::Server;
+use crate::libretro::{Io, MemoryKind, Session, SessionConfig};
 use crate::pacing::{Pacer, Tick};
 use crate::script::InputScript;
 use crate::shm::frame_ring::VideoInput;
@@ -79,7 +82,7 @@ impl Io for ShmIo {
 }
 
 /// Something that produces one frame per call.
-trait FrameSource {
+trait FrameSource: Game {
     fn av_info(&self) -> AvInfo;
     fn io(&mut self) -> &mut ShmIo;
     fn run_frame(&mut self);
@@ -102,6 +105,21 @@ impl FrameSource for Session<ShmIo> {
     }
     fn shutdown_requested(&self) -> bool {
         Session::shutdown_requested(self)
+    }
+}
+
+impl Game for Session<ShmIo> {
+    fn save_state(&mut self) -> Option<Vec<u8>> {
+        self.serialize()
+    }
+    fn load_state(&mut self, data: &[u8]) -> bool {
+        self.unserialize(data)
+    }
+    fn save_ram(&mut self) -> Option<&mut [u8]> {
+        self.memory_mut(MemoryKind::SaveRam)
+    }
+    fn reset(&mut self) {
+        Session::reset(self);
     }
 }
 
@@ -147,6 +165,29 @@ impl FrameSource for PatternSource {
     }
 }
 
+/// The pattern's state is its frame counter (8 bytes LE), so the control channel can be
+/// tested without a core; it has no battery RAM.
+impl Game for PatternSource {
+    fn save_state(&mut self) -> Option<Vec<u8>> {
+        Some(self.n.to_le_bytes().to_vec())
+    }
+    fn load_state(&mut self, data: &[u8]) -> bool {
+        match <[u8; 8]>::try_from(data) {
+            Ok(b) => {
+                self.n = u64::from_le_bytes(b);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+    fn save_ram(&mut self) -> Option<&mut [u8]> {
+        None
+    }
+    fn reset(&mut self) {
+        self.n = 0;
+    }
+}
+
 /// How a run ended, with what it measured.
 #[derive(Copy, Clone, Debug, PartialEq)]
 pub struct Summary {
@@ -186,6 +227,13 @@ pub fn run(args: ChildArgs) -> anyhow::Result<Option<Summary>> {
             sys::adopt_inherited_fd(e).with_context(|| format!("eventfd {e}"))?,
         ),
         _ => private_fds()?,
+    };
+    let control = match args.control_fd {
+        Some(c) => {
+            let fd = sys::adopt_inherited_fd(c).with_context(|| format!("control socket fd {c}"))?;
+            Some(Server::new(fd).with_context(|| format!("control socket fd {c}"))?)
+        }
+        None => None,
     };
     let script = match &args.input_script {
         Some(text) => Some(InputScript::parse(text).map_err(|e| anyhow::anyhow!("input script: {e}"))?),
@@ -227,6 +275,17 @@ pub fn run(args: ChildArgs) -> anyhow::Result<Option<Summary>> {
             return Err(e);
         }
     };
+    // After retro_load_game, before the first retro_run: what a cartridge's battery kept.
+    if let Some(path) = &args.sram {
+        match commands::load_save_ram_file(source.as_mut(), path) {
+            Ok(Some(n)) => tracing::debug!(bytes = n, path = %path.display(), "battery save loaded"),
+            Ok(None) => tracing::debug!(path = %path.display(), "no battery save yet"),
+            Err(msg) => {
+                let _ = shm::report_failure(shm_fd.as_fd(), &msg);
+                bail!(msg);
+            }
+        }
+    }
     let av = source.av_info();
     let layout = match Layout::new(args.frame_slots, av.max_frame_bytes(), args.pcm_capacity) {
         Ok(l) => l,
@@ -237,10 +296,10 @@ pub fn run(args: ChildArgs) -> anyhow::Result<Option<Summary>> {
     };
     let writer = WriterShm::create(shm_fd, event_fd, layout, &av).context("setting up shared memory")?;
     source.io().shm = Some(writer);
-    run_loop(source.as_mut(), &args).map(Some)
+    run_loop(source.as_mut(), &args, control).map(Some)
 }
 
-fn run_loop(source: &mut dyn FrameSource, args: &ChildArgs) -> anyhow::Result<Summary> {
+fn run_loop(source: &mut dyn FrameSource, args: &ChildArgs, mut control: Option<Server>) -> anyhow::Result<Summary> {
     let mut av = source.av_info();
     let start = Instant::now();
     let cpu_start = sys::process_cpu_time();
@@ -259,11 +318,19 @@ fn run_loop(source: &mut dyn FrameSource, args: &ChildArgs) -> anyhow::Result<Su
         if !standalone && std::os::unix::process::parent_id() != parent {
             bail!("parent process exited");
         }
+        // Between frames: answer the parent's commands.
+        if let Some(c) = &mut control {
+            c.serve(|request| commands::answer(&mut *source, request));
+        }
         match pacer.poll(Instant::now()) {
             Tick::WaitUntil(t) => {
-                // Short sleeps keep the heartbeat fresh even at low frame rates.
+                // Short sleeps keep the heartbeat fresh even at low frame rates; a command
+                // from the parent ends the sleep early.
                 let d = t.saturating_duration_since(Instant::now()).min(Duration::from_millis(50));
-                std::thread::sleep(d);
+                match &control {
+                    Some(c) => c.wait(d),
+                    None => std::thread::sleep(d),
+                }
             }
             Tick::Run { late, reanchored } => {
                 source.io().begin_frame(runs);

@@ -15,10 +15,24 @@
 //! }
 //! # Ok(()) }
 //! ```
+//!
+//! Saving and loading go through the control channel ([`crate::control`]):
+//!
+//! ```no_run
+//! # use retrofarm_emulator::{Emulator, EmulatorConfig};
+//! # use std::time::Duration;
+//! # fn main() -> Result<(), retrofarm_emulator::Error> {
+//! let emu = Emulator::spawn(EmulatorConfig::core("mgba_libretro.so", "game.gba").sram_file("game.srm"))?;
+//! let save = emu.save_game(Duration::from_secs(2))?; // state + battery RAM
+//! emu.load_game(&save, Duration::from_secs(2))?;
+//! emu.reset(Duration::from_secs(2))?;
+//! # Ok(()) }
+//! ```
 
 use std::collections::VecDeque;
 use std::io::{BufRead as _, BufReader};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +41,8 @@ use std::time::{Duration, Instant};
 
 use crate::args::{ChildArgs, SourceSpec};
 use crate::av::AvInfo;
+use crate::control::client::{CallError, Client};
+use crate::control::{GameSave, Reply, Request, WireError, MAX_FRAME_LEN};
 use crate::pacing::PacingMode;
 use crate::script::InputScript;
 use crate::shm::frame_ring::{Frame, FrameTicket};
@@ -69,6 +85,10 @@ pub struct EmulatorConfig {
     pub startup_timeout: Duration,
     /// How old the child's heartbeat may get before it counts as hung.
     pub stall_timeout: Duration,
+    /// Battery save loaded into the game's save RAM before its first frame. A missing file is a
+    /// first start; a file larger than the game's battery RAM fails the start-up; a shorter one
+    /// fills its start (see [`crate::control::commands::copy_save_ram`]).
+    pub sram: Option<PathBuf>,
 }
 
 impl EmulatorConfig {
@@ -96,6 +116,7 @@ impl EmulatorConfig {
             binary: None,
             startup_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(2),
+            sram: None,
         }
     }
 
@@ -126,6 +147,13 @@ impl EmulatorConfig {
     /// Uses this child binary.
     pub fn binary(mut self, path: impl Into<PathBuf>) -> Self {
         self.binary = Some(path.into());
+        self
+    }
+
+    /// Loads the battery save at `path` before the first frame (if the file exists). Nothing
+    /// is written back to it: save with [`Emulator::save_game`] and store the bytes.
+    pub fn sram_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.sram = Some(path.into());
         self
     }
 }
@@ -199,6 +227,44 @@ pub enum Error {
     /// Ports are 1..=4.
     #[error("input port {0} outside 1..=4")]
     InvalidPort(u8),
+    /// The child did not answer a command in time.
+    #[error(
+        "emulator process {pid} did not answer '{command}' within {after:?}: it is busy or hung \
+         (check health(); restart the room if it stays silent)"
+    )]
+    CommandTimeout {
+        /// Its pid.
+        pid: u32,
+        /// The command ("save", "load", "reset").
+        command: &'static str,
+        /// The timeout.
+        after: Duration,
+    },
+    /// The child could not carry out a command (e.g. it refused a saved state); the game runs
+    /// on as before. The message is the child's reason.
+    #[error("{reason}")]
+    CommandFailed {
+        /// The command ("save", "load", "reset").
+        command: &'static str,
+        /// Why, in words for the player or operator.
+        reason: String,
+    },
+    /// A save too large for one control message.
+    #[error(
+        "a control message of {len} bytes exceeds the {MAX_FRAME_LEN}-byte (64 MiB) limit: this save cannot be sent"
+    )]
+    MessageTooLarge {
+        /// Bytes it would take.
+        len: u64,
+    },
+    /// The control channel cannot be used (the child finished, closed it, or answered nonsense).
+    #[error("control channel to emulator process {pid}: {detail}")]
+    Control {
+        /// Its pid.
+        pid: u32,
+        /// What happened and what to do.
+        detail: String,
+    },
 }
 
 fn stderr_suffix(stderr: &str) -> String {
@@ -295,11 +361,12 @@ pub struct Emulator {
     stderr: Arc<StderrTail>,
     stall_timeout: Duration,
     last_av: Mutex<AvInfo>,
+    control: Mutex<Client>,
 }
 
 impl Emulator {
-    /// Creates the shared memory and eventfd, starts the child with both inherited, and waits
-    /// until it has loaded the game and published its av info.
+    /// Creates the shared memory, eventfd and control socket, starts the child with them
+    /// inherited, and waits until it has loaded the game and published its av info.
     pub fn spawn(config: EmulatorConfig) -> Result<Self, Error> {
         let binary = find_binary(config.binary.as_deref())?;
         let io = |context| move |source| Error::Io { context, source };
@@ -311,10 +378,15 @@ impl Emulator {
         sys::seal_shrink(memfd.as_fd()).map_err(io("sealing shared memory"))?;
         let event = sys::eventfd().map_err(io("eventfd"))?;
         let header = Region::map(memfd.as_fd(), HEADER_LEN).map_err(io("mapping shared memory header"))?;
+        // socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC): only this child inherits its end.
+        let (control, child_control) = UnixStream::pair().map_err(io("socketpair for the control channel"))?;
+        let control = Client::new(control).map_err(io("setting up the control channel"))?;
 
         let mut args = ChildArgs::new(config.source.clone());
         args.shm_fd = Some(memfd.as_raw_fd());
         args.event_fd = Some(event.as_raw_fd());
+        args.control_fd = Some(child_control.as_raw_fd());
+        args.sram = config.sram.clone();
         args.system_dir = config.system_dir.clone();
         args.save_dir = config.save_dir.clone();
         args.pacing = config.pacing;
@@ -328,9 +400,10 @@ impl Emulator {
         let out_w2 = out_w.try_clone().map_err(io("pipe"))?;
         let mut cmd = Command::new(&binary);
         cmd.args(args.to_args()).stdin(Stdio::null()).stdout(out_w2).stderr(out_w);
-        sys::keep_across_exec(&mut cmd, vec![memfd.as_raw_fd(), event.as_raw_fd()]);
+        sys::keep_across_exec(&mut cmd, vec![memfd.as_raw_fd(), event.as_raw_fd(), child_control.as_raw_fd()]);
         let child = cmd.spawn().map_err(|source| Error::Spawn { binary: binary.clone(), source })?;
         drop(cmd); // closes our copies of the pipe's write end
+        drop(child_control); // the child's alone now: its death closes the channel
         let pid = child.id();
         let stderr = Arc::new(StderrTail::default());
         {
@@ -401,6 +474,7 @@ impl Emulator {
             stderr,
             stall_timeout: config.stall_timeout,
             last_av: Mutex::new(av),
+            control: Mutex::new(control),
         })
     }
 
@@ -571,6 +645,91 @@ impl Emulator {
     /// The last lines the child wrote to stderr/stdout.
     pub fn stderr_tail(&self) -> String {
         self.stderr.text()
+    }
+
+    /// Saves the game between two frames: the core's state (None if the core cannot save
+    /// states) and its battery RAM (None if the game has none). Fails with
+    /// [`Error::CommandTimeout`] if the child does not answer within `timeout`, or
+    /// [`Error::ChildExited`] if it died.
+    pub fn save_game(&self, timeout: Duration) -> Result<GameSave, Error> {
+        match self.command("save", &Request::Save, timeout)? {
+            Reply::Saved { state, sram } => Ok(GameSave { state, sram }),
+            other => Err(self.unexpected("save", &other)),
+        }
+    }
+
+    /// Restores a [`GameSave`] between two frames: the state, then the battery RAM (no larger
+    /// than the game's; see [`crate::control::commands::copy_save_ram`]). A save the core
+    /// refuses is [`Error::CommandFailed`] with the child's reason, and the game runs on as
+    /// before.
+    pub fn load_game(&self, save: &GameSave, timeout: Duration) -> Result<(), Error> {
+        let request = Request::Load { state: save.state.clone(), sram: save.sram.clone() };
+        match self.command("load", &request, timeout)? {
+            Reply::Loaded => Ok(()),
+            other => Err(self.unexpected("load", &other)),
+        }
+    }
+
+    /// Presses the console's reset button (`retro_reset`) between two frames.
+    pub fn reset(&self, timeout: Duration) -> Result<(), Error> {
+        match self.command("reset", &Request::Reset, timeout)? {
+            Reply::Done => Ok(()),
+            other => Err(self.unexpected("reset", &other)),
+        }
+    }
+
+    /// Sends one request and waits for its answer. Calls from several threads take turns;
+    /// the time spent waiting for a turn counts against `timeout`.
+    fn command(&self, name: &'static str, request: &Request, timeout: Duration) -> Result<Reply, Error> {
+        let deadline = Instant::now() + timeout;
+        let result = self.control.lock().unwrap_or_else(|e| e.into_inner()).call(request, deadline);
+        match result {
+            Ok(Reply::Failed(reason)) => Err(Error::CommandFailed { command: name, reason }),
+            Ok(reply) => Ok(reply),
+            Err(CallError::Timeout) => match self.exit_error(Duration::ZERO) {
+                Some(e) => Err(e),
+                None => Err(Error::CommandTimeout { pid: self.pid, command: name, after: timeout }),
+            },
+            Err(CallError::Encode(WireError::TooLarge { len })) => Err(Error::MessageTooLarge { len }),
+            Err(e) => Err(self.exit_error(Duration::from_secs(1)).unwrap_or_else(|| Error::Control {
+                pid: self.pid,
+                detail: format!(
+                    "'{name}' failed: {e}; the emulator runs on without commands (see its stderr), restart the room to \
+                     save or load again{}",
+                    stderr_suffix(&self.stderr.text())
+                ),
+            })),
+        }
+    }
+
+    /// Why the child no longer answers, once it has exited (waiting up to `grace` for it to).
+    fn exit_error(&self, grace: Duration) -> Option<Error> {
+        let status = self.wait_exit(grace).ok().flatten()?;
+        if status.success() && shm::read_state(self.shm.header()) == Some(WriterState::Finished) {
+            return Some(Error::Control {
+                pid: self.pid,
+                detail: "the emulator has finished (frame limit or core shutdown) and takes no more commands".into(),
+            });
+        }
+        Some(Error::ChildExited {
+            pid: self.pid,
+            status,
+            message: shm::read_error(self.shm.header()),
+            stderr: self.stderr.settle(Duration::from_millis(500)),
+        })
+    }
+
+    fn unexpected(&self, name: &str, reply: &Reply) -> Error {
+        let kind = match reply {
+            Reply::Saved { .. } => "Saved",
+            Reply::Loaded => "Loaded",
+            Reply::Done => "Done",
+            Reply::Failed(_) => "Failed",
+        };
+        Error::Control {
+            pid: self.pid,
+            detail: format!("'{name}' was answered with {kind}: parent and child are from different builds"),
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //!
 //! - [`host`]: the parent's API ([`Emulator::spawn`], frames, audio, input, health).
 //! - [`child`]: the child's loop (the `retrofarm-emulator` binary).
+//! - [`control`]: the command channel (save, load, reset) from the parent to the child.
 //! - [`shm`]: the shared-memory layout, frame ring, PCM ring and input block.
 //! - [`pacing`]: the drift-free frame schedule.
 //! - [`libretro`]: loading a core and answering its callbacks.
@@ -15,6 +16,7 @@ pub mod args;
 pub mod av;
 pub mod buttons;
 pub mod child;
+pub mod control;
 pub mod cores;
 pub mod host;
 pub mod libretro;
@@ -25,6 +27,7 @@ pub mod synthetic;
 mod sys;
 
 pub use av::{AvInfo, PixelFormat};
+pub use control::GameSave;
 pub use cores::find_core;
 pub use host::{find_binary, Emulator, EmulatorConfig, Error, Health};
 pub use pacing::{Pacer, PacingMode, Tick};

@@ -1,5 +1,5 @@
-//! Thin wrappers over the Linux system calls the crate needs (memfd, eventfd, poll, fcntl,
-//! clock_gettime). Everything unsafe about file descriptors lives here.
+//! Thin wrappers over the Linux system calls the crate needs (memfd, eventfd, poll, send,
+//! fcntl, clock_gettime). Everything unsafe about file descriptors lives here.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -92,6 +92,54 @@ pub fn poll_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Resul
     }
 }
 
+/// What [`wait_fd`] saw.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Readiness {
+    /// Data (or end-of-file) can be read.
+    pub readable: bool,
+    /// Data can be written (only reported when asked for).
+    pub writable: bool,
+    /// The peer hung up or the descriptor is in error.
+    pub hangup: bool,
+}
+
+/// Waits until `fd` is readable (or also writable, with `write`), or `timeout` passes. The
+/// timeout is rounded up to whole milliseconds, so a short one never becomes a busy loop.
+pub fn wait_fd(fd: BorrowedFd<'_>, write: bool, timeout: Duration) -> io::Result<Readiness> {
+    let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
+    let events = if write { libc::POLLIN | libc::POLLOUT } else { libc::POLLIN };
+    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
+    loop {
+        // SAFETY: `pfd` is one valid pollfd and we pass a count of 1.
+        let ret = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if ret < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        let r = pfd.revents;
+        return Ok(Readiness {
+            readable: r & libc::POLLIN != 0,
+            writable: r & libc::POLLOUT != 0,
+            hangup: r & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0,
+        });
+    }
+}
+
+/// Writes to a socket without ever raising SIGPIPE: a peer that went away is the error
+/// `BrokenPipe`, whatever this process's signal dispositions are.
+pub fn send_nosignal(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is readable for its length; MSG_NOSIGNAL is valid for stream sockets.
+    let ret = unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret as usize)
+    }
+}
+
 /// CLOCK_MONOTONIC in nanoseconds: one clock for every process on the host, so timestamps
 /// written by the child compare directly with the parent's.
 pub fn monotonic_ns() -> u64 {
@@ -156,6 +204,23 @@ mod tests {
         eventfd_notify(fd.as_fd(), 1).unwrap();
         assert!(poll_readable(fd.as_fd(), Some(Duration::ZERO)).unwrap());
         assert_eq!(eventfd_drain(fd.as_fd()).unwrap(), 2);
+    }
+
+    #[test]
+    fn sockets_wait_send_and_report_a_vanished_peer() {
+        use std::io::Read as _;
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let r = wait_fd(b.as_fd(), false, Duration::from_micros(10)).unwrap();
+        assert_eq!(r, Readiness::default(), "nothing to read yet");
+        assert!(wait_fd(b.as_fd(), true, Duration::ZERO).unwrap().writable);
+        assert_eq!(send_nosignal(a.as_fd(), b"hi").unwrap(), 2);
+        assert!(wait_fd(b.as_fd(), false, Duration::from_secs(1)).unwrap().readable);
+        let mut buf = [0u8; 2];
+        b.read_exact(&mut buf).unwrap();
+        drop(b);
+        let err = send_nosignal(a.as_fd(), b"x").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe, "EPIPE, and this test process is still alive");
+        assert!(wait_fd(a.as_fd(), false, Duration::from_secs(1)).unwrap().hangup);
     }
 
     #[test]

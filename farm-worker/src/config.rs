@@ -78,6 +78,14 @@ pub struct Config {
     pub nvenc_library: Option<PathBuf>,
     /// Most NVENC sessions (rooms encoding H264 on the GPU) at once; rooms beyond use openh264.
     pub nvenc_max_sessions: u32,
+    /// Where players' saves and rooms' autosaves go: a directory, or `s3://bucket/prefix` (any
+    /// S3-compatible store, credentials from the `AWS_*` variables); `off` keeps none.
+    pub saves: String,
+    /// Seconds between autosaves of every room (each room is also saved when it closes);
+    /// 0: no autosave.
+    pub autosave_secs: u64,
+    /// Where each room gets its own folder (the core's save directory).
+    pub rooms_dir: PathBuf,
 }
 
 /// Where frames are converted (the `gpu` setting).
@@ -138,6 +146,9 @@ impl Default for Config {
             nvenc: NvencMode::Auto,
             nvenc_library: None,
             nvenc_max_sessions: 32,
+            saves: ".retrofarm/saves".into(),
+            autosave_secs: 30,
+            rooms_dir: std::env::temp_dir().join("retrofarm-rooms"),
         }
     }
 }

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use retrofarm_proto::control::{CoordMsg, WorkerMsg};
-use retrofarm_proto::ids::RoomId;
+use retrofarm_proto::game::{GameCommand, GameReply};
+use retrofarm_proto::ids::{RoomId, SessionId};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
@@ -24,6 +25,8 @@ use crate::metrics::{metrics, CPU};
 use crate::nvenc::Nvenc;
 use crate::pool::EncodePool;
 use crate::room::{self, RoomCounters, RoomEvent, RoomSettings, Rooms, VideoTiming};
+use crate::saves::{SaveFile, SaveStore};
+use crate::saving;
 
 /// Most room events or datagrams taken per wake-up before the engine is polled: the batch
 /// amortizes polling, the cap bounds how long a frame waits for its turn.
@@ -52,6 +55,10 @@ pub struct DriverConfig {
     pub nvenc: Option<Arc<Nvenc>>,
     /// Where `/healthz` finds each room's encoders.
     pub rooms_health: RoomsHealth,
+    /// Where saves go; `None`: the worker keeps none (players cannot save, rooms do not resume).
+    pub saves: Option<SaveStore>,
+    /// How often every room is saved (and each room once more when it closes); `None`: never.
+    pub autosave: Option<Duration>,
 }
 
 impl DriverConfig {
@@ -89,6 +96,22 @@ pub struct Driver {
     meter: Meter,
     /// A health check runs on a blocking thread.
     checking: Arc<AtomicBool>,
+    /// An autosave round runs.
+    autosaving: Arc<AtomicBool>,
+    /// What save tasks report back.
+    done_tx: mpsc::UnboundedSender<Done>,
+    done: mpsc::UnboundedReceiver<Done>,
+    /// Autosaves found for rooms about to resume, until the engine starts them.
+    restores: HashMap<RoomId, SaveFile>,
+}
+
+/// What a save task found or did, for the driver's loop.
+#[derive(Debug)]
+enum Done {
+    /// A player's command was carried out.
+    Reply { session: SessionId, room: RoomId, reply: GameReply },
+    /// A room's autosave, or why it cannot resume.
+    Resumed { room: RoomId, found: Result<SaveFile, String> },
 }
 
 impl std::fmt::Debug for Driver {
@@ -113,6 +136,7 @@ impl Driver {
         })?;
         info!(threads = pool.threads(), "encoder pool started");
         let (events_tx, events) = mpsc::channel(1024);
+        let (done_tx, done) = mpsc::unbounded_channel();
         let rooms = Rooms::new(Arc::new(pool), cfg.gpu.clone(), cfg.nvenc.clone(), cfg.room.clone(), events_tx.clone());
         let meter = Meter {
             cost: RoomCosts::new(cfg.room_cost_prior),
@@ -135,6 +159,10 @@ impl Driver {
             status,
             meter,
             checking: Arc::new(AtomicBool::new(false)),
+            autosaving: Arc::new(AtomicBool::new(false)),
+            done_tx,
+            done,
+            restores: HashMap::new(),
         })
     }
 
@@ -143,6 +171,8 @@ impl Driver {
         let mut buf = vec![0u8; 2048];
         let mut health = tokio::time::interval(HEALTH);
         let mut measure = tokio::time::interval(MEASURE);
+        let mut autosave = tokio::time::interval(self.cfg.autosave.unwrap_or(Duration::from_secs(3600)));
+        autosave.tick().await;
         let mut wake = self.flush();
         loop {
             let sleep = tokio::time::sleep_until(wake.into());
@@ -158,6 +188,8 @@ impl Driver {
                 },
                 _ = health.tick() => self.check_health(),
                 _ = measure.tick() => self.measure(),
+                _ = autosave.tick(), if self.cfg.autosave.is_some() => self.autosave(),
+                Some(done) = self.done.recv() => self.done(done),
                 _ = sleep => self.engine.handle(Instant::now(), Input::Timeout),
             }
             self.take_ready(&mut buf);
@@ -220,8 +252,29 @@ impl Driver {
                         debug!("coordinator link is down or backed up; message dropped");
                     }
                 }
-                Output::StartRoom(start) => self.rooms.start(start),
-                Output::StopRoom(room) => self.rooms.stop(&room),
+                Output::StartRoom(start) => {
+                    let restore = if start.resume { self.restores.remove(&start.room) } else { None };
+                    self.rooms.start(start, restore);
+                }
+                Output::StopRoom(room) => {
+                    if let (Some(game), Some(store)) = (self.rooms.stop(&room), self.cfg.saves.clone()) {
+                        // The last save; the emulator ends when it is done.
+                        tokio::spawn(async move {
+                            match saving::autosave(&store, &game).await {
+                                Ok(()) => info!(room = %game.room, "room saved as it closed"),
+                                Err(e) => warn!(room = %game.room, error = %e, "the closing room could not be saved"),
+                            }
+                        });
+                    }
+                }
+                Output::Game { room, session, command } => self.game_command(room, session, command),
+                Output::Resume(room) => {
+                    let (store, done) = (self.cfg.saves.clone(), self.done_tx.clone());
+                    tokio::spawn(async move {
+                        let found = saving::find(store.as_ref(), &room).await;
+                        let _ = done.send(Done::Resumed { room, found });
+                    });
+                }
                 Output::WantedCodecs { room, codecs } => {
                     if let Some(r) = self.rooms.get(&room) {
                         r.set_wanted(&codecs);
@@ -243,6 +296,9 @@ impl Driver {
                 Output::Timeout(t) => break t,
             }
         };
+        // A found autosave the engine did not start a room from (the game is not here, the
+        // worker is full): the players were told.
+        self.restores.clear();
         // Everything written to the peers went out above: the frames' "sent" stage.
         let samples = self.engine.take_samples();
         let m = metrics();
@@ -257,6 +313,66 @@ impl Driver {
             m.peer_rtt.observe(rtt.as_secs_f64());
         }
         wake
+    }
+
+    /// Carries out a player's game command in its own task; the answer comes back as
+    /// [`Done::Reply`].
+    fn game_command(&mut self, room: RoomId, session: SessionId, command: GameCommand) {
+        let Some(game) = self.rooms.game(&room) else {
+            let reply =
+                GameReply::Failed { command: command.kind().into(), message: "the game is still starting".into() };
+            return self.engine.handle(Instant::now(), Input::GameReply { session, reply });
+        };
+        let (store, done) = (self.cfg.saves.clone(), self.done_tx.clone());
+        tokio::spawn(async move {
+            let reply = saving::command(store.as_ref(), game, command).await;
+            let _ = done.send(Done::Reply { session, room, reply });
+        });
+    }
+
+    fn done(&mut self, done: Done) {
+        let now = Instant::now();
+        match done {
+            Done::Reply { session, room, reply } => {
+                if matches!(reply, GameReply::Loaded { .. } | GameReply::Reset) {
+                    // Every viewer's picture changed at once: everyone gets a keyframe.
+                    if let Some(r) = self.rooms.get(&room) {
+                        r.request_keyframes();
+                    }
+                }
+                if let GameReply::Failed { command, message } = &reply {
+                    warn!(%room, %session, command, %message, "game command failed");
+                }
+                self.engine.handle(now, Input::GameReply { session, reply });
+            }
+            Done::Resumed { room, found } => {
+                let game = found.map(|save| {
+                    let game = save.header.game.clone();
+                    info!(%room, %game, "resuming the room from its autosave");
+                    self.restores.insert(room.clone(), save);
+                    game
+                });
+                self.engine.handle(now, Input::Resumed { room, game });
+            }
+        }
+    }
+
+    /// Saves every running room, in one background task (skipped while the last round runs).
+    fn autosave(&mut self) {
+        let Some(store) = self.cfg.saves.clone() else { return };
+        let games = self.rooms.games();
+        if games.is_empty() || self.autosaving.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let busy = self.autosaving.clone();
+        tokio::spawn(async move {
+            for game in games {
+                if let Err(e) = saving::autosave(&store, &game).await {
+                    warn!(room = %game.room, error = %e, "autosave failed");
+                }
+            }
+            busy.store(false, Ordering::Release);
+        });
     }
 
     /// Checks the emulators on a blocking thread; a dead one comes back as a room event.

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use retrofarm_media::VideoCodec;
 use retrofarm_proto::control::{CoordMsg, WorkerMsg};
+use retrofarm_proto::game::{GameCommand, GameReply};
 use retrofarm_proto::ids::{RoomId, SessionId};
 use retrofarm_proto::input::PadState;
 use retrofarm_proto::ErrorCode;
@@ -96,6 +97,21 @@ pub enum Input<'a> {
     },
     /// How many rooms this host can hold, as the driver last measured.
     Capacity(u32),
+    /// The answer to a player's [`Output::Game`] command, for their `control` channel.
+    GameReply {
+        /// The player's session.
+        session: SessionId,
+        /// The answer.
+        reply: GameReply,
+    },
+    /// What the driver found for an [`Output::Resume`]: the game the room's autosave is of,
+    /// or why it cannot resume.
+    Resumed {
+        /// The room.
+        room: RoomId,
+        /// The game's name, or the reason for the players.
+        game: Result<String, String>,
+    },
     /// Only time passed.
     Timeout,
 }
@@ -134,6 +150,19 @@ pub enum Output {
         /// The new state.
         pad: PadState,
     },
+    /// A player's game command (save, load, slots, reset): the driver carries it out and
+    /// answers with [`Input::GameReply`].
+    Game {
+        /// The room.
+        room: RoomId,
+        /// The player's session.
+        session: SessionId,
+        /// The command.
+        command: GameCommand,
+    },
+    /// A player opened a room this worker does not run: find the room's autosave and answer
+    /// with [`Input::Resumed`]; the room then starts from it ([`RoomStart::resume`]).
+    Resume(RoomId),
     /// The status the link reports changed.
     Status(Status),
     /// Nothing more until this time, or until the next input.
@@ -149,6 +178,10 @@ pub struct RoomStart {
     pub core: PathBuf,
     /// The ROM.
     pub rom: PathBuf,
+    /// The game's name.
+    pub game: String,
+    /// Start from the room's autosave (found by the driver for [`Output::Resume`]).
+    pub resume: bool,
 }
 
 /// Cumulative counters, for the driver to export.
@@ -191,6 +224,7 @@ enum Action {
     Connected(SessionId),
     Keyframe(SessionId),
     Input(SessionId, PadState),
+    Game(SessionId, Vec<u8>),
     Dead(SessionId),
 }
 
@@ -217,6 +251,8 @@ pub struct Engine {
     counters: Counters,
     losses: HashMap<SessionId, f64>,
     samples: Samples,
+    /// Sessions waiting for a room to resume from its autosave: (session, game hint, port).
+    resuming: HashMap<RoomId, Vec<(SessionId, u8)>>,
 }
 
 impl Engine {
@@ -239,6 +275,7 @@ impl Engine {
             counters: Counters::default(),
             losses: HashMap::new(),
             samples: Samples::default(),
+            resuming: HashMap::new(),
         }
     }
 
@@ -254,6 +291,15 @@ impl Engine {
                 self.status_stale |= self.capacity != c;
                 self.capacity = c;
             }
+            Input::GameReply { session, reply } => {
+                if let Some(s) = self.sessions.get_mut(&session) {
+                    if !s.peer.send_control(&reply.encode()) {
+                        debug!(%session, "control channel closed; reply dropped");
+                    }
+                    self.polls.touch(&session);
+                }
+            }
+            Input::Resumed { room, game } => self.resumed(room, game),
             Input::Timeout => {}
         }
     }
@@ -342,6 +388,34 @@ impl Engine {
     }
 
     fn start(&mut self, session: SessionId, game: String, room: Option<RoomId>, port: u8) {
+        if let Some(r) = room.as_ref().filter(|r| !self.book.has_room(r)) {
+            // Not running here: it ended, or ran on a worker that is gone. It resumes from its
+            // autosave, if it has one.
+            let waiting = self.resuming.entry(r.clone()).or_default();
+            if waiting.is_empty() {
+                self.queue.push_back(Output::Resume(r.clone()));
+            }
+            return waiting.push((session, port));
+        }
+        self.join(session, game, room, port, None)
+    }
+
+    /// A room's autosave was looked up: its waiting sessions start it (the first) and join it,
+    /// or are told why not.
+    fn resumed(&mut self, room: RoomId, game: Result<String, String>) {
+        let waiting = self.resuming.remove(&room).unwrap_or_default();
+        for (session, port) in waiting {
+            match &game {
+                Ok(_) if self.book.has_room(&room) => self.join(session, String::new(), Some(room.clone()), port, None),
+                Ok(game) => self.join(session, game.clone(), None, port, Some(room.clone())),
+                Err(why) => self.refuse(session, ErrorCode::UnknownRoom, why.clone()),
+            }
+        }
+    }
+
+    /// Joins `room`, or starts `game` in a new room (with the id `resume` when it resumes one
+    /// from its autosave).
+    fn join(&mut self, session: SessionId, game: String, room: Option<RoomId>, port: u8, resume: Option<RoomId>) {
         // A new room needs its game and that game's core; joining a room needs neither.
         let new_room = match (&room, self.library.get(&game)) {
             (Some(_), _) => None,
@@ -359,7 +433,8 @@ impl Engine {
         };
         let can_create = (self.book.room_count() as u32) < self.capacity;
         self.status_stale = true;
-        let joined = match self.book.join(session.clone(), &game, room.as_ref(), port, new_room_id(), can_create) {
+        let id = resume.clone().unwrap_or_else(new_room_id);
+        let joined = match self.book.join(session.clone(), &game, room.as_ref(), port, id, can_create) {
             Ok(j) => j,
             Err(r) => return self.refuse(session, r.code, r.message),
         };
@@ -371,7 +446,9 @@ impl Engine {
             }
         };
         if let (true, Some((core, rom))) = (joined.created, new_room) {
-            self.queue.push_back(Output::StartRoom(RoomStart { room: joined.room.clone(), core, rom }));
+            let start =
+                RoomStart { room: joined.room.clone(), core, rom, game: joined.game.clone(), resume: resume.is_some() };
+            self.queue.push_back(Output::StartRoom(start));
         }
         info!(%session, room = %joined.room, game = %joined.game, port, created = joined.created, "session started");
         self.sessions.insert(session.clone(), Session { peer, source: None });
@@ -391,6 +468,9 @@ impl Engine {
     /// Forgets a session and leaves its room (which closes when it was the last one in it).
     fn remove(&mut self, session: &SessionId) {
         self.status_stale = true;
+        for waiting in self.resuming.values_mut() {
+            waiting.retain(|(s, _)| s != session);
+        }
         self.drop_peer(session);
         match self.book.leave(session) {
             Some((room, true)) => {
@@ -534,6 +614,9 @@ impl Engine {
                     Ok(str0m::Output::Event(ev)) => match ev {
                         Event::Connected => actions.push(Action::Connected(id.clone())),
                         Event::KeyframeRequest(_) => actions.push(Action::Keyframe(id.clone())),
+                        Event::ChannelData(d) if d.id == s.peer.control => {
+                            actions.push(Action::Game(id.clone(), d.data));
+                        }
                         Event::ChannelData(d) => match PadState::decode(&d.data) {
                             Ok(pad) => actions.push(Action::Input(id.clone(), pad)),
                             Err(e) => debug!(session = %id, error = %e, "ignoring bad input packet"),
@@ -615,6 +698,20 @@ impl Engine {
                 let Some(pad) = self.sessions.get_mut(&id).and_then(|s| s.peer.pad.apply(pad)) else { return };
                 if let Some((room, port)) = self.place(&id) {
                     self.queue.push_back(Output::Pad { room, port, pad });
+                }
+            }
+            Action::Game(id, bytes) => {
+                let command = match GameCommand::decode(&bytes) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let reply =
+                            GameReply::Failed { command: "unknown".into(), message: format!("bad command: {e}") };
+                        return self.handle(self.now, Input::GameReply { session: id, reply });
+                    }
+                };
+                if let Some((room, _)) = self.place(&id) {
+                    info!(session = %id, %room, command = command.kind(), "game command");
+                    self.queue.push_back(Output::Game { room, session: id, command });
                 }
             }
             Action::Dead(id) => {

@@ -26,4 +26,6 @@ pub mod polling;
 pub mod pool;
 pub mod room;
 pub mod roombook;
+pub mod saves;
+pub mod saving;
 pub mod wake;

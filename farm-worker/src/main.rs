@@ -14,6 +14,7 @@ use farm_worker::library::Library;
 use farm_worker::link::{self, LinkConfig};
 use farm_worker::nvenc::Nvenc;
 use farm_worker::room::RoomSettings;
+use farm_worker::saves::SaveStore;
 use retrofarm_link::pki::Identity;
 use retrofarm_media::VideoConfig;
 use retrofarm_proto::ids::WorkerId;
@@ -80,6 +81,12 @@ struct Cli {
     /// The NVENC library to load [default: libnvidia-encode.so.1].
     #[arg(long, env = "RETROFARM_NVENC_LIBRARY")]
     nvenc_library: Option<PathBuf>,
+    /// Where saves go: a directory, s3://bucket/prefix, or off [default: .retrofarm/saves].
+    #[arg(long, env = "RETROFARM_SAVES")]
+    saves: Option<String>,
+    /// Seconds between autosaves; 0: none [default: 30].
+    #[arg(long, env = "RETROFARM_AUTOSAVE_SECS")]
+    autosave_secs: Option<u64>,
 }
 
 impl Cli {
@@ -101,7 +108,9 @@ impl Cli {
             skip_repeated_frames,
             gpu,
             video_scale,
-            nvenc
+            nvenc,
+            saves,
+            autosave_secs
         );
         if self.nvenc_library.is_some() {
             c.nvenc_library = self.nvenc_library;
@@ -172,14 +181,25 @@ async fn main() -> Result<()> {
     if !(1..=retrofarm_media::convert::MAX_SCALE).contains(&cfg.video_scale) {
         anyhow::bail!("video_scale = {} is not supported: use 1 to 4", cfg.video_scale);
     }
+    let saves = match cfg.saves.as_str() {
+        "off" | "" => None,
+        spec => Some(SaveStore::open(spec).map_err(|e| anyhow::anyhow!("{e} (set saves, or saves = \"off\")"))?),
+    };
+    match &saves {
+        Some(s) => info!(store = s.url(), autosave_secs = cfg.autosave_secs, "saves enabled"),
+        None => warn!("saves = off: players cannot save and closed rooms cannot resume"),
+    }
     let driver_cfg = DriverConfig {
         rooms_health,
+        saves,
+        autosave: (cfg.autosave_secs > 0).then(|| Duration::from_secs(cfg.autosave_secs)),
         room: RoomSettings {
             options: cfg.core_options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             video: VideoConfig { bitrate_bps: cfg.video_kbps * 1000, ..VideoConfig::default() },
             skip_repeats: cfg.skip_repeated_frames,
             scale: cfg.video_scale,
             canvas: cfg.video_canvas.map(|[w, h]| (w, h)),
+            rooms_dir: cfg.rooms_dir.clone(),
         },
         gpu,
         nvenc,

@@ -1,5 +1,6 @@
 //! One browser's WebRTC peer (str0m): the worker makes the offer with a video track (H264 or
-//! VP8), an audio track (Opus) and an `input` data channel.
+//! VP8), an audio track (Opus), an `input` data channel and a `control` data channel (game
+//! commands: save, load, reset).
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -30,6 +31,8 @@ pub struct Peer {
     pub audio: Mid,
     /// Input data channel.
     pub input: ChannelId,
+    /// Game commands and their replies (reliable, ordered).
+    pub control: ChannelId,
     pending: Option<SdpPendingOffer>,
     /// When the offer was made.
     pub created: Instant,
@@ -115,6 +118,12 @@ impl Peer {
             reliability: Reliability::MaxRetransmits { retransmits: 0 },
             ..Default::default()
         });
+        let control = api.add_channel_with_config(ChannelConfig {
+            label: "control".into(),
+            ordered: true,
+            reliability: Reliability::Reliable,
+            ..Default::default()
+        });
         let (offer, pending) = api.apply().ok_or_else(|| anyhow!("str0m produced no offer"))?;
         let sdp = offer.to_sdp_string();
         let peer = Self {
@@ -122,6 +131,7 @@ impl Peer {
             video,
             audio,
             input,
+            control,
             pending: Some(pending),
             created: now,
             payloads: None,
@@ -136,6 +146,11 @@ impl Peer {
         let pending = self.pending.take().ok_or_else(|| anyhow!("an answer was already applied"))?;
         self.rtc.sdp_api().accept_answer(pending, answer).context("the answer does not match the offer")?;
         Ok(())
+    }
+
+    /// Sends text on the `control` channel; false when it is not open.
+    pub fn send_control(&mut self, text: &str) -> bool {
+        self.rtc.channel(self.control).is_some_and(|mut ch| ch.write(false, text.as_bytes()).is_ok())
     }
 
     /// Whether the answer has been applied.

@@ -14,11 +14,12 @@
 //! rest, and the driver stops the room when the engine says so.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use retrofarm_emulator::{Emulator, EmulatorConfig, FrameMeta, PixelFormat as EmuFormat};
+use retrofarm_emulator::{Emulator, EmulatorConfig, FrameMeta, GameSave, PixelFormat as EmuFormat};
 use retrofarm_media::{
     convert_placed, software_encoder, AudioConfig, AudioEncoder, GpuNv12, I420Frame, Picture, PictureFormat,
     PixelFormat, Placement, RgbFrame, VideoCodec, VideoConfig, VideoEncoder,
@@ -32,6 +33,8 @@ use crate::engine::{Media, RoomStart};
 use crate::gpu_stage::{GpuLink, GpuStage, Submit};
 use crate::nvenc::Nvenc;
 use crate::pool::{EncodePool, Job, Wakeup};
+use crate::saves::SaveFile;
+use crate::saving::RoomGame;
 
 /// While a room's picture stays the same, every sixth frame is still encoded: viewers keep
 /// getting ten frames a second at 60 fps (no "frozen" stream), and rate control keeps its clock.
@@ -50,6 +53,9 @@ pub struct RoomSettings {
     pub scale: u32,
     /// The encoded picture's size, the scaled frame centred on black; `None`: the scaled size.
     pub canvas: Option<(u32, u32)>,
+    /// Where each room gets its own folder (`<rooms_dir>/<room>`): the core's save directory
+    /// and the battery RAM it starts with. Removed when the room stops.
+    pub rooms_dir: PathBuf,
 }
 
 /// When a frame passed each stage, CLOCK_MONOTONIC nanoseconds.
@@ -460,6 +466,12 @@ pub struct RoomHandle {
     control: Arc<Control>,
     /// `None` while the emulator starts.
     running: Option<Running>,
+    /// The game's name.
+    game: String,
+    /// The core's file name.
+    core: String,
+    /// The room's own folder.
+    dir: PathBuf,
 }
 
 impl std::fmt::Debug for RoomHandle {
@@ -468,7 +480,45 @@ impl std::fmt::Debug for RoomHandle {
     }
 }
 
+/// Spawns a room's emulator in its own folder, restoring `restore` (battery RAM through the
+/// file `sram`, then the state).
+fn start_emulator(
+    mut cfg: EmulatorConfig,
+    sram: &std::path::Path,
+    restore: Option<SaveFile>,
+) -> Result<Emulator, String> {
+    std::fs::create_dir_all(&cfg.save_dir)
+        .map_err(|e| format!("the game could not start: cannot make its folder {}: {e}", cfg.save_dir.display()))?;
+    let (state, battery) = restore.map_or((None, None), |r| (r.state, r.sram));
+    if let Some(bytes) = &battery {
+        std::fs::write(sram, bytes)
+            .map_err(|e| format!("the game could not start: cannot write its battery RAM: {e}"))?;
+        cfg = cfg.sram_file(sram);
+    }
+    let emulator = Emulator::spawn(cfg).map_err(|e| format!("the game could not start: {e}"))?;
+    if state.is_some() {
+        let save = GameSave { state, sram: None };
+        emulator
+            .load_game(&save, Duration::from_secs(5))
+            .map_err(|e| format!("the saved game could not be restored: {e}"))?;
+    }
+    Ok(emulator)
+}
+
 impl RoomHandle {
+    fn game_of(&self, room: &RoomId) -> Option<RoomGame> {
+        let emulator = self.running.as_ref()?.job.emulator.clone();
+        Some(RoomGame { room: room.clone(), game: self.game.clone(), core: self.core.clone(), emulator })
+    }
+
+    /// Makes every codec's next frame a keyframe (the picture changed for everyone: a loaded
+    /// save, a reset).
+    pub fn request_keyframes(&self) {
+        for codec in VideoCodec::ALL {
+            self.request_keyframe(codec);
+        }
+    }
+
     /// Sets a player's pad (ports 1..=4). Ignored until the emulator runs.
     pub fn set_input(&self, port: u8, pad: PadState) {
         if let Some(r) = &self.running {
@@ -537,21 +587,27 @@ impl Rooms {
     }
 
     /// Starts a room's emulator (in the background: [`RoomEvent::Started`] or
-    /// [`RoomEvent::Ended`] follows).
-    pub fn start(&mut self, start: RoomStart) {
-        let RoomStart { room, core, rom } = start;
+    /// [`RoomEvent::Ended`] follows), from `restore` when it resumes: its battery RAM is there
+    /// from the first frame, its state is loaded before the room's first frame is encoded.
+    pub fn start(&mut self, start: RoomStart, restore: Option<SaveFile>) {
+        let RoomStart { room, core, rom, game, .. } = start;
+        let dir = self.settings.rooms_dir.join(room.as_str());
         let mut cfg = EmulatorConfig::core(&core, &rom);
         cfg.options = self.settings.options.clone();
+        cfg.save_dir = dir.clone();
         let events = self.events.clone();
         let id = room.clone();
+        let core_name = core.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let sram = dir.join("battery.srm");
         tokio::task::spawn_blocking(move || {
-            let ev = match Emulator::spawn(cfg) {
+            let ev = match start_emulator(cfg, &sram, restore) {
                 Ok(emulator) => RoomEvent::Started { room: id, emulator },
-                Err(e) => RoomEvent::Ended { room: id, reason: format!("the game could not start: {e}") },
+                Err(reason) => RoomEvent::Ended { room: id, reason },
             };
             let _ = events.blocking_send(ev);
         });
-        self.map.insert(room, RoomHandle { control: Arc::default(), running: None });
+        let handle = RoomHandle { control: Arc::default(), running: None, game, core: core_name, dir };
+        self.map.insert(room, handle);
     }
 
     /// Hands a started emulator to its room and the room's job to the pool. An emulator whose
@@ -583,8 +639,27 @@ impl Rooms {
     }
 
     /// Stops a room.
-    pub fn stop(&mut self, room: &RoomId) {
-        self.map.remove(room);
+    /// Stops a room; returns its game while the emulator still runs (for a last save), which
+    /// ends when the last holder drops it. The room's folder is removed.
+    pub fn stop(&mut self, room: &RoomId) -> Option<RoomGame> {
+        let handle = self.map.remove(room)?;
+        let game = handle.game_of(room);
+        if let Err(e) = std::fs::remove_dir_all(&handle.dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                warn!(%room, dir = %handle.dir.display(), error = %e, "cannot remove the room's folder");
+            }
+        }
+        game
+    }
+
+    /// A running room's game, for saving.
+    pub fn game(&self, room: &RoomId) -> Option<RoomGame> {
+        self.map.get(room)?.game_of(room)
+    }
+
+    /// Every running room's game.
+    pub fn games(&self) -> Vec<RoomGame> {
+        self.map.iter().filter_map(|(id, h)| h.game_of(id)).collect()
     }
 
     /// A room's handle.

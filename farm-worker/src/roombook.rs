@@ -134,6 +134,11 @@ impl RoomBook {
         self.rooms.iter().map(|(id, r)| RoomInfo { id: id.clone(), game: r.game.clone() }).collect()
     }
 
+    /// Whether `room` is open here.
+    pub fn has_room(&self, room: &RoomId) -> bool {
+        self.rooms.contains_key(room)
+    }
+
     /// Number of rooms.
     pub fn room_count(&self) -> usize {
         self.rooms.len()

@@ -16,6 +16,7 @@ use retrofarm_media::{
     VideoConfig, VideoEncoder,
 };
 use retrofarm_proto::control::{CoordMsg, WorkerMsg};
+use retrofarm_proto::game::{GameCommand, GameReply};
 use retrofarm_proto::ids::{RoomId, SessionId};
 use retrofarm_proto::input::PadState;
 use retrofarm_proto::ErrorCode;
@@ -36,6 +37,9 @@ struct Browser {
     connected: bool,
     video: Option<Mid>,
     input: Option<ChannelId>,
+    control: Option<ChannelId>,
+    /// Text received on the `control` channel.
+    replies: Vec<String>,
     /// Video frames and audio packets received, by kind.
     frames: HashMap<MediaKind, usize>,
     /// Whether the first video frame received could be decoded on its own.
@@ -55,6 +59,8 @@ struct World {
     wanted: HashMap<RoomId, Vec<VideoCodec>>,
     keyframes: Vec<(RoomId, VideoCodec)>,
     pads: Vec<(RoomId, u8, PadState)>,
+    games: Vec<(RoomId, SessionId, GameCommand)>,
+    resumes: Vec<RoomId>,
     status: Option<Status>,
     next_port: u16,
 }
@@ -88,6 +94,8 @@ impl World {
             wanted: HashMap::new(),
             keyframes: vec![],
             pads: vec![],
+            games: vec![],
+            resumes: vec![],
             status: None,
             next_port: 6000,
         }
@@ -123,6 +131,8 @@ impl World {
                 }
                 Output::Keyframe { room, codec } => self.keyframes.push((room, codec)),
                 Output::Pad { room, port, pad } => self.pads.push((room, port, pad)),
+                Output::Game { room, session, command } => self.games.push((room, session, command)),
+                Output::Resume(room) => self.resumes.push(room),
                 Output::Status(s) => self.status = Some(s),
                 Output::Timeout(t) => {
                     self.engine_timeout = t;
@@ -156,6 +166,8 @@ impl World {
             connected: false,
             video: None,
             input: None,
+            control: None,
+            replies: vec![],
             frames: HashMap::new(),
             first_video_keyframe: None,
         };
@@ -194,7 +206,11 @@ impl World {
                     str0m::Output::Event(ev) => match ev {
                         Event::Connected => b.connected = true,
                         Event::MediaAdded(m) if m.kind == MediaKind::Video => b.video = Some(m.mid),
+                        Event::ChannelOpen(id, label) if label == "control" => b.control = Some(id),
                         Event::ChannelOpen(id, _) => b.input = Some(id),
+                        Event::ChannelData(d) if Some(d.id) == b.control => {
+                            b.replies.push(String::from_utf8(d.data).unwrap());
+                        }
                         Event::MediaData(d) => {
                             let kind = if Some(d.mid) == b.video { MediaKind::Video } else { MediaKind::Audio };
                             *b.frames.entry(kind).or_default() += 1;
@@ -341,7 +357,9 @@ fn join_offer_answer_then_media_and_input_flow() {
         vec![RoomStart {
             room: room.clone(),
             core: "/cores/nestopia_libretro.so".into(),
-            rom: "games/Walk.nes".into()
+            rom: "games/Walk.nes".into(),
+            game: GAME.into(),
+            resume: false,
         }]
     );
     assert!(matches!(&w.coordinator[0], WorkerMsg::SessionStarted { room: r, port: 1, .. } if *r == room));
@@ -496,8 +514,13 @@ fn unknown_games_missing_cores_and_a_full_host_are_refused_with_reasons() {
     // The driver measured more room.
     w.engine.handle(w.now, Input::Capacity(2));
     assert!(w.start(&sid(4), None, 1).is_some());
-    assert!(w.start(&sid(5), Some(RoomId::new("gone").unwrap()), 1).is_none());
-    assert_eq!(w.ended(&sid(5))[0].0, ErrorCode::UnknownRoom);
+    // A room that is not here is looked up (to resume it): no save, a clear refusal.
+    let gone = RoomId::new("gone").unwrap();
+    assert!(w.start(&sid(5), Some(gone.clone()), 1).is_none());
+    assert_eq!(w.resumes, [gone.clone()]);
+    w.engine.handle(w.now, Input::Resumed { room: gone, game: Err("room gone has no save".into()) });
+    w.drain();
+    assert_eq!(w.ended(&sid(5))[0], (ErrorCode::UnknownRoom, "room gone has no save".into()));
 
     let mut lib = Library::from_paths([PathBuf::from("games/Walk.nes")], &default_cores());
     lib.resolve_cores(|_| None);
@@ -506,4 +529,78 @@ fn unknown_games_missing_cores_and_a_full_host_are_refused_with_reasons() {
     e.handle(w.now, Input::Command(CoordMsg::StartSession { session: sid(6), game: GAME.into(), room: None, port: 1 }));
     let Output::Coordinator(WorkerMsg::SessionEnded { message, .. }) = e.poll_output() else { panic!("refused") };
     assert!(message.contains("nestopia_libretro.so"), "{message}");
+}
+
+impl World {
+    /// Sends text on a browser's `control` channel.
+    fn send_control(&mut self, session: &SessionId, text: &str) {
+        let b = self.browsers.get_mut(session).unwrap();
+        let id = b.control.expect("the control channel is open");
+        b.rtc.channel(id).unwrap().write(false, text.as_bytes()).unwrap();
+        self.browsers_work();
+    }
+}
+
+#[test]
+fn game_commands_travel_on_the_control_channel_and_are_answered_there() {
+    let mut w = World::new(4);
+    let s = sid(1);
+    w.join(&s, None, 1);
+    w.run_until(Duration::from_secs(2), |w| w.browsers[&s].control.is_some());
+    let room = w.room();
+
+    let save = GameCommand::Save { user: "player-0001".into(), slot: 2 };
+    w.send_control(&s, &save.encode());
+    w.run_until(Duration::from_secs(1), |w| !w.games.is_empty());
+    assert_eq!(w.games, [(room.clone(), s.clone(), save)]);
+    // The driver did it: the answer reaches the browser on the same channel.
+    w.engine.handle(w.now, Input::GameReply { session: s.clone(), reply: GameReply::Saved { slot: 2 } });
+    w.run_until(Duration::from_secs(1), |w| !w.browsers[&s].replies.is_empty());
+    assert_eq!(GameReply::decode(&w.browsers[&s].replies[0]).unwrap(), GameReply::Saved { slot: 2 });
+
+    // Garbage is answered with what is wrong, never passed on; the session goes on.
+    w.send_control(&s, r#"{"t":"load","p":{"user":"../etc","slot":9}}"#);
+    w.run_until(Duration::from_secs(1), |w| w.browsers[&s].replies.len() == 2);
+    let GameReply::Failed { command, message } = GameReply::decode(&w.browsers[&s].replies[1]).unwrap() else {
+        panic!("a failure")
+    };
+    assert_eq!(command, "unknown");
+    assert!(message.starts_with("bad command:"), "{message}");
+    assert_eq!(w.games.len(), 1);
+    w.send_control(&s, &GameCommand::Reset.encode());
+    w.run_until(Duration::from_secs(1), |w| w.games.len() == 2);
+    assert!(w.ended(&s).is_empty());
+}
+
+#[test]
+fn a_room_that_is_not_here_resumes_from_its_autosave_under_its_own_id() {
+    let mut w = World::new(4);
+    let room = RoomId::new("k7f2a9c1").unwrap();
+    // Two players open the share link at once, a third gives up while the save is looked up.
+    assert!(w.start(&sid(1), Some(room.clone()), 1).is_none());
+    assert!(w.start(&sid(2), Some(room.clone()), 2).is_none());
+    assert!(w.start(&sid(3), Some(room.clone()), 3).is_none());
+    w.command(CoordMsg::EndSession { session: sid(3) });
+    assert_eq!(w.resumes, [room.clone()], "looked up once");
+    assert!(w.started.is_empty());
+
+    w.engine.handle(w.now, Input::Resumed { room: room.clone(), game: Ok(GAME.into()) });
+    w.drain();
+    assert_eq!(w.started.len(), 1);
+    let start = &w.started[0];
+    assert_eq!((&start.room, start.resume, start.game.as_str()), (&room, true, GAME));
+    for (n, port) in [(1, 1), (2, 2)] {
+        assert!(
+            w.coordinator.iter().any(|m| matches!(m, WorkerMsg::SessionStarted { session, room: r, port: p, .. }
+                if *session == sid(n) && *r == room && *p == port)),
+            "session {n} is in the resumed room on port {port}"
+        );
+    }
+    assert!(!w
+        .coordinator
+        .iter()
+        .any(|m| matches!(m, WorkerMsg::SessionStarted { session, .. } if *session == sid(3))));
+    // Once running, the room is joined like any other.
+    assert!(w.start(&sid(4), Some(room.clone()), 4).is_some());
+    assert_eq!(w.resumes.len(), 1);
 }

@@ -2,6 +2,7 @@
 //!
 //! - [`browser`]: JSON messages between a browser and the coordinator (WebSocket).
 //! - [`control`]: messages between a worker and the coordinator (QUIC), framed by [`frame`].
+//! - [`game`]: game commands (save, load, reset) on the WebRTC `control` data channel.
 //! - [`ids`]: identifiers shared by both protocols.
 //! - [`input`]: player input on the WebRTC data channel.
 //!
@@ -11,6 +12,7 @@ pub mod browser;
 pub mod control;
 mod error;
 pub mod frame;
+pub mod game;
 pub mod ids;
 pub mod input;
 

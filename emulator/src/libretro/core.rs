@@ -64,6 +64,8 @@ pub struct CoreFns {
     pub unserialize: unsafe extern "C" fn(*const c_void, usize) -> bool,
     pub load_game: unsafe extern "C" fn(*const sys::GameInfo) -> bool,
     pub unload_game: unsafe extern "C" fn(),
+    pub get_memory_data: unsafe extern "C" fn(c_uint) -> *mut c_void,
+    pub get_memory_size: unsafe extern "C" fn(c_uint) -> usize,
 }
 
 /// A loaded core library. Load at most one per process: cores keep global state, and loading
@@ -112,6 +114,8 @@ impl Core {
             unserialize: sym!("retro_unserialize"),
             load_game: sym!("retro_load_game"),
             unload_game: sym!("retro_unload_game"),
+            get_memory_data: sym!("retro_get_memory_data"),
+            get_memory_size: sym!("retro_get_memory_size"),
         };
         // SAFETY: retro_api_version takes nothing and may be called at any time.
         let found = unsafe { (fns.api_version)() };

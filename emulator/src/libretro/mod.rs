@@ -7,4 +7,4 @@ pub mod ffi;
 pub mod options;
 pub mod session;
 
-pub use session::{Io, Session, SessionConfig, SessionError, SystemInfo};
+pub use session::{Io, MemoryKind, SaveRamError, Session, SessionConfig, SessionError, SystemInfo};

@@ -74,6 +74,53 @@ pub enum SessionError {
     Path(PathBuf),
 }
 
+/// Why battery RAM could not be loaded.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SaveRamError {
+    /// The game has no battery RAM at all.
+    #[error("this game has no battery save RAM, but the save carries {given} bytes of it: it belongs to another game")]
+    NoSaveRam {
+        /// Bytes offered.
+        given: usize,
+    },
+    /// More bytes than the game's battery RAM holds.
+    #[error(
+        "the saved battery RAM is {given} bytes but this game's holds only {expected} bytes: it belongs to another \
+         game or core"
+    )]
+    TooLarge {
+        /// Bytes offered.
+        given: usize,
+        /// The core's battery RAM size.
+        expected: usize,
+    },
+}
+
+/// A memory region a core exposes (`RETRO_MEMORY_*`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum MemoryKind {
+    /// Battery-backed save RAM: what a cartridge keeps when switched off.
+    SaveRam,
+    /// The real-time clock's state.
+    Rtc,
+    /// The console's work RAM.
+    SystemRam,
+    /// Video RAM.
+    VideoRam,
+}
+
+impl MemoryKind {
+    /// The `RETRO_MEMORY_*` id.
+    pub fn raw(self) -> c_uint {
+        match self {
+            MemoryKind::SaveRam => sys::MEMORY_SAVE_RAM,
+            MemoryKind::Rtc => sys::MEMORY_RTC,
+            MemoryKind::SystemRam => sys::MEMORY_SYSTEM_RAM,
+            MemoryKind::VideoRam => sys::MEMORY_VIDEO_RAM,
+        }
+    }
+}
+
 /// `retro_get_system_info`, decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SystemInfo {
@@ -739,6 +786,44 @@ impl<I: Io> Session<I> {
         let _cur = self.enter();
         // SAFETY: `data` is readable for its length.
         unsafe { (self.core.fns().unserialize)(data.as_ptr().cast(), data.len()) }
+    }
+
+    /// Where the core keeps memory region `kind` and its size; None when it has none.
+    fn memory_raw(&self, kind: MemoryKind) -> Option<(NonNull<u8>, usize)> {
+        let f = self.core.fns();
+        let _cur = self.enter();
+        // SAFETY: a game is loaded; both functions accept any id and answer 0 / NULL for a
+        // region the core does not have.
+        let (size, data) = unsafe { ((f.get_memory_size)(kind.raw()), (f.get_memory_data)(kind.raw())) };
+        let data = NonNull::new(data.cast::<u8>())?;
+        (size > 0).then_some((data, size))
+    }
+
+    /// The core's memory region `kind` (e.g. [`MemoryKind::SaveRam`]), None if it has none.
+    pub fn memory(&self, kind: MemoryKind) -> Option<&[u8]> {
+        let (data, size) = self.memory_raw(kind)?;
+        // SAFETY: libretro promises `size` bytes at `data`, valid while the game is loaded.
+        // The core only changes them inside its own calls (run, unserialize, reset), which
+        // take `&mut self` and so cannot happen while this borrow lives.
+        Some(unsafe { std::slice::from_raw_parts(data.as_ptr(), size) })
+    }
+
+    /// The core's memory region `kind`, writable (how a frontend loads battery RAM).
+    pub fn memory_mut(&mut self, kind: MemoryKind) -> Option<&mut [u8]> {
+        let (data, size) = self.memory_raw(kind)?;
+        // SAFETY: as in `memory`; `&mut self` also rules out any other slice of it.
+        Some(unsafe { std::slice::from_raw_parts_mut(data.as_ptr(), size) })
+    }
+
+    /// A copy of the battery save RAM, None if the game has none.
+    pub fn save_ram(&self) -> Option<Vec<u8>> {
+        self.memory(MemoryKind::SaveRam).map(<[u8]>::to_vec)
+    }
+
+    /// Copies `data` into the battery save RAM; see [`crate::control::commands::copy_save_ram`]
+    /// for the size rules.
+    pub fn load_save_ram(&mut self, data: &[u8]) -> Result<(), SaveRamError> {
+        crate::control::commands::copy_save_ram(self.memory_mut(MemoryKind::SaveRam), data)
     }
 }
 

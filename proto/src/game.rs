@@ -1,0 +1,193 @@
+//! Game commands on the WebRTC `control` data channel (reliable, ordered): a player saves and
+//! loads the game, lists their save slots and resets the game, straight to the worker that runs
+//! the room; the worker answers each command on the same channel, in order. JSON text, tagged
+//! like the signaling messages (`{"t": "save", "p": {...}}`); see docs/protocol.md.
+
+use serde::{Deserialize, Serialize};
+
+use crate::browser::decode_tagged;
+use crate::DecodeError;
+
+/// The largest command accepted (commands are tiny).
+pub const MAX_COMMAND: usize = 1024;
+/// Save slots per game and player.
+pub const SLOTS: u8 = 4;
+
+/// A player's command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "t", content = "p", rename_all = "snake_case")]
+pub enum GameCommand {
+    /// Save the game now into the player's `slot` for this game.
+    Save {
+        /// The player: the page's own random id for this browser (8 to 64 of `A-Za-z0-9_-`).
+        user: String,
+        /// 1..=[`SLOTS`].
+        slot: u8,
+    },
+    /// Load the player's `slot` for this game: every viewer of the room sees the loaded game.
+    Load {
+        /// As in [`GameCommand::Save`].
+        user: String,
+        /// 1..=[`SLOTS`].
+        slot: u8,
+    },
+    /// Which of the player's slots for this game hold a save.
+    Slots {
+        /// As in [`GameCommand::Save`].
+        user: String,
+    },
+    /// Restart the game from power-on.
+    Reset,
+}
+
+/// One saved slot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotInfo {
+    /// The slot, 1..=[`SLOTS`].
+    pub slot: u8,
+    /// When it was saved, in milliseconds since the Unix epoch.
+    pub saved_ms: u64,
+}
+
+/// The worker's answer to a command (or news about the room's game).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "t", content = "p", rename_all = "snake_case")]
+pub enum GameReply {
+    /// The game was saved into `slot`.
+    Saved {
+        /// The slot.
+        slot: u8,
+    },
+    /// `slot` was loaded: the picture shows the saved game.
+    Loaded {
+        /// The slot.
+        slot: u8,
+    },
+    /// The player's saved slots for this game.
+    Slots {
+        /// Saved slots, in order.
+        slots: Vec<SlotInfo>,
+    },
+    /// The game was reset.
+    Reset,
+    /// The command failed; the game goes on as it was.
+    Failed {
+        /// The command's type (`save`, `load`, `slots`, `reset`), or `unknown` when it could not
+        /// be read.
+        command: String,
+        /// What happened, for the player.
+        message: String,
+    },
+}
+
+const COMMAND_TYPES: &[&str] = &["save", "load", "slots", "reset"];
+const REPLY_TYPES: &[&str] = &["saved", "loaded", "slots", "reset", "failed"];
+
+impl GameCommand {
+    /// The command's type name on the wire.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GameCommand::Save { .. } => "save",
+            GameCommand::Load { .. } => "load",
+            GameCommand::Slots { .. } => "slots",
+            GameCommand::Reset => "reset",
+        }
+    }
+
+    /// Parses a command from the data channel, enforcing [`MAX_COMMAND`], the slot range and
+    /// the user id's form.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.len() > MAX_COMMAND {
+            return Err(DecodeError::TooLarge { len: bytes.len(), max: MAX_COMMAND });
+        }
+        let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::Malformed(format!("not UTF-8: {e}")))?;
+        let cmd: Self = decode_tagged(text, MAX_COMMAND, COMMAND_TYPES)?;
+        match &cmd {
+            GameCommand::Save { user, slot } | GameCommand::Load { user, slot } => {
+                check_user(user)?;
+                if !(1..=SLOTS).contains(slot) {
+                    return Err(DecodeError::Malformed(format!("slot {slot} is not in 1..={SLOTS}")));
+                }
+            }
+            GameCommand::Slots { user } => check_user(user)?,
+            GameCommand::Reset => {}
+        }
+        Ok(cmd)
+    }
+
+    /// Serialises to JSON text.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).expect("game commands always serialise")
+    }
+}
+
+impl GameReply {
+    /// Parses a reply (used by pages' tests and the Rust test player).
+    pub fn decode(text: &str) -> Result<Self, DecodeError> {
+        decode_tagged(text, 64 * 1024, REPLY_TYPES)
+    }
+
+    /// Serialises to JSON text.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).expect("game replies always serialise")
+    }
+}
+
+fn check_user(user: &str) -> Result<(), DecodeError> {
+    let ok =
+        (8..=64).contains(&user.len()) && user.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(DecodeError::Malformed("user must be 8 to 64 characters of A-Z, a-z, 0-9, - and _".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const USER: &str = "u-12345678";
+
+    #[test]
+    fn commands_and_replies_round_trip() {
+        for cmd in [
+            GameCommand::Save { user: USER.into(), slot: 1 },
+            GameCommand::Load { user: USER.into(), slot: SLOTS },
+            GameCommand::Slots { user: USER.into() },
+            GameCommand::Reset,
+        ] {
+            assert_eq!(GameCommand::decode(cmd.encode().as_bytes()).unwrap(), cmd);
+        }
+        assert_eq!(GameCommand::decode(br#"{"t":"reset"}"#).unwrap(), GameCommand::Reset);
+        for reply in [
+            GameReply::Saved { slot: 2 },
+            GameReply::Loaded { slot: 3 },
+            GameReply::Slots { slots: vec![SlotInfo { slot: 1, saved_ms: 5 }] },
+            GameReply::Reset,
+            GameReply::Failed { command: "load".into(), message: "no save in slot 3".into() },
+        ] {
+            assert_eq!(GameReply::decode(&reply.encode()).unwrap(), reply);
+        }
+    }
+
+    #[test]
+    fn bad_commands_are_refused_with_the_reason() {
+        let cases: [(&[u8], &str); 8] = [
+            (br#"{"t":"save","p":{"user":"u-12345678","slot":0}}"#, "slot 0"),
+            (br#"{"t":"load","p":{"user":"u-12345678","slot":5}}"#, "slot 5"),
+            (br#"{"t":"save","p":{"user":"short","slot":1}}"#, "user must be"),
+            (br#"{"t":"slots","p":{"user":"../../etc/passwd"}}"#, "user must be"),
+            (br#"{"t":"format_disk"}"#, "unknown message type"),
+            (b"\xff\xfe", "not UTF-8"),
+            (b"{", "EOF"),
+            (br#"{"t":"save","p":{"slot":1}}"#, "missing field"),
+        ];
+        for (bytes, want) in cases {
+            let err = GameCommand::decode(bytes).unwrap_err().to_string();
+            assert!(err.contains(want), "{:?}: {err}", String::from_utf8_lossy(bytes));
+        }
+        let big = vec![b' '; MAX_COMMAND + 1];
+        assert!(matches!(GameCommand::decode(&big), Err(DecodeError::TooLarge { .. })));
+    }
+}
