@@ -146,6 +146,8 @@ impl Cluster {
                 .arg(worker_http.to_string())
                 .arg("--games-dir")
                 .arg(games)
+                .arg("--saves")
+                .arg(dir.path().join("saves"))
                 .args(extra),
             dir.path(),
         )?;

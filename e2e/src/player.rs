@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use retrofarm_proto::browser::{ClientMsg, ServerMsg};
+use retrofarm_proto::game::{GameCommand, GameReply};
 use retrofarm_proto::ids::RoomId;
 use retrofarm_proto::input::PadState;
 use retrofarm_proto::ErrorCode;
@@ -60,14 +61,17 @@ impl Player {
             ServerMsg::Error { code, message } => Some((*code, message.clone())),
             _ => None,
         };
-        if room.is_none() {
-            let first = browser.recv(T).await.unwrap();
-            let ServerMsg::CheckLatency { workers } = first else {
-                return Err(error(&first).unwrap_or((ErrorCode::Internal, format!("unexpected {first:?}"))));
-            };
-            browser.answer_latency(&workers).await.unwrap();
+        // A new game, or a room that is not running (to resume), starts with the latency check;
+        // a running room's link goes straight to Init.
+        loop {
+            match browser.recv(T).await.unwrap() {
+                ServerMsg::CheckLatency { workers } => {
+                    browser.answer_latency(&workers).await.unwrap();
+                }
+                ServerMsg::Init { .. } => break,
+                m => return Err(error(&m).unwrap_or((ErrorCode::Internal, format!("unexpected {m:?}")))),
+            }
         }
-        browser.recv_until(T, |m| matches!(m, ServerMsg::Init { .. }).then_some(())).await.unwrap();
         browser.send(&ClientMsg::StartGame { game: game.into(), room: room.cloned(), port }).await.unwrap();
         let room = browser
             .recv_until(T, |m| match m {
@@ -86,7 +90,7 @@ impl Player {
         let mut peer = RtcClient::answer(&offer).await.unwrap();
         browser.send(&ClientMsg::Answer { sdp: peer.answer.clone() }).await.unwrap();
         browser.send(&ClientMsg::Ice { candidate: Some(peer.candidate.clone()) }).await.unwrap();
-        peer.wait_for(T, |e| matches!(e, RtcEvent::ChannelOpen(_)).then_some(())).await.unwrap();
+        peer.wait_for(T, |e| matches!(e, RtcEvent::ChannelOpen(l) if l == "input").then_some(())).await.unwrap();
         Ok(Player { browser, peer, decoder: H264Decoder::default(), seq: 0, room })
     }
 
@@ -106,6 +110,33 @@ impl Player {
             _ => None,
         })
         .await
+    }
+
+    /// Leaves the room (`quit`), as the page's Quit button does.
+    pub async fn quit(&mut self) {
+        self.browser.send(&ClientMsg::Quit).await.unwrap();
+    }
+
+    /// Sends a game command on the `control` channel and waits for its answer.
+    pub async fn game(&mut self, command: GameCommand) -> GameReply {
+        self.peer.send_control(command.encode());
+        // The stream goes on meanwhile: keep decoding it, so the decoder stays in step.
+        let Self { peer, decoder, .. } = self;
+        let requester = peer.requester();
+        let reply = peer
+            .wait_for(Duration::from_secs(10), |e| match e {
+                RtcEvent::Control(text) => Some(text.clone()),
+                RtcEvent::Media { kind: MediaKind::Video, data, .. } => {
+                    if decoder.decode(data).is_none() {
+                        requester.request_keyframe();
+                    }
+                    None
+                }
+                _ => None,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("no answer to {command:?}: {e}"));
+        GameReply::decode(&reply).unwrap_or_else(|e| panic!("bad answer {reply:?}: {e}"))
     }
 
     /// Receives for `d`; returns (video frames, audio packets, last decoded picture).

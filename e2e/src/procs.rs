@@ -258,6 +258,9 @@ pub fn worker(dir: &Path, coord: CoordinatorAddrs, o: &WorkerOpts) -> Result<Pro
         .arg(&o.games)
         .arg("--skip-repeated-frames")
         .arg(o.skip_repeated_frames.to_string())
+        // Every worker of a test shares one save store, as a farm's workers share a bucket.
+        .arg("--saves")
+        .arg(dir.join("saves"))
         .args(&o.extra)
         .envs(o.env.iter().map(|(k, v)| (k, v)));
     Proc::spawn(&format!("worker-{}", o.id), &mut cmd, dir)

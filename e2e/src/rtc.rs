@@ -30,8 +30,10 @@ pub enum RtcEvent {
         /// The frame (an H264 access unit in Annex B, an Opus packet…).
         data: Vec<u8>,
     },
-    /// A data-channel message from the worker.
+    /// A message from the worker on the `input` data channel.
     ChannelData(Vec<u8>),
+    /// A message from the worker on the `control` data channel (a game command's answer).
+    Control(String),
     /// The peer went away.
     Disconnected,
 }
@@ -106,6 +108,11 @@ impl RtcClient {
         self.requester().request_keyframe();
     }
 
+    /// Sends text on the `control` data channel (a game command), once it is open.
+    pub fn send_control(&self, text: String) {
+        let _ = self.input.send(Ask::Control(text));
+    }
+
     /// A handle that asks for keyframes while the client itself is borrowed (in [`Self::wait_for`]).
     pub fn requester(&self) -> KeyframeRequester {
         KeyframeRequester(self.input.clone())
@@ -125,6 +132,7 @@ impl KeyframeRequester {
 /// What the test asks of its peer task.
 enum Ask {
     Input(Vec<u8>),
+    Control(String),
     Keyframe,
 }
 
@@ -140,6 +148,9 @@ async fn drive(
 ) {
     let mut buf = vec![0u8; 2048];
     let mut channel: Option<ChannelId> = None;
+    let mut control: Option<ChannelId> = None;
+    // Commands asked for before the control channel opened.
+    let mut waiting: Vec<String> = Vec::new();
     let mut video = None;
     let mut last_pli: Option<Instant> = None;
     let mut want_keyframe = false;
@@ -154,8 +165,15 @@ async fn drive(
                     let out = match e {
                         Event::Connected => Some(RtcEvent::Connected),
                         Event::ChannelOpen(id, label) => {
-                            channel = Some(id);
+                            if label == "control" {
+                                control = Some(id);
+                            } else {
+                                channel = Some(id);
+                            }
                             Some(RtcEvent::ChannelOpen(label))
+                        }
+                        Event::ChannelData(d) if Some(d.id) == control => {
+                            Some(RtcEvent::Control(String::from_utf8_lossy(&d.data).into_owned()))
                         }
                         Event::ChannelData(d) => Some(RtcEvent::ChannelData(d.data)),
                         Event::MediaData(m) if !m.params.spec().codec.is_audio() => {
@@ -198,6 +216,12 @@ async fn drive(
                 continue;
             }
         }
+        if let Some(mut ch) = control.filter(|_| !waiting.is_empty()).and_then(|id| rtc.channel(id)) {
+            for text in waiting.drain(..) {
+                let _ = ch.write(false, text.as_bytes());
+            }
+            continue;
+        }
         let wait = timeout.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
         tokio::select! {
             r = socket.recv_from(&mut buf) => {
@@ -210,6 +234,7 @@ async fn drive(
             ask = input.recv() => match ask {
                 None => return,
                 Some(Ask::Keyframe) => want_keyframe = true,
+                Some(Ask::Control(text)) => waiting.push(text),
                 Some(Ask::Input(bytes)) => {
                     if let Some(mut ch) = channel.and_then(|id| rtc.channel(id)) {
                         let _ = ch.write(true, &bytes);

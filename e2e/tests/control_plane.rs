@@ -158,15 +158,24 @@ async fn bad_messages_get_errors_and_the_connection_stays_usable() {
     assert_eq!(b.recv_until(T, error_code).await.unwrap(), ErrorCode::UnknownGame);
     start_game(&mut b, None, 1).await;
 
-    // Unknown room from a share link: a clear error, then the normal latency check.
+    // A share link to a room that is not running: the latency check, then the chosen worker
+    // looks for the room's autosave and, finding none, says so clearly.
     let mut b2 = Browser::connect(&addrs.ws_url("room=deadbeef")).await.unwrap();
-    let (code, message) = match b2.recv(T).await.unwrap() {
-        ServerMsg::Error { code, message } => (code, message),
-        other => panic!("expected an error, got {other:?}"),
-    };
-    assert_eq!(code, ErrorCode::UnknownRoom);
-    assert!(message.contains("deadbeef"));
     assert!(matches!(b2.recv(T).await.unwrap(), ServerMsg::CheckLatency { .. }));
+    b2.send(&ClientMsg::Latency { results: Default::default() }).await.unwrap();
+    let room = b2.recv_until(T, |m| if let ServerMsg::Init { room, .. } = m { Some(room.clone()) } else { None });
+    assert_eq!(room.await.unwrap().map(|r| r.to_string()), Some("deadbeef".to_string()));
+    let room = RoomId::new("deadbeef").unwrap();
+    b2.send(&ClientMsg::StartGame { game: String::new(), room: Some(room), port: 1 }).await.unwrap();
+    let (code, message) = b2
+        .recv_until(T, |m| match m {
+            ServerMsg::Error { code, message } => Some((*code, message.clone())),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(code, ErrorCode::UnknownRoom);
+    assert!(message.contains("deadbeef") && message.contains("no save"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -192,7 +201,7 @@ async fn lost_heartbeats_and_disconnects_are_told_to_users() {
     assert_eq!(code, ErrorCode::WorkerLost);
     assert!(message.contains("w1"), "{message}");
     let mut b2 = Browser::connect(&addrs.ws_url(&format!("room={room}"))).await.unwrap();
-    assert_eq!(error_code(&b2.recv(T).await.unwrap()), Some(ErrorCode::UnknownRoom));
+    // Its room would resume elsewhere, but no worker is left.
     assert_eq!(error_code(&b2.recv(T).await.unwrap()), Some(ErrorCode::NoFreeWorker));
     w1.signal(libc::SIGCONT);
 

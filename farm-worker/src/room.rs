@@ -87,8 +87,8 @@ pub enum RoomEvent {
     Started {
         /// The room.
         room: RoomId,
-        /// The emulator.
-        emulator: Emulator,
+        /// The emulator (boxed: the events that carry media stay small).
+        emulator: Box<Emulator>,
     },
     /// Encoded media, for the engine; video comes with its timing.
     Media(Media, Option<VideoTiming>),
@@ -601,7 +601,7 @@ impl Rooms {
         let sram = dir.join("battery.srm");
         tokio::task::spawn_blocking(move || {
             let ev = match start_emulator(cfg, &sram, restore) {
-                Ok(emulator) => RoomEvent::Started { room: id, emulator },
+                Ok(emulator) => RoomEvent::Started { room: id, emulator: Box::new(emulator) },
                 Err(reason) => RoomEvent::Ended { room: id, reason },
             };
             let _ = events.blocking_send(ev);
@@ -612,7 +612,7 @@ impl Rooms {
 
     /// Hands a started emulator to its room and the room's job to the pool. An emulator whose
     /// room was stopped meanwhile is dropped (killed). An error is the reason the room ends.
-    pub fn started(&mut self, room: RoomId, emulator: Emulator) -> Result<(), String> {
+    pub fn started(&mut self, room: RoomId, emulator: Box<Emulator>) -> Result<(), String> {
         let Some(handle) = self.map.get_mut(&room) else { return Ok(()) };
         let av = emulator.av_info();
         info!(%room, fps = av.fps, w = av.base_width, h = av.base_height, rate = av.sample_rate, pid = emulator.pid(), "emulator running");
@@ -621,7 +621,7 @@ impl Rooms {
             gpu: self.gpu.as_ref().map(|g| g.link(room.clone())),
             nvenc: self.nvenc.clone(),
             id: room,
-            emulator: Arc::new(emulator),
+            emulator: Arc::from(emulator),
             settings: self.settings.clone(),
             control: handle.control.clone(),
             encoders: Mutex::new(Encoders::default()),

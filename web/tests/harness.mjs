@@ -179,6 +179,8 @@ export async function startCluster({ workers = [{ id: 'w1', zone: 'eu' }], coord
           '--rtc-listen', '127.0.0.1:0',
           '--games-dir', GAMES_DIR,
           '--skip-repeated-frames', String(skipRepeatedFrames),
+          // The workers of a cluster share one save store, as a farm's share a bucket.
+          '--saves', path.join(dir, 'saves'),
           ...extra,
         ],
         dir,

@@ -118,7 +118,7 @@ async fn join(ws_url: &str, game: &str, index: usize) -> Result<Viewer> {
     let mut peer = RtcClient::answer(&offer).await?;
     browser.send(&ClientMsg::Answer { sdp: peer.answer.clone() }).await?;
     browser.send(&ClientMsg::Ice { candidate: Some(peer.candidate.clone()) }).await?;
-    peer.wait_for(T, |e| matches!(e, RtcEvent::ChannelOpen(_)).then_some(()))
+    peer.wait_for(T, |e| matches!(e, RtcEvent::ChannelOpen(l) if l == "input").then_some(()))
         .await
         .with_context(|| format!("room {index}: the input channel never opened"))?;
     let stats = Arc::new(PeerStats::default());

@@ -1,0 +1,151 @@
+//! Players keep their games: save and load on the `control` data channel (every viewer sees the
+//! loaded picture), reset, a room that closed resumes from the save made as it closed, and a
+//! room whose worker died resumes on another worker from its last autosave. Real processes,
+//! the project's own game (the D-pad moves player 1's white block), one save store shared by
+//! the test's workers.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use retrofarm_e2e::player::Player;
+use retrofarm_e2e::procs::{self, CoordinatorAddrs, Proc, WorkerOpts};
+use retrofarm_e2e::video::Luma;
+use retrofarm_proto::browser::ServerMsg;
+use retrofarm_proto::game::{GameCommand, GameReply};
+use retrofarm_proto::input::button;
+use retrofarm_proto::ErrorCode;
+
+/// Luma of the white player-1 block.
+const WHITE: (u8, u8) = (200, 255);
+const USER: &str = "e2e-player-1";
+
+fn x_of(pic: &Luma) -> f64 {
+    pic.centroid(WHITE.0, WHITE.1).expect("player 1's block is visible").0
+}
+
+/// Player 1's block's x now.
+async fn block_x(p: &mut Player) -> f64 {
+    let (_, _, pic) = p.watch(Duration::from_millis(400)).await;
+    match pic {
+        Some(pic) => x_of(&pic),
+        None => x_of(&p.first_picture(Duration::from_secs(3)).await.expect("pictures decode")),
+    }
+}
+
+/// Holds Right until the block moved `by` pixels; returns where it is.
+async fn move_right(p: &mut Player, by: f64) -> f64 {
+    let from = block_x(p).await;
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        p.hold(button::RIGHT, Duration::from_millis(200)).await;
+        let x = block_x(p).await;
+        if x - from >= by {
+            return x;
+        }
+        assert!(Instant::now() < end, "the block did not move from {from} ({x} now)");
+    }
+}
+
+fn cluster(dir: &Path, autosave_secs: u32) -> (CoordinatorAddrs, Proc, Proc) {
+    procs::cluster(dir, |o| o.extra = vec!["--autosave-secs".into(), autosave_secs.to_string()]).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saved_game_loads_back_for_every_viewer_and_reset_restarts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addrs, _coord, worker) = cluster(dir.path(), 0);
+    let mut host = Player::join(addrs, None, 1).await;
+    let mut guest = Player::join(addrs, Some(&host.room), 2).await;
+    let start = block_x(&mut host).await;
+
+    assert_eq!(host.game(GameCommand::Slots { user: USER.into() }).await, GameReply::Slots { slots: vec![] });
+    let saved_at = move_right(&mut host, 20.0).await;
+    assert_eq!(host.game(GameCommand::Save { user: USER.into(), slot: 2 }).await, GameReply::Saved { slot: 2 });
+    let GameReply::Slots { slots } = host.game(GameCommand::Slots { user: USER.into() }).await else { panic!() };
+    assert_eq!(slots.iter().map(|s| s.slot).collect::<Vec<_>>(), [2]);
+
+    let moved_on = move_right(&mut host, 20.0).await;
+    assert!(moved_on > saved_at + 19.0);
+    assert_eq!(host.game(GameCommand::Load { user: USER.into(), slot: 2 }).await, GameReply::Loaded { slot: 2 });
+    for (who, p) in [("the player", &mut host), ("the other viewer", &mut guest)] {
+        let x = block_x(p).await;
+        assert!((x - saved_at).abs() < 2.0, "{who} sees the block back at {saved_at} (x {x})");
+    }
+
+    // An empty slot and another player's slots are refused clearly; the game goes on.
+    let reply = host.game(GameCommand::Load { user: USER.into(), slot: 4 }).await;
+    assert!(
+        matches!(&reply, GameReply::Failed { command, message } if command == "load" && message.contains("empty")),
+        "{reply:?}"
+    );
+    let reply = host.game(GameCommand::Load { user: "someone-else".into(), slot: 2 }).await;
+    assert!(matches!(reply, GameReply::Failed { .. }), "{reply:?}");
+
+    assert_eq!(host.game(GameCommand::Reset).await, GameReply::Reset);
+    let x = block_x(&mut guest).await;
+    assert!((x - start).abs() < 2.0, "reset puts the block back at {start} (x {x})");
+    assert!(worker.log().contains("game command"), "commands are logged");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_room_that_closed_resumes_from_the_save_made_as_it_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addrs, _coord, worker) = cluster(dir.path(), 0);
+    let mut p = Player::join(addrs, None, 1).await;
+    let room = p.room.clone();
+    let left_at = move_right(&mut p, 30.0).await;
+    p.quit().await;
+    worker.wait_log("room saved as it closed", Duration::from_secs(10)).unwrap();
+
+    // The share link still works: the room starts again where it was.
+    let mut back = Player::join(addrs, Some(&room), 1).await;
+    assert_eq!(back.room, room, "the same room id");
+    let x = block_x(&mut back).await;
+    assert!((x - left_at).abs() < 2.0, "the block is where it was left ({left_at}), at {x}");
+    assert!(worker.log().contains("resuming the room from its autosave"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_room_whose_worker_died_resumes_on_another_worker_from_its_autosave() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let addrs = CoordinatorAddrs::fresh();
+    let _coord = procs::coordinator(dir.path(), &pki, addrs, &["--heartbeat-timeout-ms", "1500"]).unwrap();
+    let mut workers = Vec::new();
+    for id in ["w1", "w2"] {
+        let mut o = WorkerOpts::new(id, "local", &pki);
+        o.extra = vec!["--autosave-secs".into(), "1".into()];
+        let w = procs::worker(dir.path(), addrs, &o).unwrap();
+        w.wait_log("registered with the coordinator", Duration::from_secs(20)).unwrap();
+        workers.push(w);
+    }
+    let mut p = Player::join(addrs, None, 1).await;
+    let room = p.room.clone();
+    let moved_to = move_right(&mut p, 30.0).await;
+    // Let an autosave happen after the move.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let host = workers.iter().position(|w| !w.emulator_pids().is_empty()).expect("a worker runs the room");
+    workers[host].kill();
+
+    // The player is told.
+    let told = Instant::now();
+    let code = p
+        .browser
+        .recv_until(Duration::from_secs(10), |m| match m {
+            ServerMsg::Error { code, .. } => Some(*code),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(code, ErrorCode::WorkerLost | ErrorCode::RoomClosed), "{code:?}");
+    eprintln!("the player was told {:?} after the worker was killed", told.elapsed());
+    assert!(told.elapsed() < Duration::from_secs(2), "told within 2 s (the heartbeat timeout is 1.5 s here)");
+
+    // The share link resumes the room on the other worker, from the autosave.
+    let mut back = Player::join(addrs, Some(&room), 1).await;
+    assert_eq!(back.room, room);
+    let x = block_x(&mut back).await;
+    assert!((x - moved_to).abs() < 2.0, "the block is where the autosave had it ({moved_to}), at {x}");
+    let other = &workers[1 - host];
+    assert!(other.log().contains("resuming the room from its autosave"), "resumed on the other worker");
+}
