@@ -149,3 +149,55 @@ async fn a_room_whose_worker_died_resumes_on_another_worker_from_its_autosave() 
     let other = &workers[1 - host];
     assert!(other.log().contains("resuming the room from its autosave"), "resumed on the other worker");
 }
+
+/// The battery RAM in a save file (docs/decisions/saves.md has the layout), and the header.
+fn save_parts(path: &Path) -> (serde_json::Value, Vec<u8>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(&bytes[..8], b"RFSAVE\r\n");
+    let header_len = u32::from_le_bytes(bytes[10..14].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[14..14 + header_len]).unwrap();
+    let state_len = header["state_len"].as_u64().unwrap() as usize;
+    let sram_len = header["sram_len"].as_u64().unwrap() as usize;
+    let at = 14 + header_len + state_len;
+    (header, bytes[at..at + sram_len].to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_mgba_games_battery_ram_survives_a_room_restart() {
+    let Some(rom) = retrofarm_e2e::shared_roms().map(|d| d.join("anguna.gba")).filter(|r| r.exists()) else {
+        return eprintln!("SKIP: ../shared/roms/anguna.gba is missing");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let games = dir.path().join("games");
+    std::fs::create_dir_all(&games).unwrap();
+    std::os::unix::fs::symlink(&rom, games.join("anguna.gba")).unwrap();
+    let (addrs, _coord, worker) = procs::cluster(dir.path(), |o| {
+        o.games = games.clone();
+        o.extra = vec!["--autosave-secs".into(), "0".into()];
+    })
+    .unwrap();
+    let mut p = Player::join_game(addrs, "anguna", None, 1).await;
+    let room = p.room.clone();
+    // Anguna writes its battery RAM within its first ~500 frames.
+    p.watch(Duration::from_secs(10)).await;
+    p.quit().await;
+    worker.wait_log("room saved as it closed", Duration::from_secs(10)).unwrap();
+    let autosave = dir.path().join("saves/rooms").join(room.as_str()).join("autosave");
+    let (header, first) = save_parts(&autosave);
+    assert_eq!(header["core"], "mgba_libretro.so");
+    let written = first.iter().filter(|b| **b != 0xff).count();
+    eprintln!("anguna's battery RAM: {} bytes, {written} written", first.len());
+    assert!(written > 0, "the game wrote its battery RAM");
+
+    // The room starts again with that battery RAM; it is saved again as it closes.
+    let mut back = Player::join(addrs, Some(&room), 1).await;
+    back.watch(Duration::from_secs(2)).await;
+    back.quit().await;
+    let end = Instant::now() + Duration::from_secs(10);
+    while worker.log().matches("room saved as it closed").count() < 2 {
+        assert!(Instant::now() < end, "the second close was not saved");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, second) = save_parts(&autosave);
+    assert!(second == first, "the battery RAM survived the restart ({} bytes)", first.len());
+}

@@ -1,5 +1,6 @@
-// The RTCPeerConnection to the worker. The worker makes the offer (video, audio and the
-// `input` data channel); the page answers and trickles its candidates through signaling.
+// The RTCPeerConnection to the worker. The worker makes the offer (video, audio, and the
+// `input` and `control` data channels); the page answers and trickles its candidates through
+// signaling.
 
 /**
  * Keeps only `codec` (e.g. "vp8") and its retransmission (rtx) among the receiver's video codecs.
@@ -34,8 +35,9 @@ export class GamePeer {
    * @param {(track: MediaStreamTrack) => void} o.onTrack
    * @param {(state: string) => void} o.onConnectionState
    * @param {(channel: RTCDataChannel) => void} o.onInputChannel the worker's `input` channel
+   * @param {(channel: RTCDataChannel) => void} [o.onControlChannel] the worker's `control` channel
    */
-  constructor({ iceServers, codec, onLocalCandidate, onTrack, onConnectionState, onInputChannel }) {
+  constructor({ iceServers, codec, onLocalCandidate, onTrack, onConnectionState, onInputChannel, onControlChannel }) {
     this.codec = codec;
     this.pendingRemote = [];
     this.closed = false;
@@ -48,6 +50,7 @@ export class GamePeer {
     this.pc.addEventListener('connectionstatechange', () => onConnectionState(this.pc.connectionState));
     this.pc.addEventListener('datachannel', (e) => {
       if (e.channel.label === 'input') onInputChannel(e.channel);
+      else if (e.channel.label === 'control' && onControlChannel) onControlChannel(e.channel);
       else console.warn(`rtc: ignoring unexpected data channel ${JSON.stringify(e.channel.label)}`);
     });
   }

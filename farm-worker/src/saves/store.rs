@@ -9,7 +9,7 @@
 use std::path::Path as FsPath;
 use std::sync::Arc;
 
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
@@ -108,12 +108,25 @@ impl SaveStore {
     /// `AWS_ENDPOINT` for an S3-compatible server, `AWS_ALLOW_HTTP=true` for plain HTTP), or
     /// a local directory (made if missing).
     pub fn open(spec: &str) -> Result<SaveStore, String> {
+        SaveStore::open_with(spec, std::env::vars())
+    }
+
+    /// As [`SaveStore::open`], with the `AWS_*` settings taken from `vars` instead of the
+    /// process's environment.
+    pub fn open_with(spec: &str, vars: impl IntoIterator<Item = (String, String)>) -> Result<SaveStore, String> {
         if let Some(rest) = spec.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
                 return Err(format!("saves = {spec:?}: no bucket name (s3://bucket/prefix)"));
             }
-            let s3 = AmazonS3Builder::from_env()
+            let mut builder = AmazonS3Builder::new();
+            // As AmazonS3Builder::from_env reads them.
+            for (key, value) in vars.into_iter().filter(|(k, _)| k.starts_with("AWS_")) {
+                if let Ok(key) = key.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
+                    builder = builder.with_config(key, value);
+                }
+            }
+            let s3 = builder
                 .with_bucket_name(bucket)
                 .build()
                 .map_err(|e| format!("saves = {spec:?}: {e} (set AWS_REGION, AWS_ENDPOINT and credentials)"))?;
