@@ -39,6 +39,13 @@ fi
 
 "$repo/scripts/fetch-cores.sh"
 
+# The save store's S3 tests run against s3s-fs, an S3-compatible server that checks request
+# signatures (0.14.1: the last release that builds with Rust 1.95).
+if [ "$mode" != "--run" ] && [ ! -x "$repo/.deps/s3s/bin/s3s-fs" ]; then
+    echo "setup: building s3s-fs (S3-compatible test server) into .deps/s3s"
+    cargo install s3s-fs@0.14.1 --features binary --locked --quiet --root "$repo/.deps/s3s"
+fi
+
 if [ "$mode" != "--run" ] && [ -f "$repo/web/package.json" ]; then
     (cd "$repo/web" && { [ -d node_modules/playwright-core ] || npm install --no-audit --no-fund --loglevel=error; })
 fi

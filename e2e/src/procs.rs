@@ -194,6 +194,8 @@ pub struct WorkerOpts {
     /// that every emulated frame of the (mostly still) homebrew game reaches its viewers; the
     /// worker's own default, on, has tests of its own.
     pub skip_repeated_frames: bool,
+    /// Where saves go (`--saves`); `None`: the test directory's `saves`, shared by its workers.
+    pub saves: Option<String>,
     /// Extra flags.
     pub extra: Vec<String>,
     /// Extra environment variables.
@@ -212,6 +214,7 @@ impl WorkerOpts {
             pki: pki.to_path_buf(),
             games: crate::repo_root().join("games"),
             skip_repeated_frames: false,
+            saves: None,
             extra: vec![],
             env: vec![],
             wrap: vec![],
@@ -260,8 +263,62 @@ pub fn worker(dir: &Path, coord: CoordinatorAddrs, o: &WorkerOpts) -> Result<Pro
         .arg(o.skip_repeated_frames.to_string())
         // Every worker of a test shares one save store, as a farm's workers share a bucket.
         .arg("--saves")
-        .arg(dir.join("saves"))
+        .arg(o.saves.clone().unwrap_or_else(|| dir.join("saves").display().to_string()))
         .args(&o.extra)
         .envs(o.env.iter().map(|(k, v)| (k, v)));
     Proc::spawn(&format!("worker-{}", o.id), &mut cmd, dir)
+}
+
+/// An S3-compatible server (s3s-fs, built into `.deps/s3s` by scripts/setup.sh) that checks
+/// request signatures, storing into `root`.
+pub struct S3Server {
+    /// The process.
+    pub proc: Proc,
+    /// Its endpoint, `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// The access key it accepts.
+    pub access_key: String,
+    /// The secret key it accepts.
+    pub secret_key: String,
+}
+
+impl S3Server {
+    /// Starts one with the bucket `bucket`; `None` (said on stderr) when s3s-fs is not built.
+    pub fn start(dir: &Path, root: &Path, bucket: &str) -> Result<Option<S3Server>> {
+        let bin = crate::repo_root().join(".deps/s3s/bin/s3s-fs");
+        if !bin.exists() {
+            eprintln!("SKIP: {} is missing (scripts/setup.sh builds it)", bin.display());
+            return Ok(None);
+        }
+        // s3s-fs serves the folders of its root as buckets.
+        std::fs::create_dir_all(root.join(bucket))?;
+        let port = tcp_port();
+        let (access_key, secret_key) = ("retrofarm-test".to_string(), "s3cr3t-key-for-tests".to_string());
+        let mut cmd = Command::new(bin);
+        cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", &access_key, "--secret-key", &secret_key])
+            .arg(root);
+        let proc = Proc::spawn("s3s-fs", &mut cmd, dir)?;
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let end = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            anyhow::ensure!(Instant::now() < end, "s3s-fs did not listen on {endpoint}:\n{}", proc.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Some(S3Server { proc, endpoint, access_key, secret_key }))
+    }
+
+    /// The environment a worker uses this server with (`secret`: the secret key to present).
+    pub fn env(&self, secret: &str) -> Vec<(String, String)> {
+        [
+            ("AWS_ACCESS_KEY_ID", self.access_key.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", secret),
+            ("AWS_ENDPOINT", self.endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_REGION", "us-east-1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
 }

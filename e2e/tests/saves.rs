@@ -201,3 +201,43 @@ async fn an_mgba_games_battery_ram_survives_a_room_restart() {
     let (_, second) = save_parts(&autosave);
     assert!(second == first, "the battery RAM survived the restart ({} bytes)", first.len());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn saves_land_in_an_s3_bucket_and_a_wrong_secret_is_a_clear_error_that_stops_no_game() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("s3");
+    let Some(s3) = procs::S3Server::start(dir.path(), &root, "saves").unwrap() else { return };
+    let (addrs, _coord, worker) = procs::cluster(dir.path(), |o| {
+        o.saves = Some("s3://saves/farm".into());
+        o.env = s3.env(&s3.secret_key);
+    })
+    .unwrap();
+    let mut p = Player::join(addrs, None, 1).await;
+    let saved_at = move_right(&mut p, 20.0).await;
+    assert_eq!(p.game(GameCommand::Save { user: USER.into(), slot: 1 }).await, GameReply::Saved { slot: 1 });
+    let object = root.join("saves/farm/users").join(USER).join("Retrofarm Walk/slot-1");
+    assert!(object.exists(), "the save is an object in the bucket: {}", object.display());
+    move_right(&mut p, 20.0).await;
+    assert_eq!(p.game(GameCommand::Load { user: USER.into(), slot: 1 }).await, GameReply::Loaded { slot: 1 });
+    let x = block_x(&mut p).await;
+    assert!((x - saved_at).abs() < 2.0, "loaded from the bucket: the block is back at {saved_at} (x {x})");
+    drop(worker);
+
+    // A second farm with a wrong secret: the store refuses, the player is told, the game goes on.
+    let dir2 = tempfile::tempdir().unwrap();
+    let (addrs, _coord, _worker) = procs::cluster(dir2.path(), |o| {
+        o.saves = Some("s3://saves/farm".into());
+        o.env = s3.env("not-the-secret");
+    })
+    .unwrap();
+    let mut p = Player::join(addrs, None, 1).await;
+    let reply = p.game(GameCommand::Save { user: USER.into(), slot: 2 }).await;
+    let GameReply::Failed { command, message } = reply else { panic!("the save must fail: {reply:?}") };
+    eprintln!("with a wrong secret: {message}");
+    assert_eq!(command, "save");
+    assert!(message.contains("s3://saves/farm"), "the message names the store: {message}");
+    assert!(message.contains("AWS_SECRET_ACCESS_KEY"), "and says what to check: {message}");
+    assert!(!root.join("saves/farm/users").join(USER).join("Retrofarm Walk/slot-2").exists());
+    let (video, _, pic) = p.watch(Duration::from_secs(1)).await;
+    assert!(video >= 30 && pic.is_some(), "the game streams on: {video} frames");
+}

@@ -1,4 +1,4 @@
-// Wiring: signaling ⇄ latency check ⇄ peer ⇄ input ⇄ stats, and the page's UI.
+// Wiring: signaling ⇄ latency check ⇄ peer ⇄ input, game commands ⇄ stats, and the page's UI.
 // The session's steps follow docs/protocol.md, section 1 ("Sequence").
 
 import { Signaling, signalingUrl, FROM_SERVER, TO_SERVER } from './signaling.js';
@@ -6,7 +6,8 @@ import { measureLatency } from './latency.js';
 import { GamePeer, sdpCodecs } from './rtc.js';
 import { PadInput, KEYMAP } from './input.js';
 import { StatsSampler, emptyStats } from './stats.js';
-import { describeError } from './errors.js';
+import { describeError, COMMAND_ERRORS } from './errors.js';
+import { GameControl, SLOTS, formatSavedAt, playerId } from './saves.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -34,6 +35,20 @@ const state = {
   rtc: 'none', // RTCPeerConnection.connectionState
   input: 'none', // the input data channel's readyState
   inputChannel: null, // {ordered, maxRetransmits, maxPacketLifeTime} as negotiated
+  control: 'none', // the control data channel's readyState
+  /** This browser's player id: whose save slots `save`, `load` and `slots` use. */
+  user: playerId(),
+  slot: 1, // the slot selected in the Game panel
+  /** The player's saved slots for this game, [{slot, saved_ms}], or null until the worker says. */
+  slots: null,
+  /** The command waiting for the worker's answer (`save`, `load`, `slots`, `reset`), or null. */
+  gameCommand: null,
+  /**
+   * The last answer on the control channel, `{t, p}` as the worker sent it (a `failed` made by
+   * the page, e.g. after a timeout, has `local: true`), and every answer so far, in order.
+   */
+  gameReply: null,
+  gameReplies: [],
   videoCodecs: [], // video codecs of the page's SDP answer, in order of preference
   /** The last error code (null when none is shown) and every code seen, in order. */
   error: null,
@@ -49,6 +64,16 @@ let iceServers = [];
 
 const stats = new StatsSampler($('stats-list'), (s) => {
   window.retrofarm.stats = s;
+});
+
+const control = new GameControl({
+  onChange: () => renderGamePanel(),
+  onReply: (reply, command) => {
+    const entry = { ...reply, command: command.t };
+    state.gameReply = entry;
+    state.gameReplies.push(entry);
+    if (state.gameReplies.length > 100) state.gameReplies.shift();
+  },
 });
 
 const pad = new PadInput({
@@ -67,6 +92,8 @@ window.retrofarm = {
   pollStats: () => stats.sample(),
   /** Packets sent on the input channel so far. */
   inputSent: () => pad.sent,
+  /** Sends a game command on the control channel; resolves with its answer `{t, p}`. */
+  gameCommand: (t, p) => control.send(t, p),
 };
 
 // ---- UI ------------------------------------------------------------------------------
@@ -127,6 +154,27 @@ function render() {
   $('share-link').value = state.shareLink ?? '';
   $('now-playing').textContent = playing ? `${state.game ?? ''} · room ${state.room} · port ${state.port}` : '';
   $('unmute').hidden = !(playing && state.audioBlocked);
+  renderGamePanel();
+}
+
+/** The Game panel: slot list with save times, buttons usable while the control channel is open. */
+function renderGamePanel() {
+  state.control = control.state;
+  state.gameCommand = control.busy;
+  const ready = control.ready;
+  for (const id of ['save', 'load', 'reset', 'reset-yes']) $(id).disabled = !ready;
+  $('game-panel').setAttribute('aria-busy', String(!!control.busy));
+  const select = $('slot');
+  select.value = String(state.slot);
+  const now = new Date();
+  for (const option of select.options) {
+    const n = Number(option.value);
+    const saved = state.slots?.find((s) => s.slot === n);
+    let text = String(n);
+    if (saved) text += ` · saved ${formatSavedAt(saved.saved_ms, now)}`;
+    else if (state.slots) text += ' · empty';
+    if (option.textContent !== text) option.textContent = text;
+  }
 }
 
 function renderGames(games) {
@@ -150,11 +198,17 @@ function renderGames(games) {
   }
 }
 
+/** Keys of the Game panel (not pad buttons: input.js leaves them alone). */
+const GAME_KEYS = Object.freeze([
+  { code: 'F2', keys: 'F2', label: 'Save to the selected slot' },
+  { code: 'F4', keys: 'F4', label: 'Load the selected slot' },
+]);
+
 function renderKeymap() {
   const body = $('keymap').tBodies[0];
-  for (const k of KEYMAP) {
+  for (const k of [...KEYMAP, ...GAME_KEYS]) {
     const tr = document.createElement('tr');
-    tr.dataset.button = k.button;
+    if (k.button) tr.dataset.button = k.button;
     const key = document.createElement('td');
     const kbd = document.createElement('kbd');
     kbd.textContent = k.keys;
@@ -227,7 +281,8 @@ function onInit(p) {
   if (p.room) state.room = p.room;
   renderGames(state.games);
   setPhase('choosing');
-  setStatus(state.room ? `Ready to join room ${state.room}.` : 'Ready: choose a game.');
+  // A share link's room may have ended: joining then resumes it from its autosave.
+  setStatus(state.room ? `Ready to join (or resume) room ${state.room}.` : 'Ready: choose a game.');
 }
 
 function startGame(game) {
@@ -260,6 +315,7 @@ async function onOffer(sdp) {
     onTrack: attachTrack,
     onConnectionState: (s) => onConnectionState(p, s),
     onInputChannel: (ch) => onInputChannel(p, ch),
+    onControlChannel: (ch) => onControlChannel(p, ch),
   });
   peer = p;
   state.rtc = p.connectionState;
@@ -297,6 +353,85 @@ function onInputChannel(p, ch) {
   ch.addEventListener('open', update);
   ch.addEventListener('close', update);
   pad.attach(ch);
+}
+
+function onControlChannel(p, ch) {
+  if (peer !== p) return;
+  control.attach(ch);
+  // The panel is usable from now on: show which slots hold a save.
+  if (ch.readyState === 'open') refreshSlots();
+  else ch.addEventListener('open', () => peer === p && refreshSlots(), { once: true });
+}
+
+// ---- game commands (Game panel, F2/F4) ---------------------------------------------------
+
+/** Asks the worker which of this player's slots hold a save for this game. */
+async function refreshSlots() {
+  const p = peer;
+  const reply = await control.slots(state.user);
+  if (peer !== p) return;
+  if (reply.t === 'slots') state.slots = (reply.p?.slots ?? []).filter((s) => s.slot >= 1 && s.slot <= SLOTS);
+  else console.warn(`control: the save slots are unknown: ${reply.p?.message}`);
+  renderGamePanel();
+}
+
+/** Runs a save, load or reset and tells the player how it went. */
+async function gameCommand(t, slot) {
+  const p = peer;
+  if (!p) return;
+  const what = { save: `Saving to slot ${slot}…`, load: `Loading slot ${slot}…`, reset: 'Resetting the game…' }[t];
+  setStatus(what);
+  const reply =
+    t === 'save' ? await control.save(state.user, slot)
+      : t === 'load' ? await control.load(state.user, slot)
+        : await control.reset();
+  // The game ended meanwhile: nothing to tell on this screen.
+  if (peer !== p || state.phase !== 'playing') return;
+  if (reply.t === 'failed') {
+    const message = reply.p?.message ?? 'no reason given';
+    const failed = { save: `Saving to slot ${slot} failed`, load: `Loading slot ${slot} failed`, reset: 'Reset failed' }[t];
+    setStatus(`${failed}: ${message}`);
+    showError(COMMAND_ERRORS[t], message);
+    return;
+  }
+  if (Object.values(COMMAND_ERRORS).includes(state.error)) clearError();
+  const n = reply.p?.slot ?? slot;
+  setStatus({ saved: `Saved to slot ${n}`, loaded: `Loaded slot ${n}`, reset: 'Game reset' }[reply.t] ?? `Done: ${reply.t}`);
+  if (reply.t === 'saved') refreshSlots();
+}
+
+function saveSlot() {
+  return gameCommand('save', state.slot);
+}
+
+function loadSlot() {
+  return gameCommand('load', state.slot);
+}
+
+/** Shows or hides Reset's confirmation step (a reset changes the game for the whole room). */
+function askReset(open) {
+  $('reset-confirm').hidden = !open;
+  $('reset').setAttribute('aria-expanded', String(open));
+  if (open) $('reset-no').focus();
+}
+
+/**
+ * After a click with the mouse (or a tap), the keyboard goes back to the game; a button pressed
+ * from the keyboard keeps the focus.
+ */
+function backToGame(e, fallback) {
+  if (e?.detail > 0) $('screen').focus({ preventScroll: true });
+  else fallback?.focus();
+}
+
+function onGameKey(e) {
+  if (e.code !== 'F2' && e.code !== 'F4') return;
+  // Alt+F4 and other combinations belong to the browser and the system.
+  if (state.phase !== 'playing' || e.ctrlKey || e.metaKey || e.altKey || e.shiftKey) return;
+  e.preventDefault();
+  if (e.repeat) return;
+  if (e.code === 'F2') saveSlot();
+  else loadSlot();
 }
 
 function attachTrack(track) {
@@ -362,12 +497,14 @@ function onServerError(code, message) {
       break;
     default:
       if (code === 'unknown_room') {
-        // The coordinator runs the latency check next; this page starts its own game then.
+        // The share link's room has ended and has no save to resume it from (the coordinator
+        // says so when the player joins): this page offers its own games instead.
         state.room = null;
         state.port = 1;
       }
       if (state.phase === 'starting') setPhase('choosing');
       else render();
+      if (code === 'unknown_room' && state.phase === 'choosing') setStatus('Ready: choose a game.');
   }
 }
 
@@ -375,6 +512,9 @@ function endPeer() {
   stats.stop();
   pad.detach();
   pad.releaseAll();
+  control.detach('The game ended before the server answered.');
+  state.slots = null;
+  askReset(false);
   peer?.close();
   peer = null;
   state.rtc = 'none';
@@ -433,6 +573,34 @@ function wireUi() {
     if (document.fullscreenElement) document.exitFullscreen();
     else $('screen').requestFullscreen?.().catch(() => {});
   });
+  $('slot').addEventListener('change', () => {
+    state.slot = Number($('slot').value) || 1;
+  });
+  $('save').addEventListener('click', (e) => {
+    saveSlot();
+    backToGame(e);
+  });
+  $('load').addEventListener('click', (e) => {
+    loadSlot();
+    backToGame(e);
+  });
+  $('reset').addEventListener('click', () => askReset($('reset-confirm').hidden));
+  $('reset-no').addEventListener('click', (e) => {
+    askReset(false);
+    backToGame(e, $('reset'));
+  });
+  $('reset-yes').addEventListener('click', (e) => {
+    askReset(false);
+    gameCommand('reset');
+    backToGame(e, $('reset'));
+  });
+  $('reset-confirm').addEventListener('keydown', (e) => {
+    if (e.key !== 'Escape') return;
+    e.preventDefault();
+    askReset(false);
+    $('reset').focus();
+  });
+  window.addEventListener('keydown', onGameKey);
   $('error-dismiss').addEventListener('click', clearError);
   $('error-retry').addEventListener('click', () => {
     clearError();

@@ -15,7 +15,7 @@ export const ERRORS = Object.freeze({
     next: 'games',
   },
   unknown_room: {
-    text: 'That game room does not exist any more (it may have ended). You can start a new game instead.',
+    text: 'That game room does not exist any more, and it has no save to resume from. You can start a new game instead.',
     next: 'none',
   },
   malformed: {
@@ -59,7 +59,23 @@ export const ERRORS = Object.freeze({
     text: 'The video connection to the game server failed (a firewall may block it). Please try again.',
     next: 'games',
   },
+  // A game command (the `control` data channel) failed; the game goes on as it was.
+  save_failed: {
+    text: 'The game could not be saved. The game goes on as before.',
+    next: 'none',
+  },
+  load_failed: {
+    text: 'The save could not be loaded. The game goes on as before.',
+    next: 'none',
+  },
+  reset_failed: {
+    text: 'The game could not be reset. The game goes on as before.',
+    next: 'none',
+  },
 });
+
+/** The codes of failed game commands: a later command that works clears them. */
+export const COMMAND_ERRORS = Object.freeze({ save: 'save_failed', load: 'load_failed', reset: 'reset_failed' });
 
 /** The entry for `code`; unknown codes are shown like `internal`. */
 export function describeError(code) {

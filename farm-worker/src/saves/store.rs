@@ -150,7 +150,13 @@ impl SaveStore {
     }
 
     fn failed(&self, e: object_store::Error) -> StoreError {
-        StoreError::Store { url: self.url.clone(), message: e.to_string() }
+        let hint = match e {
+            object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+                " (check the store's credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+            }
+            _ => "",
+        };
+        StoreError::Store { url: self.url.clone(), message: format!("{e}{hint}") }
     }
 
     /// Writes a save. A room's autosave moves the one before it to `autosave.prev` first.
