@@ -260,7 +260,9 @@ impl Driver {
                     if let (Some(game), Some(store)) = (self.rooms.stop(&room), self.cfg.saves.clone()) {
                         // The last save; the emulator ends when it is done.
                         tokio::spawn(async move {
-                            match saving::autosave(&store, &game).await {
+                            let saved = saving::autosave(&store, &game).await;
+                            count_save("close", saved.is_ok());
+                            match saved {
                                 Ok(()) => info!(room = %game.room, "room saved as it closed"),
                                 Err(e) => warn!(room = %game.room, error = %e, "the closing room could not be saved"),
                             }
@@ -272,6 +274,7 @@ impl Driver {
                     let (store, done) = (self.cfg.saves.clone(), self.done_tx.clone());
                     tokio::spawn(async move {
                         let found = saving::find(store.as_ref(), &room).await;
+                        count_save("resume", found.is_ok());
                         let _ = done.send(Done::Resumed { room, found });
                     });
                 }
@@ -334,6 +337,14 @@ impl Driver {
         let now = Instant::now();
         match done {
             Done::Reply { session, room, reply } => {
+                match &reply {
+                    GameReply::Saved { .. } => count_save("save", true),
+                    GameReply::Loaded { .. } => count_save("load", true),
+                    GameReply::Failed { command, .. } if matches!(command.as_str(), "save" | "load") => {
+                        count_save(command, false)
+                    }
+                    _ => {}
+                }
                 if matches!(reply, GameReply::Loaded { .. } | GameReply::Reset) {
                     // Every viewer's picture changed at once: everyone gets a keyframe.
                     if let Some(r) = self.rooms.get(&room) {
@@ -367,7 +378,9 @@ impl Driver {
         let busy = self.autosaving.clone();
         tokio::spawn(async move {
             for game in games {
-                if let Err(e) = saving::autosave(&store, &game).await {
+                let saved = saving::autosave(&store, &game).await;
+                count_save("autosave", saved.is_ok());
+                if let Err(e) = saved {
                     warn!(room = %game.room, error = %e, "autosave failed");
                 }
             }
@@ -487,4 +500,9 @@ fn observe(t: &VideoTiming) {
     let since = |at: u64| at.saturating_sub(t.stamps.emulated) as f64 / 1e9;
     m.stage_latency.with_label_values(&["converted"]).observe(since(t.stamps.converted));
     m.stage_latency.with_label_values(&["encoded"]).observe(since(t.stamps.encoded));
+}
+
+/// Counts a save of `kind` in `retrofarm_saves_total`.
+fn count_save(kind: &str, ok: bool) {
+    metrics().saves.with_label_values(&[kind, if ok { "ok" } else { "failed" }]).inc();
 }

@@ -61,6 +61,8 @@ pub struct Metrics {
     pub nvenc_sessions: IntGauge,
     /// Most NVENC sessions at once (`nvenc_max_sessions`).
     pub nvenc_budget: IntGauge,
+    /// Saves written and loaded, by kind and outcome.
+    pub saves: IntCounterVec,
     /// Rooms by the encoders they used in the last second.
     pub rooms_encoding: IntGaugeVec,
     /// Pictures NVENC read straight from GPU memory.
@@ -184,6 +186,14 @@ impl Metrics {
                 "Most NVENC sessions at once (nvenc_max_sessions).",
             )
             .unwrap(),
+            saves: IntCounterVec::new(
+                Opts::new(
+                    "retrofarm_saves_total",
+                    "Saves by kind (autosave, close, save, load, resume) and outcome (ok, failed).",
+                ),
+                &["kind", "outcome"],
+            )
+            .unwrap(),
             rooms_encoding: IntGaugeVec::new(
                 Opts::new(
                     "retrofarm_rooms_encoding",
@@ -228,6 +238,12 @@ impl Metrics {
         r.register(Box::new(m.nvenc_budget.clone())).unwrap();
         r.register(Box::new(m.nvenc_zero_copy.clone())).unwrap();
         r.register(Box::new(m.rooms_encoding.clone())).unwrap();
+        r.register(Box::new(m.saves.clone())).unwrap();
+        for kind in ["autosave", "close", "save", "load", "resume"] {
+            for outcome in ["ok", "failed"] {
+                m.saves.with_label_values(&[kind, outcome]);
+            }
+        }
         // Series that exist from the start, so dashboards and alerts see zeros, not gaps.
         m.frames_emulated.with_label_values(&[CPU]);
         m.frames_late.with_label_values(&[CPU]);

@@ -378,7 +378,6 @@ async function refreshSlots() {
 /** Runs a save, load or reset and tells the player how it went. */
 async function gameCommand(t, slot) {
   const p = peer;
-  if (!p) return;
   const what = { save: `Saving to slot ${slot}…`, load: `Loading slot ${slot}…`, reset: 'Resetting the game…' }[t];
   setStatus(what);
   const reply =

@@ -1,4 +1,5 @@
-// Pure helpers, no browser: the input packet format, stats summaries, the PNG decoder.
+// Pure helpers, no browser: the input packet format, stats summaries, the PNG decoder, and the
+// game commands' bookkeeping on a stand-in control channel.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -6,7 +7,8 @@ import { test } from 'node:test';
 import { BUTTON, GAMEPAD_BUTTONS, KEYMAP, encodeInput, readGamepad } from '../js/input.js';
 import { summarize } from '../js/stats.js';
 import { preferredVideoCodecs, sdpCodecs } from '../js/rtc.js';
-import { describeError, ERRORS } from '../js/errors.js';
+import { describeError, ERRORS, COMMAND_ERRORS } from '../js/errors.js';
+import { GameControl, MAX_COMMAND_BYTES, USER_ID, playerId } from '../js/saves.js';
 import { blockPosition, centroid, decodePng, encodePng, isRed, isWhite } from './pixels.mjs';
 
 test('input packet: the example of docs/protocol.md', () => {
@@ -118,4 +120,135 @@ test('codec names of an SDP section', () => {
   assert.deepEqual(sdpCodecs(sdp, 'video'), ['VP8', 'rtx']);
   assert.deepEqual(sdpCodecs(sdp, 'audio'), ['opus']);
   assert.deepEqual(sdpCodecs(sdp, 'application'), []);
+});
+
+// ---- game commands (js/saves.js) ----------------------------------------------------------
+
+/** An RTCDataChannel stand-in: records what is sent, replies on demand. */
+class FakeChannel extends EventTarget {
+  constructor(readyState = 'open') {
+    super();
+    this.readyState = readyState;
+    this.sent = [];
+  }
+  send(text) {
+    this.sent.push(JSON.parse(text));
+  }
+  open() {
+    this.readyState = 'open';
+    this.dispatchEvent(new Event('open'));
+  }
+  close() {
+    this.readyState = 'closed';
+    this.dispatchEvent(new Event('close'));
+  }
+  reply(msg) {
+    this.dispatchEvent(new MessageEvent('message', { data: JSON.stringify(msg) }));
+  }
+}
+
+const USER = 'u-12345678';
+
+test('game commands: one in flight at a time, answers matched in order', async () => {
+  const ch = new FakeChannel();
+  const seen = [];
+  const control = new GameControl({ onReply: (r, c) => seen.push([c.t, r.t]) });
+  control.attach(ch);
+  const save = control.save(USER, 2);
+  const slots = control.slots(USER);
+  const reset = control.reset();
+  assert.deepEqual(ch.sent, [{ t: 'save', p: { user: USER, slot: 2 } }], 'only the first command is sent');
+  assert.equal(control.busy, 'save');
+  ch.reply({ t: 'saved', p: { slot: 2 } });
+  assert.deepEqual(await save, { t: 'saved', p: { slot: 2 } });
+  assert.deepEqual(ch.sent[1], { t: 'slots', p: { user: USER } });
+  ch.reply({ t: 'slots', p: { slots: [{ slot: 2, saved_ms: 5 }] } });
+  assert.deepEqual((await slots).p.slots, [{ slot: 2, saved_ms: 5 }]);
+  assert.deepEqual(ch.sent[2], { t: 'reset' }, 'reset has no payload');
+  ch.reply({ t: 'failed', p: { command: 'reset', message: 'the emulator did not answer' } });
+  assert.deepEqual(await reset, { t: 'failed', p: { command: 'reset', message: 'the emulator did not answer' } });
+  assert.equal(control.busy, null);
+  assert.deepEqual(seen, [['save', 'saved'], ['slots', 'slots'], ['reset', 'failed']]);
+  // An answer to no command, or one that does not fit the command in flight, is ignored.
+  ch.reply({ t: 'loaded', p: { slot: 1 } });
+  const load = control.load(USER, 1);
+  ch.reply({ t: 'saved', p: { slot: 1 } });
+  assert.equal(control.busy, 'load');
+  ch.reply({ t: 'loaded', p: { slot: 1 } });
+  assert.equal((await load).t, 'loaded');
+});
+
+test('game commands: a timeout fails the command and its late answer is dropped', async () => {
+  const ch = new FakeChannel();
+  const control = new GameControl({ timeoutMs: 30 });
+  control.attach(ch);
+  const save = await control.save(USER, 1);
+  assert.equal(save.t, 'failed');
+  assert.equal(save.local, true);
+  assert.equal(save.p.command, 'save');
+  assert.match(save.p.message, /did not answer/);
+  const load = control.load(USER, 1);
+  ch.reply({ t: 'saved', p: { slot: 1 } }); // the late answer to the save
+  assert.equal(control.busy, 'load', 'the late answer does not settle the next command');
+  ch.reply({ t: 'loaded', p: { slot: 1 } });
+  assert.equal((await load).t, 'loaded');
+  // A command the worker never answered does not swallow the next command's answer.
+  const lost = await control.reset();
+  assert.match(lost.p.message, /did not answer/);
+  const slots = control.slots(USER);
+  ch.reply({ t: 'slots', p: { slots: [] } });
+  assert.equal((await slots).t, 'slots');
+});
+
+test('game commands: the channel closing fails what is pending; sending needs a channel', async () => {
+  const ch = new FakeChannel('connecting');
+  const control = new GameControl();
+  const early = await control.save(USER, 1);
+  assert.match(early.p.message, /not connected/i);
+  control.attach(ch);
+  const queued = control.save(USER, 1);
+  assert.deepEqual(ch.sent, [], 'nothing is sent before the channel opens');
+  ch.open();
+  assert.equal(ch.sent.length, 1, 'sent once the channel opens');
+  const waiting = control.reset();
+  ch.close();
+  for (const r of await Promise.all([queued, waiting])) {
+    assert.equal(r.t, 'failed');
+    assert.match(r.p.message, /closed before it answered/);
+  }
+  assert.equal(control.state, 'none');
+  assert.match((await control.reset()).p.message, /not connected/i);
+});
+
+test('game commands: a command over 1024 bytes is refused here', async () => {
+  const ch = new FakeChannel();
+  const control = new GameControl();
+  control.attach(ch);
+  const r = await control.save('x'.repeat(MAX_COMMAND_BYTES), 1);
+  assert.equal(r.t, 'failed');
+  assert.match(r.p.message, /too large/);
+  assert.deepEqual(ch.sent, []);
+});
+
+test('player id: kept in storage, remade when invalid, per page without storage', () => {
+  const store = new Map();
+  const storage = { getItem: (k) => store.get(k) ?? null, setItem: (k, v) => store.set(k, v) };
+  const id = playerId(storage);
+  assert.match(id, USER_ID);
+  assert.equal(playerId(storage), id);
+  store.set('retrofarm.user', 'mine_1234');
+  assert.equal(playerId(storage), 'mine_1234', 'a valid stored id is used');
+  store.set('retrofarm.user', '../bad');
+  assert.match(playerId(storage), USER_ID);
+  const denied = { getItem: () => { throw new Error('SecurityError'); }, setItem: () => { throw new Error('SecurityError'); } };
+  const pageId = playerId(denied);
+  assert.match(pageId, USER_ID);
+  assert.equal(playerId(denied), pageId, 'the same id for the page life');
+  assert.ok(!USER_ID.test('short') && !USER_ID.test('a'.repeat(65)) && USER_ID.test('a'.repeat(64)));
+});
+
+test('F2 and F4 are not pad keys; every failed command has a message', () => {
+  const codes = KEYMAP.flatMap((k) => k.codes);
+  assert.ok(!codes.includes('F2') && !codes.includes('F4'));
+  for (const code of Object.values(COMMAND_ERRORS)) assert.equal(ERRORS[code]?.next, 'none', code);
 });
