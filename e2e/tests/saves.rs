@@ -158,7 +158,7 @@ async fn a_room_whose_worker_died_resumes_on_another_worker_from_its_autosave() 
     assert!(other.log().contains("resuming the room from its autosave"), "resumed on the other worker");
 }
 
-/// The battery RAM in a save file (docs/decisions/saves.md has the layout), and the header.
+/// The header and the battery RAM of a save file (layout: farm-worker/src/saves/format.rs).
 fn save_parts(path: &Path) -> (serde_json::Value, Vec<u8>) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert_eq!(&bytes[..8], b"RFSAVE\r\n");
