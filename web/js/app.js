@@ -365,13 +365,26 @@ function onControlChannel(p, ch) {
 
 // ---- game commands (Game panel, F2/F4) ---------------------------------------------------
 
-/** Asks the worker which of this player's slots hold a save for this game. */
-async function refreshSlots() {
+/** How often, and how long apart, a `slots` the worker refused is asked again. */
+const SLOTS_RETRIES = 5;
+const SLOTS_RETRY_MS = 1000;
+
+/**
+ * Asks the worker which of this player's slots hold a save for this game. The channel may open
+ * before the room's game runs ("the game is still starting"): a refusal is retried a few times.
+ */
+async function refreshSlots(attempt = 0) {
   const p = peer;
   const reply = await control.slots(state.user);
   if (peer !== p) return;
-  if (reply.t === 'slots') state.slots = (reply.p?.slots ?? []).filter((s) => s.slot >= 1 && s.slot <= SLOTS);
-  else console.warn(`control: the save slots are unknown: ${reply.p?.message}`);
+  if (reply.t === 'slots') {
+    state.slots = (reply.p?.slots ?? []).filter((s) => s.slot >= 1 && s.slot <= SLOTS);
+  } else {
+    console.warn(`control: the save slots are unknown: ${reply.p?.message}`);
+    if (!reply.local && attempt < SLOTS_RETRIES) {
+      setTimeout(() => peer === p && control.ready && refreshSlots(attempt + 1), SLOTS_RETRY_MS);
+    }
+  }
   renderGamePanel();
 }
 
