@@ -77,18 +77,23 @@ pub fn poll_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Resul
         None => -1,
         Some(t) => t.as_millis().min(i32::MAX as u128) as libc::c_int,
     };
-    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    Ok(poll_one(fd, libc::POLLIN, ms)? & libc::POLLIN != 0)
+}
+
+/// `poll(2)` on one descriptor for `events`, retried when interrupted; returns `revents` (0
+/// after `ms` milliseconds; -1 waits for ever).
+fn poll_one(fd: BorrowedFd<'_>, events: libc::c_short, ms: libc::c_int) -> io::Result<libc::c_short> {
+    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
     loop {
         // SAFETY: `pfd` is one valid pollfd and we pass a count of 1.
         let ret = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if ret < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
+        if ret >= 0 {
+            return Ok(if ret > 0 { pfd.revents } else { 0 });
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
             return Err(err);
         }
-        return Ok(ret > 0 && pfd.revents & libc::POLLIN != 0);
     }
 }
 
@@ -108,24 +113,12 @@ pub struct Readiness {
 pub fn wait_fd(fd: BorrowedFd<'_>, write: bool, timeout: Duration) -> io::Result<Readiness> {
     let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
     let events = if write { libc::POLLIN | libc::POLLOUT } else { libc::POLLIN };
-    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
-    loop {
-        // SAFETY: `pfd` is one valid pollfd and we pass a count of 1.
-        let ret = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if ret < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(err);
-        }
-        let r = pfd.revents;
-        return Ok(Readiness {
-            readable: r & libc::POLLIN != 0,
-            writable: r & libc::POLLOUT != 0,
-            hangup: r & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0,
-        });
-    }
+    let r = poll_one(fd, events, ms)?;
+    Ok(Readiness {
+        readable: r & libc::POLLIN != 0,
+        writable: r & libc::POLLOUT != 0,
+        hangup: r & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0,
+    })
 }
 
 /// Writes to a socket without ever raising SIGPIPE: a peer that went away is the error

@@ -1,4 +1,4 @@
-// Wiring: signaling ⇄ latency check ⇄ peer ⇄ input, game commands ⇄ stats, and the page's UI.
+// Wiring: signaling ⇄ latency check ⇄ peer ⇄ input, game commands (control channel), stats, and the page's UI.
 // The session's steps follow docs/protocol.md, section 1 ("Sequence").
 
 import { Signaling, signalingUrl, FROM_SERVER, TO_SERVER } from './signaling.js';
