@@ -196,6 +196,9 @@ pub struct WorkerOpts {
     pub skip_repeated_frames: bool,
     /// Where saves go (`--saves`); `None`: the test directory's `saves`, shared by its workers.
     pub saves: Option<String>,
+    /// Seconds an emptied room waits for its players (`--room-linger-secs`). 0 here, so rooms
+    /// close when their last player leaves, as most tests expect; the worker's default is 15.
+    pub linger_secs: u64,
     /// Extra flags.
     pub extra: Vec<String>,
     /// Extra environment variables.
@@ -215,6 +218,7 @@ impl WorkerOpts {
             games: crate::repo_root().join("games"),
             skip_repeated_frames: false,
             saves: None,
+            linger_secs: 0,
             extra: vec![],
             env: vec![],
             wrap: vec![],
@@ -264,6 +268,8 @@ pub fn worker(dir: &Path, coord: CoordinatorAddrs, o: &WorkerOpts) -> Result<Pro
         // Every worker of a test shares one save store, as a farm's workers share a bucket.
         .arg("--saves")
         .arg(o.saves.clone().unwrap_or_else(|| dir.join("saves").display().to_string()))
+        .arg("--room-linger-secs")
+        .arg(o.linger_secs.to_string())
         .args(&o.extra)
         .envs(o.env.iter().map(|(k, v)| (k, v)));
     Proc::spawn(&format!("worker-{}", o.id), &mut cmd, dir)

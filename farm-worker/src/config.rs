@@ -86,6 +86,9 @@ pub struct Config {
     pub autosave_secs: u64,
     /// Where each room gets its own folder (the core's save directory).
     pub rooms_dir: PathBuf,
+    /// Seconds a room whose last player left keeps running for them to come back (a page
+    /// reload, a network change) before it closes and is saved; 0: it closes at once.
+    pub room_linger_secs: u64,
 }
 
 /// Where frames are converted (the `gpu` setting).
@@ -149,6 +152,7 @@ impl Default for Config {
             saves: ".retrofarm/saves".into(),
             autosave_secs: 30,
             rooms_dir: std::env::temp_dir().join("retrofarm-rooms"),
+            room_linger_secs: 15,
         }
     }
 }

@@ -33,6 +33,9 @@ use crate::roombook::RoomBook;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// How often sessions are checked for a missed answer.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// Game commands a session may have waiting behind the one being carried out; a flood beyond
+/// this is dropped.
+const MAX_COMMANDS: usize = 16;
 /// Rounds of peer polling per [`Engine::poll_output`] before the driver gets a turn.
 const MAX_ROUNDS: usize = 8;
 
@@ -43,6 +46,9 @@ pub struct EngineConfig {
     pub candidates: Vec<SocketAddr>,
     /// How long a peer may wait for the browser's answer.
     pub connect_timeout: Duration,
+    /// How long a room whose last player left keeps running for one to come back (a page
+    /// reload, a network change) before it closes; zero: it closes at once.
+    pub linger: Duration,
 }
 
 /// Encoded media from a room, on its way to the room's viewers.
@@ -251,8 +257,13 @@ pub struct Engine {
     counters: Counters,
     losses: HashMap<SessionId, f64>,
     samples: Samples,
-    /// Sessions waiting for a room to resume from its autosave: (session, game hint, port).
+    /// Sessions waiting for a room to resume from its autosave: (session, port).
     resuming: HashMap<RoomId, Vec<(SessionId, u8)>>,
+    /// Rooms without players, and since when: they close after [`EngineConfig::linger`].
+    empty_since: HashMap<RoomId, Instant>,
+    /// Per session, its game commands in order: the first is being carried out by the driver;
+    /// a command that was refused here waits as its answer, so answers go out in order.
+    commands: HashMap<SessionId, VecDeque<Result<GameCommand, GameReply>>>,
 }
 
 impl Engine {
@@ -276,6 +287,8 @@ impl Engine {
             losses: HashMap::new(),
             samples: Samples::default(),
             resuming: HashMap::new(),
+            empty_since: HashMap::new(),
+            commands: HashMap::new(),
         }
     }
 
@@ -292,12 +305,12 @@ impl Engine {
                 self.capacity = c;
             }
             Input::GameReply { session, reply } => {
-                if let Some(s) = self.sessions.get_mut(&session) {
-                    if !s.peer.send_control(&reply.encode()) {
-                        debug!(%session, "control channel closed; reply dropped");
-                    }
-                    self.polls.touch(&session);
+                // The command being carried out is answered; then the next ones.
+                if let Some(q) = self.commands.get_mut(&session) {
+                    q.pop_front();
                 }
+                self.send_control(&session, &reply);
+                self.next_command(&session);
             }
             Input::Resumed { room, game } => self.resumed(room, game),
             Input::Timeout => {}
@@ -450,6 +463,9 @@ impl Engine {
                 RoomStart { room: joined.room.clone(), core, rom, game: joined.game.clone(), resume: resume.is_some() };
             self.queue.push_back(Output::StartRoom(start));
         }
+        if self.empty_since.remove(&joined.room).is_some() {
+            info!(room = %joined.room, "a player came back to the waiting room");
+        }
         info!(%session, room = %joined.room, game = %joined.game, port, created = joined.created, "session started");
         self.sessions.insert(session.clone(), Session { peer, source: None });
         self.polls.touch(&session);
@@ -471,15 +487,67 @@ impl Engine {
         for waiting in self.resuming.values_mut() {
             waiting.retain(|(s, _)| s != session);
         }
+        self.commands.remove(session);
         self.drop_peer(session);
         match self.book.leave(session) {
+            Some((room, true)) if self.cfg.linger.is_zero() => self.close_empty(&room),
             Some((room, true)) => {
-                info!(%room, "room closed: last player left");
-                self.queue.push_back(Output::StopRoom(room.clone()));
-                self.send(WorkerMsg::RoomClosed { room });
+                info!(%room, linger = ?self.cfg.linger, "last player left: the room waits for one to come back");
+                self.empty_since.insert(room.clone(), self.now);
+                // Nobody watches: it encodes nothing meanwhile.
+                self.update_wanted(&room);
             }
             Some((room, false)) => self.update_wanted(&room),
             None => {}
+        }
+    }
+
+    /// Starts the session's next game command: answers refused ones at once, hands the first
+    /// real one to the driver (whose answer, [`Input::GameReply`], comes before the next).
+    fn next_command(&mut self, session: &SessionId) {
+        loop {
+            let front = self.commands.get(session).and_then(|q| q.front().cloned());
+            let command = match front {
+                None => {
+                    self.commands.remove(session);
+                    return;
+                }
+                Some(Err(reply)) => {
+                    self.commands.get_mut(session).map(VecDeque::pop_front);
+                    self.send_control(session, &reply);
+                    continue;
+                }
+                Some(Ok(command)) => command,
+            };
+            let Some((room, _)) = self.place(session) else {
+                self.commands.get_mut(session).map(VecDeque::pop_front);
+                let message = "you are not in a room".to_string();
+                self.send_control(session, &GameReply::Failed { command: command.kind().into(), message });
+                continue;
+            };
+            info!(%session, %room, command = command.kind(), "game command");
+            return self.queue.push_back(Output::Game { room, session: session.clone(), command });
+        }
+    }
+
+    /// Writes a game reply on the session's `control` channel.
+    fn send_control(&mut self, session: &SessionId, reply: &GameReply) {
+        if let Some(s) = self.sessions.get_mut(session) {
+            if !s.peer.send_control(&reply.encode()) {
+                debug!(%session, "control channel closed; reply dropped");
+            }
+            self.polls.touch(session);
+        }
+    }
+
+    /// Closes a room nobody is in.
+    fn close_empty(&mut self, room: &RoomId) {
+        self.empty_since.remove(room);
+        if self.book.close(room).is_some() {
+            info!(%room, "room closed: last player left");
+            self.status_stale = true;
+            self.queue.push_back(Output::StopRoom(room.clone()));
+            self.send(WorkerMsg::RoomClosed { room: room.clone() });
         }
     }
 
@@ -543,6 +611,7 @@ impl Engine {
 
     /// A room stopped on its own: its players are told why, the coordinator once.
     fn room_ended(&mut self, room: &RoomId, reason: String) {
+        self.empty_since.remove(room);
         let Some(members) = self.book.close(room) else {
             // Already closed (the last player left, or it was reported before).
             return debug!(%room, "ended room was already closed");
@@ -654,6 +723,20 @@ impl Engine {
     /// Ends the sessions whose browser never answered.
     fn housekeeping(&mut self) {
         self.next_housekeeping = self.now + HOUSEKEEPING;
+        let linger = self.cfg.linger;
+        let expired: Vec<RoomId> = self
+            .empty_since
+            .iter()
+            .filter(|(_, since)| self.now.duration_since(**since) >= linger)
+            .map(|(room, _)| room.clone())
+            .collect();
+        for room in expired {
+            if self.book.is_empty(&room) {
+                self.close_empty(&room);
+            } else {
+                self.empty_since.remove(&room);
+            }
+        }
         let timeout = self.cfg.connect_timeout;
         let unanswered: Vec<SessionId> = self
             .sessions
@@ -701,17 +784,22 @@ impl Engine {
                 }
             }
             Action::Game(id, bytes) => {
-                let command = match GameCommand::decode(&bytes) {
-                    Ok(c) => c,
+                let entry = match GameCommand::decode(&bytes) {
                     Err(e) => {
-                        let reply =
-                            GameReply::Failed { command: "unknown".into(), message: format!("bad command: {e}") };
-                        return self.handle(self.now, Input::GameReply { session: id, reply });
+                        Err(GameReply::Failed { command: "unknown".into(), message: format!("bad command: {e}") })
                     }
+                    Ok(c) if self.place(&id).is_none() => {
+                        Err(GameReply::Failed { command: c.kind().into(), message: "you are not in a room".into() })
+                    }
+                    Ok(c) => Ok(c),
                 };
-                if let Some((room, _)) = self.place(&id) {
-                    info!(session = %id, %room, command = command.kind(), "game command");
-                    self.queue.push_back(Output::Game { room, session: id, command });
+                let q = self.commands.entry(id.clone()).or_default();
+                if q.len() >= MAX_COMMANDS {
+                    return debug!(session = %id, "game command flood: dropped");
+                }
+                q.push_back(entry);
+                if q.len() == 1 {
+                    self.next_command(&id);
                 }
             }
             Action::Dead(id) => {

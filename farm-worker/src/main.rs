@@ -87,6 +87,9 @@ struct Cli {
     /// Seconds between autosaves; 0: none [default: 30].
     #[arg(long, env = "RETROFARM_AUTOSAVE_SECS")]
     autosave_secs: Option<u64>,
+    /// Seconds an emptied room waits for its players to come back [default: 15].
+    #[arg(long, env = "RETROFARM_ROOM_LINGER_SECS")]
+    room_linger_secs: Option<u64>,
 }
 
 impl Cli {
@@ -110,7 +113,8 @@ impl Cli {
             video_scale,
             nvenc,
             saves,
-            autosave_secs
+            autosave_secs,
+            room_linger_secs
         );
         if self.nvenc_library.is_some() {
             c.nvenc_library = self.nvenc_library;
@@ -210,7 +214,8 @@ async fn main() -> Result<()> {
     };
     // Datagrams are handed to the peers as arriving on the first announced address.
     let local = candidates.first().copied().unwrap_or(bound);
-    let engine_cfg = EngineConfig { candidates, connect_timeout: CONNECT_TIMEOUT };
+    let linger = Duration::from_secs(cfg.room_linger_secs);
+    let engine_cfg = EngineConfig { candidates, connect_timeout: CONNECT_TIMEOUT, linger };
     let engine = Engine::new(engine_cfg, library, driver_cfg.initial_capacity(), std::time::Instant::now());
     // The link registers with what the engine reports from the start: a default status would
     // announce no capacity until the driver's first turn, and the coordinator would call the

@@ -96,20 +96,23 @@ impl RoomBook {
         Ok(Joined { game: entry.game.clone(), room: id, created })
     }
 
-    /// Removes `session`; returns its room and whether the room is now empty (and removed).
+    /// Removes `session`; returns its room and whether the room is now empty. An empty room
+    /// stays until it is closed ([`RoomBook::close`]).
     pub fn leave(&mut self, session: &SessionId) -> Option<(RoomId, bool)> {
         let (room, port) = self.sessions.remove(session)?;
         let entry = self.rooms.get_mut(&room)?;
         entry.ports[usize::from(port - 1)] = None;
         let empty = entry.ports.iter().all(Option::is_none);
-        if empty {
-            self.rooms.remove(&room);
-        }
         Some((room, empty))
     }
 
-    /// Removes a room (its emulator died); returns the sessions that were in it, or `None`
-    /// when there was no such room.
+    /// Whether `room` has no players.
+    pub fn is_empty(&self, room: &RoomId) -> bool {
+        self.rooms.get(room).is_some_and(|r| r.ports.iter().all(Option::is_none))
+    }
+
+    /// Removes a room (emptied, or its emulator died); returns the sessions that were in it, or
+    /// `None` when there was no such room.
     pub fn close(&mut self, room: &RoomId) -> Option<Vec<SessionId>> {
         let entry = self.rooms.remove(room)?;
         let sessions: Vec<SessionId> = entry.ports.into_iter().flatten().collect();
@@ -173,6 +176,8 @@ mod tests {
         assert_eq!(b.load(4), Load { rooms: 1, sessions: 2, free: 3 });
         assert_eq!(b.leave(&s("a")), Some((r("r1"), false)));
         assert_eq!(b.leave(&s("b")), Some((r("r1"), true)));
+        assert!(b.is_empty(&r("r1")) && b.has_room(&r("r1")), "an empty room stays until closed");
+        assert_eq!(b.close(&r("r1")), Some(vec![]));
         assert_eq!(b.room_count(), 0);
         assert_eq!(b.leave(&s("b")), None);
     }

@@ -81,8 +81,12 @@ impl World {
     }
 
     fn with_connect_timeout(capacity: u32, connect_timeout: Duration) -> Self {
+        Self::with(capacity, connect_timeout, Duration::ZERO)
+    }
+
+    fn with(capacity: u32, connect_timeout: Duration, linger: Duration) -> Self {
         let now = Instant::now();
-        let cfg = EngineConfig { candidates: vec![WORKER.parse().unwrap()], connect_timeout };
+        let cfg = EngineConfig { candidates: vec![WORKER.parse().unwrap()], connect_timeout, linger };
         Self {
             now,
             engine: Engine::new(cfg, library(), capacity, now),
@@ -449,6 +453,36 @@ fn the_last_viewer_leaving_ends_the_room() {
 }
 
 #[test]
+fn an_emptied_room_waits_for_its_player_to_come_back_then_closes_once() {
+    let mut w = World::with(4, Duration::from_secs(20), Duration::from_secs(10));
+    let s = sid(1);
+    w.join(&s, None, 1);
+    let room = w.room();
+    // The page reloads: its session ends, a new one comes back to the same room and port.
+    w.command(CoordMsg::EndSession { session: s.clone() });
+    assert!(w.stopped.is_empty() && w.closed(&room) == 0, "the room waits");
+    assert_eq!(w.wanted[&room], vec![], "and encodes nothing meanwhile");
+    assert_eq!(w.status.as_ref().unwrap().load.rooms, 1, "it still counts as a room");
+    w.run_for(Duration::from_secs(5));
+    let back = sid(2);
+    w.join(&back, Some(room.clone()), 1);
+    assert_eq!(w.started.len(), 1, "the same emulator goes on: no new room");
+    assert_eq!(w.wanted[&room], vec![VideoCodec::H264]);
+    w.run_for(Duration::from_secs(10));
+    assert!(w.stopped.is_empty(), "a returned player keeps it open past the first wait");
+
+    // Nobody comes back: it closes once, after the wait.
+    w.command(CoordMsg::EndSession { session: back });
+    w.run_for(Duration::from_secs(9));
+    assert!(w.stopped.is_empty());
+    w.run_for(Duration::from_secs(2));
+    assert_eq!(w.stopped, vec![room.clone()]);
+    assert_eq!(w.closed(&room), 1);
+    w.run_for(Duration::from_secs(12));
+    assert_eq!(w.closed(&room), 1, "reported once");
+}
+
+#[test]
 fn an_unanswered_offer_times_out() {
     let mut w = World::new(4);
     let s = sid(1);
@@ -524,7 +558,11 @@ fn unknown_games_missing_cores_and_a_full_host_are_refused_with_reasons() {
 
     let mut lib = Library::from_paths([PathBuf::from("games/Walk.nes")], &default_cores());
     lib.resolve_cores(|_| None);
-    let cfg = EngineConfig { candidates: vec![WORKER.parse().unwrap()], connect_timeout: Duration::from_secs(20) };
+    let cfg = EngineConfig {
+        candidates: vec![WORKER.parse().unwrap()],
+        connect_timeout: Duration::from_secs(20),
+        linger: Duration::ZERO,
+    };
     let mut e = Engine::new(cfg, lib, 4, w.now);
     e.handle(w.now, Input::Command(CoordMsg::StartSession { session: sid(6), game: GAME.into(), room: None, port: 1 }));
     let Output::Coordinator(WorkerMsg::SessionEnded { message, .. }) = e.poll_output() else { panic!("refused") };
@@ -553,22 +591,27 @@ fn game_commands_travel_on_the_control_channel_and_are_answered_there() {
     w.send_control(&s, &save.encode());
     w.run_until(Duration::from_secs(1), |w| !w.games.is_empty());
     assert_eq!(w.games, [(room.clone(), s.clone(), save)]);
-    // The driver did it: the answer reaches the browser on the same channel.
-    w.engine.handle(w.now, Input::GameReply { session: s.clone(), reply: GameReply::Saved { slot: 2 } });
-    w.run_until(Duration::from_secs(1), |w| !w.browsers[&s].replies.is_empty());
-    assert_eq!(GameReply::decode(&w.browsers[&s].replies[0]).unwrap(), GameReply::Saved { slot: 2 });
-
-    // Garbage is answered with what is wrong, never passed on; the session goes on.
+    // While the save is carried out: garbage, then a reset. Neither overtakes the save.
     w.send_control(&s, r#"{"t":"load","p":{"user":"../etc","slot":9}}"#);
+    w.send_control(&s, &GameCommand::Reset.encode());
+    w.run_for(Duration::from_millis(200));
+    assert_eq!(w.games.len(), 1, "one command at a time");
+    assert!(w.browsers[&s].replies.is_empty(), "answers wait for the one in front");
+
+    // The driver did the save: its answer, the garbage's, and then the reset is carried out.
+    w.engine.handle(w.now, Input::GameReply { session: s.clone(), reply: GameReply::Saved { slot: 2 } });
+    w.drain();
     w.run_until(Duration::from_secs(1), |w| w.browsers[&s].replies.len() == 2);
-    let GameReply::Failed { command, message } = GameReply::decode(&w.browsers[&s].replies[1]).unwrap() else {
-        panic!("a failure")
-    };
+    let replies: Vec<GameReply> = w.browsers[&s].replies.iter().map(|r| GameReply::decode(r).unwrap()).collect();
+    assert_eq!(replies[0], GameReply::Saved { slot: 2 });
+    let GameReply::Failed { command, message } = &replies[1] else { panic!("a failure: {replies:?}") };
     assert_eq!(command, "unknown");
     assert!(message.starts_with("bad command:"), "{message}");
-    assert_eq!(w.games.len(), 1);
-    w.send_control(&s, &GameCommand::Reset.encode());
-    w.run_until(Duration::from_secs(1), |w| w.games.len() == 2);
+    assert_eq!(w.games.len(), 2);
+    assert_eq!(w.games[1].2, GameCommand::Reset);
+    w.engine.handle(w.now, Input::GameReply { session: s.clone(), reply: GameReply::Reset });
+    w.drain();
+    w.run_until(Duration::from_secs(1), |w| w.browsers[&s].replies.len() == 3);
     assert!(w.ended(&s).is_empty());
 }
 
