@@ -13,6 +13,9 @@ const $ = (id) => document.getElementById(id);
 
 const params = new URLSearchParams(location.search);
 const shareRoom = params.get('id') || null;
+// Set (with `id`) by this page while it plays, so that a reload goes back to the same room and
+// port at once: the worker keeps an emptied room a while for its players to come back.
+const rejoinPort = Number(params.get('port')) || null;
 const zone = params.get('zone') || null;
 const codec = (params.get('codec') || '').toLowerCase() || null;
 
@@ -29,7 +32,7 @@ const state = {
   games: [],
   /** The share link's room until the game starts, then the room being played. */
   room: shareRoom,
-  port: shareRoom ? 2 : 1,
+  port: rejoinPort ?? (shareRoom ? 2 : 1),
   game: null,
   codec,
   rtc: 'none', // RTCPeerConnection.connectionState
@@ -283,7 +286,15 @@ function onInit(p) {
   setPhase('choosing');
   // A share link's room may have ended: joining then resumes it from its autosave.
   setStatus(state.room ? `Ready to join (or resume) room ${state.room}.` : 'Ready: choose a game.');
+  // This page was playing this room before a reload: straight back in, on the same port.
+  if (state.room && state.room === shareRoom && rejoinPort && !rejoined) {
+    rejoined = true;
+    startGame(null);
+  }
 }
+
+/** Whether the reload's automatic rejoin was tried (once: a failure leaves the player to choose). */
+let rejoined = false;
 
 function startGame(game) {
   if (state.phase !== 'choosing') return;
@@ -301,6 +312,11 @@ function onGameStarted(p) {
   state.game = p.game ?? state.game;
   state.port = p.port ?? state.port;
   state.shareLink = `${location.origin}/?id=${encodeURIComponent(p.room)}`;
+  // A reload comes back here (the share link above has no port: a friend picks theirs).
+  const here = new URLSearchParams(location.search);
+  here.set('id', p.room);
+  here.set('port', String(state.port));
+  history.replaceState(null, '', `${location.pathname}?${here}`);
   setPhase('playing');
   setStatus(`Playing ${state.game} as player ${state.port}. Connecting the stream…`);
   $('screen').focus({ preventScroll: true });
@@ -499,7 +515,10 @@ function onServerError(code, message) {
       break;
     case 'games':
       endGame();
-      if (code === 'room_closed') state.room = null;
+      if (code === 'room_closed') {
+        state.room = null;
+        forgetRoomInUrl();
+      }
       if (state.worker) setPhase('choosing');
       break;
     case 'port':
@@ -513,6 +532,7 @@ function onServerError(code, message) {
         // says so when the player joins): this page offers its own games instead.
         state.room = null;
         state.port = 1;
+        forgetRoomInUrl();
       }
       if (state.phase === 'starting') setPhase('choosing');
       else render();
@@ -541,8 +561,19 @@ function endGame() {
   state.audioBlocked = false;
 }
 
+/** Takes the room out of the page's address: a reload then starts in the lobby. */
+function forgetRoomInUrl() {
+  const here = new URLSearchParams(location.search);
+  if (!here.has('id') && !here.has('port')) return;
+  here.delete('id');
+  here.delete('port');
+  const query = here.toString();
+  history.replaceState(null, '', query ? `${location.pathname}?${query}` : location.pathname);
+}
+
 function quit() {
   if (state.phase === 'starting' || state.phase === 'playing') send(TO_SERVER.QUIT);
+  forgetRoomInUrl();
   endGame();
   // A share-link player who quits starts over in the lobby with their own games.
   if (state.phase !== 'closed') setPhase(state.worker ? 'choosing' : state.phase);

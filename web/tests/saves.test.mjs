@@ -1,7 +1,8 @@
 // (g) Game commands on the `control` data channel, from the page's Game panel: save a slot
 // (F2), move on, load it (the Load button) and see the block back where it was saved; Reset
 // (after its confirmation step) puts the block back at its start; loading an empty slot shows
-// the worker's message and the game goes on; the player's saves outlive a reload.
+// the worker's message and the game goes on; the player's saves outlive a reload; a reload
+// mid-game comes straight back to the same room and port with the game as it was.
 
 import assert from 'node:assert/strict';
 import { after, before } from 'node:test';
@@ -29,6 +30,11 @@ after(async () => {
 /** Starts the game and waits for a playing stream and an open control channel with the slots known. */
 async function play(page) {
   await page.getByRole('button', { name: new RegExp(GAME) }).click();
+  await watching(page);
+}
+
+/** Waits for a playing stream and an open control channel with the slots known. */
+async function watching(page) {
   await waitForState(page, (s) => s.phase === 'playing', { what: 'game_started' });
   await waitForState(page, (s) => s.control === 'open' && Array.isArray(s.slots), { what: 'control channel and slots' });
   const deadline = Date.now() + 10_000;
@@ -221,13 +227,39 @@ scenario('loading an empty slot shows the worker\'s message; the game goes on an
 
     // The same browser after a reload: the same player, whose slot 4 is still there.
     await page.reload();
-    await waitForState(page, (s) => s.phase === 'choosing', { what: 'lobby after reload' });
+    await watching(page);
     s = await pageState(page);
     assert.equal(s.user, user, 'the player id is kept in localStorage');
-    await play(page);
-    s = await pageState(page);
     assert.deepEqual(s.slots.map((x) => x.slot), [4]);
     assert.match(await page.locator('#slot option[value="4"]').textContent(), /^4 · saved /);
+  } finally {
+    await context.close();
+  }
+});
+
+scenario('a reload mid-game comes straight back to the same room and port, the game as it was', { timeout: 90_000 }, async (t) => {
+  const { page, context } = await openPage(browser, `${cluster.url}/`, { name: 'reloader' });
+  try {
+    await play(page);
+    await hold(page, 'ArrowRight', HOLD_MS);
+    const moved = await settled(page, 'before-reload');
+    assert.ok(moved.x - START.x >= 25, `moved to (${moved.x}, ${moved.y})`);
+    const before = await pageState(page);
+    assert.match(page.url(), new RegExp(`[?&]id=${before.room}(&|$)`), 'the address holds the room');
+    assert.match(page.url(), /[?&]port=1(&|$)/, 'and the port');
+
+    await page.reload();
+    await watching(page);
+    const after = await pageState(page);
+    assert.equal(after.room, before.room, 'the same room');
+    assert.equal(after.port, before.port, 'the same port');
+    const back = await settled(page, 'after-reload');
+    t.diagnostic(`before the reload ${moved.x.toFixed(1)}, after ${back.x.toFixed(1)}`);
+    near(back, moved, 3, 'the game as it was');
+
+    // Quitting takes the room out of the address: a reload then starts in the lobby.
+    await page.getByRole('button', { name: 'Quit' }).click();
+    assert.doesNotMatch(page.url(), /[?&](id|port)=/);
   } finally {
     await context.close();
   }
