@@ -26,7 +26,7 @@ use crate::library::Library;
 use crate::link::Status;
 use crate::peer::Peer;
 use crate::polling::PollSchedule;
-use crate::roombook::RoomBook;
+use crate::roombook::{RoomBook, SPECTATOR};
 
 /// How long a peer may wait for the browser's answer by default. Below the ~23 s after which
 /// the DTLS handshake, retrying from 1 s with doubling and ±25 % jitter, gives up on its own.
@@ -519,14 +519,39 @@ impl Engine {
                 }
                 Some(Ok(command)) => command,
             };
-            let Some((room, _)) = self.place(session) else {
-                self.commands.get_mut(session).map(VecDeque::pop_front);
-                let message = "you are not in a room".to_string();
-                self.send_control(session, &GameReply::Failed { command: command.kind().into(), message });
-                continue;
+            let refused = |message: &str| GameReply::Failed { command: command.kind().into(), message: message.into() };
+            let reply = match (self.place(session), &command) {
+                (None, _) => refused("you are not in a room"),
+                (Some((_, SPECTATOR)), GameCommand::Load { .. } | GameCommand::Reset) => {
+                    refused("spectators cannot change the game: take a player port first")
+                }
+                (Some((room, _)), GameCommand::Port { port }) => self.switch_port(session, room, *port),
+                (Some((room, _)), _) => {
+                    info!(%session, %room, command = command.kind(), "game command");
+                    return self.queue.push_back(Output::Game { room, session: session.clone(), command });
+                }
             };
-            info!(%session, %room, command = command.kind(), "game command");
-            return self.queue.push_back(Output::Game { room, session: session.clone(), command });
+            self.commands.get_mut(session).map(VecDeque::pop_front);
+            self.send_control(session, &reply);
+        }
+    }
+
+    /// Moves a player to another port of its room (or to watching); the port it leaves has its
+    /// buttons released.
+    fn switch_port(&mut self, session: &SessionId, room: RoomId, port: u8) -> GameReply {
+        match self.book.switch(session, port) {
+            Ok(old) => {
+                info!(%session, %room, from = old, to = port, "player switched ports");
+                if old != SPECTATOR && old != port {
+                    self.queue.push_back(Output::Pad { room, port: old, pad: PadState::default() });
+                }
+                if let Some(s) = self.sessions.get_mut(session) {
+                    // The new port starts from a released pad and the sender's next sequence.
+                    s.peer.pad = Default::default();
+                }
+                GameReply::Port { port }
+            }
+            Err(r) => GameReply::Failed { command: "port".into(), message: r.message },
         }
     }
 
@@ -779,7 +804,8 @@ impl Engine {
             }
             Action::Input(id, pad) => {
                 let Some(pad) = self.sessions.get_mut(&id).and_then(|s| s.peer.pad.apply(pad)) else { return };
-                if let Some((room, port)) = self.place(&id) {
+                // A spectator's pad drives nothing.
+                if let Some((room, port)) = self.place(&id).filter(|(_, port)| *port != SPECTATOR) {
                     self.queue.push_back(Output::Pad { room, port, pad });
                 }
             }

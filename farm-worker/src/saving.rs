@@ -36,6 +36,8 @@ pub async fn command(store: Option<&SaveStore>, room: RoomGame, command: GameCom
         (GameCommand::Reset, _) => {
             blocking(room.emulator.clone(), |e| e.reset(EMULATOR_TIMEOUT)).await.map(|()| GameReply::Reset)
         }
+        // The engine switches ports itself; it never hands this here.
+        (GameCommand::Port { .. }, _) => Err("ports are switched by the worker's engine".to_string()),
         (_, None) => Err("this server keeps no saves".to_string()),
         (GameCommand::Save { user, slot }, Some(store)) => {
             let key = SaveKey::Slot { user, game: room.game.clone(), slot };

@@ -647,3 +647,61 @@ fn a_room_that_is_not_here_resumes_from_its_autosave_under_its_own_id() {
     assert!(w.start(&sid(4), Some(room.clone()), 4).is_some());
     assert_eq!(w.resumes.len(), 1);
 }
+
+impl World {
+    /// Sends a pad state on a browser's `input` channel.
+    fn press(&mut self, session: &SessionId, pad: PadState) {
+        let b = self.browsers.get_mut(session).unwrap();
+        let ch = b.input.unwrap();
+        b.rtc.channel(ch).unwrap().write(true, &pad.encode()).unwrap();
+        self.run_for(Duration::from_millis(100));
+    }
+
+    /// Sends a game command and returns the answer.
+    fn command_reply(&mut self, session: &SessionId, command: &GameCommand) -> GameReply {
+        let before = self.browsers[session].replies.len();
+        self.send_control(session, &command.encode());
+        self.run_until(Duration::from_secs(1), |w| w.browsers[session].replies.len() > before);
+        GameReply::decode(&self.browsers[session].replies[before]).unwrap()
+    }
+}
+
+#[test]
+fn spectators_watch_without_playing_and_players_switch_ports() {
+    let mut w = World::new(4);
+    let (player, watcher) = (sid(1), sid(2));
+    w.join(&player, None, 1);
+    let room = w.room();
+    w.join(&watcher, Some(room.clone()), 0);
+    w.run_until(Duration::from_secs(2), |w| w.browsers[&watcher].control.is_some());
+    let mut src = Source::new(room.clone());
+    src.play(&mut w, 30);
+    assert!(w.browsers[&watcher].frames.get(&MediaKind::Video).copied().unwrap_or(0) >= 25, "the spectator watches");
+
+    // A spectator's pad drives nothing; it may not load or reset, but may take a free port.
+    w.press(&watcher, PadState { seq: 1, buttons: 1, axes: [0; 4] });
+    assert!(w.pads.is_empty(), "{:?}", w.pads);
+    for command in [GameCommand::Reset, GameCommand::Load { user: "watcher-1".into(), slot: 1 }] {
+        let GameReply::Failed { message, .. } = w.command_reply(&watcher, &command) else { panic!("refused") };
+        assert!(message.contains("spectators cannot change the game"), "{message}");
+    }
+    assert!(w.games.is_empty(), "nothing reached the driver");
+    assert_eq!(
+        w.command_reply(&watcher, &GameCommand::Port { port: 1 }),
+        GameReply::Failed { command: "port".into(), message: "player 1 is taken in this room; pick another".into() }
+    );
+    assert_eq!(w.command_reply(&watcher, &GameCommand::Port { port: 2 }), GameReply::Port { port: 2 });
+    w.press(&watcher, PadState { seq: 2, buttons: 4, axes: [0; 4] });
+    assert_eq!(w.pads, vec![(room.clone(), 2, PadState { seq: 2, buttons: 4, axes: [0; 4] })]);
+
+    // The player moves from port 1 to 3: port 1's buttons are released, input goes to port 3.
+    w.press(&player, PadState { seq: 5, buttons: 8, axes: [0; 4] });
+    assert_eq!(w.command_reply(&player, &GameCommand::Port { port: 3 }), GameReply::Port { port: 3 });
+    assert!(w.pads.contains(&(room.clone(), 1, PadState::default())), "port 1 released: {:?}", w.pads);
+    w.press(&player, PadState { seq: 6, buttons: 16, axes: [0; 4] });
+    assert_eq!(w.pads.last(), Some(&(room.clone(), 3, PadState { seq: 6, buttons: 16, axes: [0; 4] })));
+    // Watching again frees the port.
+    assert_eq!(w.command_reply(&player, &GameCommand::Port { port: 0 }), GameReply::Port { port: 0 });
+    assert_eq!(w.pads.last(), Some(&(room.clone(), 3, PadState::default())));
+    assert!(w.ended(&player).is_empty() && w.ended(&watcher).is_empty());
+}

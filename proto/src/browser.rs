@@ -88,7 +88,8 @@ pub enum ClientMsg {
         /// Room to join (from the share link).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         room: Option<RoomId>,
-        /// Player port, 1..=4.
+        /// Player port, 1..=4; 0 watches without playing (a spectator; only when joining a
+        /// room).
         port: u8,
     },
     /// The browser's SDP answer to the worker's offer.
@@ -181,9 +182,12 @@ impl ClientMsg {
     /// Parses a browser message, enforcing [`MAX_CLIENT_MESSAGE`] and validating fields.
     pub fn decode(text: &str) -> Result<Self, DecodeError> {
         let msg: Self = decode_tagged(text, MAX_CLIENT_MESSAGE, CLIENT_TYPES)?;
-        if let ClientMsg::StartGame { port, .. } = &msg {
-            if !(1..=MAX_PORT).contains(port) {
-                return Err(DecodeError::Malformed(format!("port {port} is not in 1..={MAX_PORT}")));
+        if let ClientMsg::StartGame { port, room, .. } = &msg {
+            if *port > MAX_PORT {
+                return Err(DecodeError::Malformed(format!("port {port} is not in 0..={MAX_PORT}")));
+            }
+            if *port == 0 && room.is_none() {
+                return Err(DecodeError::Malformed("port 0 (watching) is for joining a room".into()));
             }
         }
         Ok(msg)
@@ -339,6 +343,13 @@ mod tests {
             ClientMsg::decode(r#"{"t":"start_game","p":{"room":"../x","port":1}}"#),
             Err(DecodeError::Malformed(_))
         ));
+        // Port 0 watches a room; a new game needs a player.
+        assert!(matches!(
+            ClientMsg::decode(r#"{"t":"start_game","p":{"room":"r1","port":0}}"#),
+            Ok(ClientMsg::StartGame { port: 0, .. })
+        ));
+        let err = ClientMsg::decode(r#"{"t":"start_game","p":{"game":"walk","port":0}}"#).unwrap_err();
+        assert!(err.to_string().contains("for joining a room"), "{err}");
         // A server message is not a client message.
         assert!(matches!(ClientMsg::decode(r#"{"t":"offer","p":{"sdp":""}}"#), Err(DecodeError::UnknownType(_))));
         let big = format!(r#"{{"t":"answer","p":{{"sdp":"{}"}}}}"#, "a".repeat(MAX_CLIENT_MESSAGE));

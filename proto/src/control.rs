@@ -125,7 +125,7 @@ pub enum CoordMsg {
         game: String,
         /// Existing room to join.
         room: Option<RoomId>,
-        /// Player port, 1..=4.
+        /// Player port, 1..=4; 0 watches without playing.
         port: u8,
     },
     /// The browser's SDP answer.

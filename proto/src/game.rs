@@ -38,6 +38,11 @@ pub enum GameCommand {
     },
     /// Restart the game from power-on.
     Reset,
+    /// Move to another player port of the room, or to watching (0).
+    Port {
+        /// 0..=4.
+        port: u8,
+    },
 }
 
 /// One saved slot.
@@ -70,6 +75,11 @@ pub enum GameReply {
     },
     /// The game was reset.
     Reset,
+    /// The player now plays on `port` (0: watches).
+    Port {
+        /// The port.
+        port: u8,
+    },
     /// The command failed; the game goes on as it was.
     Failed {
         /// The command's type (`save`, `load`, `slots`, `reset`), or `unknown` when it could not
@@ -80,8 +90,8 @@ pub enum GameReply {
     },
 }
 
-const COMMAND_TYPES: &[&str] = &["save", "load", "slots", "reset"];
-const REPLY_TYPES: &[&str] = &["saved", "loaded", "slots", "reset", "failed"];
+const COMMAND_TYPES: &[&str] = &["save", "load", "slots", "reset", "port"];
+const REPLY_TYPES: &[&str] = &["saved", "loaded", "slots", "reset", "port", "failed"];
 
 impl GameCommand {
     /// The command's type name on the wire.
@@ -91,6 +101,7 @@ impl GameCommand {
             GameCommand::Load { .. } => "load",
             GameCommand::Slots { .. } => "slots",
             GameCommand::Reset => "reset",
+            GameCommand::Port { .. } => "port",
         }
     }
 
@@ -111,6 +122,10 @@ impl GameCommand {
             }
             GameCommand::Slots { user } => check_user(user)?,
             GameCommand::Reset => {}
+            GameCommand::Port { port } if *port > crate::browser::MAX_PORT => {
+                return Err(DecodeError::Malformed(format!("port {port} is not in 0..={}", crate::browser::MAX_PORT)));
+            }
+            GameCommand::Port { .. } => {}
         }
         Ok(cmd)
     }
@@ -156,6 +171,8 @@ mod tests {
             GameCommand::Load { user: USER.into(), slot: SLOTS },
             GameCommand::Slots { user: USER.into() },
             GameCommand::Reset,
+            GameCommand::Port { port: 0 },
+            GameCommand::Port { port: 4 },
         ] {
             assert_eq!(GameCommand::decode(cmd.encode().as_bytes()).unwrap(), cmd);
         }
@@ -165,6 +182,7 @@ mod tests {
             GameReply::Loaded { slot: 3 },
             GameReply::Slots { slots: vec![SlotInfo { slot: 1, saved_ms: 5 }] },
             GameReply::Reset,
+            GameReply::Port { port: 2 },
             GameReply::Failed { command: "load".into(), message: "no save in slot 3".into() },
         ] {
             assert_eq!(GameReply::decode(&reply.encode()).unwrap(), reply);
@@ -173,7 +191,8 @@ mod tests {
 
     #[test]
     fn bad_commands_are_refused_with_the_reason() {
-        let cases: [(&[u8], &str); 8] = [
+        let cases: [(&[u8], &str); 9] = [
+            (br#"{"t":"port","p":{"port":5}}"#, "port 5"),
             (br#"{"t":"save","p":{"user":"u-12345678","slot":0}}"#, "slot 0"),
             (br#"{"t":"load","p":{"user":"u-12345678","slot":5}}"#, "slot 5"),
             (br#"{"t":"save","p":{"user":"short","slot":1}}"#, "user must be"),

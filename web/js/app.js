@@ -15,7 +15,7 @@ const params = new URLSearchParams(location.search);
 const shareRoom = params.get('id') || null;
 // Set (with `id`) by this page while it plays, so that a reload goes back to the same room and
 // port at once: the worker keeps an emptied room a while for its players to come back.
-const rejoinPort = Number(params.get('port')) || null;
+const rejoinPort = /^[0-4]$/.test(params.get('port') ?? '') ? Number(params.get('port')) : null;
 const zone = params.get('zone') || null;
 const codec = (params.get('codec') || '').toLowerCase() || null;
 
@@ -155,7 +155,8 @@ function render() {
   $('lobby-title').textContent = joining ? 'Join a game' : 'Choose a game';
   $('share').hidden = !(playing && state.shareLink);
   $('share-link').value = state.shareLink ?? '';
-  $('now-playing').textContent = playing ? `${state.game ?? ''} · room ${state.room} · port ${state.port}` : '';
+  const as = state.port === 0 ? 'watching' : `port ${state.port}`;
+  $('now-playing').textContent = playing ? `${state.game ?? ''} · room ${state.room} · ${as}` : '';
   $('unmute').hidden = !(playing && state.audioBlocked);
   renderGamePanel();
 }
@@ -165,7 +166,10 @@ function renderGamePanel() {
   state.control = control.state;
   state.gameCommand = control.busy;
   const ready = control.ready;
-  for (const id of ['save', 'load', 'reset', 'reset-yes']) $(id).disabled = !ready;
+  for (const id of ['save', 'load', 'reset', 'reset-yes', 'play-port']) $(id).disabled = !ready;
+  $('play-port').value = String(state.port);
+  // A spectator cannot change the game for the players.
+  for (const id of ['load', 'reset']) $(id).disabled ||= state.port === 0;
   $('game-panel').setAttribute('aria-busy', String(!!control.busy));
   const select = $('slot');
   select.value = String(state.slot);
@@ -287,7 +291,7 @@ function onInit(p) {
   // A share link's room may have ended: joining then resumes it from its autosave.
   setStatus(state.room ? `Ready to join (or resume) room ${state.room}.` : 'Ready: choose a game.');
   // This page was playing this room before a reload: straight back in, on the same port.
-  if (state.room && state.room === shareRoom && rejoinPort && !rejoined) {
+  if (state.room && state.room === shareRoom && rejoinPort !== null && !rejoined) {
     rejoined = true;
     startGame(null);
   }
@@ -299,7 +303,9 @@ let rejoined = false;
 function startGame(game) {
   if (state.phase !== 'choosing') return;
   clearError();
-  state.port = Number($('port').value) || 1;
+  state.port = Number($('port').value);
+  // Watching (port 0) is for joining a room; a new game is played.
+  if (!(state.port >= 1 && state.port <= 4) && !(state.port === 0 && state.room)) state.port = 1;
   state.game = state.room ? null : game;
   const payload = state.room ? { room: state.room, port: state.port } : { game, port: state.port };
   send(TO_SERVER.START_GAME, payload);
@@ -426,6 +432,29 @@ async function gameCommand(t, slot) {
   const n = reply.p?.slot ?? slot;
   setStatus({ saved: `Saved to slot ${n}`, loaded: `Loaded slot ${n}`, reset: 'Game reset' }[reply.t] ?? `Done: ${reply.t}`);
   if (reply.t === 'saved') refreshSlots();
+}
+
+/** Moves this player to another port of the room (0: watching) and tells how it went. */
+async function switchPort(port) {
+  const p = peer;
+  setStatus(port === 0 ? 'Switching to watching…' : `Switching to player ${port}…`);
+  const reply = await control.send('port', { port });
+  if (peer !== p || state.phase !== 'playing') return;
+  if (reply.t === 'failed') {
+    const message = reply.p?.message ?? 'no reason given';
+    setStatus(`Switching failed: ${message}`);
+    showError(COMMAND_ERRORS.port, message);
+  } else {
+    if (Object.values(COMMAND_ERRORS).includes(state.error)) clearError();
+    state.port = reply.p?.port ?? port;
+    pad.releaseAll();
+    // A reload comes back on the new port.
+    const here = new URLSearchParams(location.search);
+    here.set('port', String(state.port));
+    history.replaceState(null, '', `${location.pathname}?${here}`);
+    setStatus(state.port === 0 ? 'Now watching.' : `Now playing as player ${state.port}.`);
+  }
+  render();
 }
 
 function saveSlot() {
@@ -597,7 +626,8 @@ async function copyShareLink() {
 
 function wireUi() {
   renderKeymap();
-  $('port').addEventListener('change', () => (state.port = Number($('port').value) || 1));
+  $('port').addEventListener('change', () => (state.port = Number($('port').value)));
+  $('play-port').addEventListener('change', () => switchPort(Number($('play-port').value)));
   $('join').addEventListener('click', () => startGame(null));
   $('quit').addEventListener('click', () => {
     // Quitting leaves the room; the game list is what comes next, not the share link.

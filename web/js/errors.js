@@ -64,6 +64,10 @@ export const ERRORS = Object.freeze({
     text: 'The game could not be saved. The game goes on as before.',
     next: 'none',
   },
+  port_failed: {
+    text: 'You could not switch to that port. You play on as before.',
+    next: 'none',
+  },
   load_failed: {
     text: 'The save could not be loaded. The game goes on as before.',
     next: 'none',
@@ -75,7 +79,12 @@ export const ERRORS = Object.freeze({
 });
 
 /** The codes of failed game commands: a later command that works clears them. */
-export const COMMAND_ERRORS = Object.freeze({ save: 'save_failed', load: 'load_failed', reset: 'reset_failed' });
+export const COMMAND_ERRORS = Object.freeze({
+  save: 'save_failed',
+  load: 'load_failed',
+  reset: 'reset_failed',
+  port: 'port_failed',
+});
 
 /** The entry for `code`; unknown codes are shown like `internal`. */
 export function describeError(code) {

@@ -16,7 +16,7 @@ export const USER_ID = /^[A-Za-z0-9_-]{8,64}$/;
 const USER_KEY = 'retrofarm.user';
 
 /** The reply types that answer each command (besides `failed`). */
-const ANSWERS = Object.freeze({ save: 'saved', load: 'loaded', slots: 'slots', reset: 'reset' });
+const ANSWERS = Object.freeze({ save: 'saved', load: 'loaded', slots: 'slots', reset: 'reset', port: 'port' });
 
 function randomId() {
   if (typeof crypto.randomUUID === 'function') return crypto.randomUUID();

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before } from 'node:test';
 
 import { GAME, keepArtifact, launchBrowser, openPage, pageState, scenario, sleep, startCluster, waitForState } from './harness.mjs';
-import { blockPosition, decodePng, isWhite } from './pixels.mjs';
+import { blockPosition, decodePng, isRed, isWhite } from './pixels.mjs';
 
 /** ~24 frames of Right: 48 px, which keeps the white block clear of the red one (x 176..191). */
 const HOLD_MS = 400;
@@ -51,24 +51,24 @@ async function watching(page) {
 }
 
 /** Player 1's block centre in README coordinates (the stream may crop 8 px of overscan). */
-async function block(page, name) {
+async function block(page, name, match = isWhite) {
   const png = await page.locator('#video').screenshot();
   keepArtifact(`saves-${name}.png`, png);
   const frame = await page.evaluate(() => {
     const v = document.getElementById('video');
     return { width: v.videoWidth, height: v.videoHeight };
   });
-  const p = blockPosition(decodePng(png), isWhite, frame);
+  const p = blockPosition(decodePng(png), match, frame);
   return p && { x: p.x + (256 - frame.width) / 2, y: p.y + (240 - frame.height) / 2 };
 }
 
 /** Screenshots until the block stays put (the stream lags the input a little). */
-async function settled(page, name, timeoutMs = 3000) {
-  let prev = await block(page, name);
+async function settled(page, name, timeoutMs = 3000, match = isWhite) {
+  let prev = await block(page, name, match);
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {
     await sleep(150);
-    const cur = await block(page, name);
+    const cur = await block(page, name, match);
     if (prev && cur && Math.abs(prev.x - cur.x) < 1 && Math.abs(prev.y - cur.y) < 1) return cur;
     prev = cur;
   }
@@ -262,5 +262,53 @@ scenario('a reload mid-game comes straight back to the same room and port, the g
     assert.doesNotMatch(page.url(), /[?&](id|port)=/);
   } finally {
     await context.close();
+  }
+});
+
+scenario('a spectator watches without moving anything, then takes port 2 in game', { timeout: 90_000 }, async (t) => {
+  const host = await openPage(browser, `${cluster.url}/`, { name: 'host' });
+  let guest;
+  try {
+    await play(host.page);
+    const room = (await pageState(host.page)).room;
+    guest = await openPage(browser, `${cluster.url}/?id=${room}`, { name: 'spectator' });
+    await waitForState(guest.page, (s) => s.phase === 'choosing', { what: 'invited lobby' });
+    await guest.page.getByLabel('Controller port').selectOption('0');
+    await guest.page.getByRole('button', { name: /join/i }).click();
+    await watching(guest.page);
+    const s = await pageState(guest.page);
+    assert.equal(s.port, 0, 'watching');
+    assert.match(await guest.page.locator('#now-playing').textContent(), /watching/);
+    assert.ok(await guest.page.getByRole('button', { name: 'Load', exact: true }).isDisabled(), 'a spectator cannot load');
+    assert.ok(await guest.page.getByRole('button', { name: 'Reset', exact: true }).isDisabled(), 'nor reset');
+
+    // The spectator's keys move nothing.
+    const white = await settled(guest.page, 'spectator-white');
+    await hold(guest.page, 'ArrowRight', HOLD_MS);
+    near(await settled(guest.page, 'spectator-white-after'), white, 1, "the spectator's Right");
+
+    // Taking port 2 in game: now Left moves player 2's red block.
+    const from = await replyCount(guest.page);
+    await guest.page.getByLabel('Play as').selectOption('2');
+    const reply = await replyTo(guest.page, 'port', from);
+    assert.deepEqual({ t: reply.t, p: reply.p }, { t: 'port', p: { port: 2 } });
+    assert.equal((await pageState(guest.page)).port, 2);
+    assert.match(guest.page.url(), /[?&]port=2(&|$)/, 'a reload comes back on port 2');
+    const red = await settled(guest.page, 'red-before', 3000, isRed);
+    await hold(guest.page, 'ArrowLeft', HOLD_MS);
+    const moved = await settled(guest.page, 'red-after', 3000, isRed);
+    t.diagnostic(`player 2 from ${red.x.toFixed(1)} to ${moved.x.toFixed(1)}`);
+    assert.ok(red.x - moved.x >= 25, `player 2 moved left: ${red.x} -> ${moved.x}`);
+
+    // Port 1 is the host's: switching there is refused with the worker's reason.
+    const before = await replyCount(guest.page);
+    await guest.page.getByLabel('Play as').selectOption('1');
+    const refused = await replyTo(guest.page, 'port', before);
+    assert.equal(refused.t, 'failed');
+    assert.match(refused.p.message, /player 1 is taken/);
+    assert.equal((await pageState(guest.page)).port, 2, 'still player 2');
+  } finally {
+    await guest?.context.close();
+    await host.context.close();
   }
 });
