@@ -42,8 +42,9 @@ impl Default for Config {
             pki_dir: PathBuf::from(".retrofarm/pki"),
             auto_pki: true,
             server_names: vec!["localhost".into(), "127.0.0.1".into()],
-            heartbeat_ms: 1000,
-            heartbeat_timeout_ms: 5000,
+            // A worker that dies is noticed (and its players told) within 2 s.
+            heartbeat_ms: 500,
+            heartbeat_timeout_ms: 2000,
             ice_servers: vec![],
         }
     }
