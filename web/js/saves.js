@@ -1,5 +1,5 @@
 // Game commands on the worker's `control` data channel (docs/protocol.md, "The `control` data
-// channel"): save, load, list slots, reset. JSON text both ways, `{"t": type, "p": payload}`;
+// channel"): save, load, list slots, reset, switch port. JSON text both ways, `{"t": type, "p": payload}`;
 // the worker answers every command, in order, on the same channel.
 
 /** Save slots per player and game. */
