@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -154,10 +154,22 @@ struct WsQuery {
     zone: Option<String>,
 }
 
+/// The largest WebSocket message read at all. Messages over the protocol's limit up to this are
+/// answered with a `too_large` error and the session goes on; larger ones cannot be skipped
+/// (the WebSocket layer stops reading), so they get the error and a close frame 1009 ("message
+/// too big") instead of a silent cut.
+const MAX_WS_MESSAGE: usize = 4 * MAX_CLIENT_MESSAGE;
+
 async fn ws_handler(ws: WebSocketUpgrade, Query(q): Query<WsQuery>, State(shared): State<Shared>) -> impl IntoResponse {
-    // Frames a little over the protocol limit still reach the decoder, which answers with a
-    // `too_large` error; far larger ones are cut off by the WebSocket layer.
-    ws.max_message_size(4 * MAX_CLIENT_MESSAGE).on_upgrade(move |socket| browser(socket, q, shared))
+    ws.max_message_size(MAX_WS_MESSAGE)
+        .max_frame_size(MAX_WS_MESSAGE)
+        .on_upgrade(move |socket| browser(socket, q, shared))
+}
+
+/// Whether a WebSocket read failed because a message or frame was over the size limit.
+fn is_too_large(e: &axum::Error) -> bool {
+    let text = e.to_string().to_ascii_lowercase();
+    text.contains("too long") || text.contains("too big") || text.contains("space limit")
 }
 
 fn new_session_id() -> SessionId {
@@ -202,6 +214,22 @@ async fn browser(socket: WebSocket, q: WsQuery, shared: Shared) {
                         h.browser_bad_message(&id, &DecodeError::Malformed("binary frames are not part of the protocol".into()))
                     }),
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Err(e)) if is_too_large(&e) => {
+                        debug!(session = %id, error = %e, "browser message over the WebSocket limit");
+                        shared.with(|h| h.browser_bad_message(&id, &DecodeError::TooLarge { len: MAX_WS_MESSAGE + 1, max: MAX_CLIENT_MESSAGE }));
+                        // The error the hub queued, then the close frame: the page learns why.
+                        while let Ok((_, msg)) = rx.try_recv() {
+                            let _ = sink.send(Message::Text(msg.encode().into())).await;
+                        }
+                        let reason = format!("message over {MAX_WS_MESSAGE} bytes");
+                        let close = CloseFrame { code: close_code::SIZE, reason: reason.into() };
+                        let _ = sink.send(Message::Close(Some(close))).await;
+                        // Closing the socket with the message's rest unread resets the
+                        // connection, which can destroy the frames above before the page reads
+                        // them: give it a moment to read them and close its side first.
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        break;
+                    }
                     Some(Ok(Message::Close(_)) | Err(_)) | None => break,
                 }
             }

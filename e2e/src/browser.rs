@@ -50,6 +50,22 @@ impl Browser {
         }
     }
 
+    /// Waits for the server's close frame, skipping messages; returns its code and reason.
+    pub async fn closed(&mut self, timeout: Duration) -> Result<(u16, String)> {
+        let end = Instant::now() + timeout;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            let msg = tokio::time::timeout(left, self.ws.next())
+                .await
+                .map_err(|_| anyhow!("not closed within {timeout:?}"))?
+                .ok_or_else(|| anyhow!("closed without a close frame"))??;
+            if let Message::Close(frame) = msg {
+                let frame = frame.ok_or_else(|| anyhow!("a close frame without a code"))?;
+                return Ok((frame.code.into(), frame.reason.to_string()));
+            }
+        }
+    }
+
     /// Receives until `pick` accepts a message, skipping others.
     pub async fn recv_until<T>(
         &mut self,

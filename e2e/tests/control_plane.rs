@@ -158,6 +158,13 @@ async fn bad_messages_get_errors_and_the_connection_stays_usable() {
     assert_eq!(b.recv_until(T, error_code).await.unwrap(), ErrorCode::UnknownGame);
     start_game(&mut b, None, 1).await;
 
+    // A message the WebSocket layer cannot even read (1 MiB): the error, then close code 1009.
+    let mut big = browser_seeing(addrs, "", 1).await;
+    big.send_raw(&format!(r#"{{"t":"answer","p":{{"sdp":"{}"}}}}"#, "x".repeat(1 << 20))).await.unwrap();
+    assert_eq!(big.recv_until(T, error_code).await.unwrap(), ErrorCode::TooLarge);
+    let (code, reason) = big.closed(T).await.unwrap();
+    assert_eq!(code, 1009, "message too big: {reason}");
+
     // A share link to a room that is not running: the latency check, then the chosen worker
     // looks for the room's autosave and, finding none, says so clearly.
     let mut b2 = Browser::connect(&addrs.ws_url("room=deadbeef")).await.unwrap();
