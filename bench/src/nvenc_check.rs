@@ -104,13 +104,7 @@ pub fn zero_copy(conv: &mut Converter, library: &Library, cuda: &CudaContext) ->
     let fd = conv.export_slot_fd(slot)?;
     // SAFETY: the fd is the slot's exported memory, of `info.size` bytes.
     #[allow(unsafe_code)]
-    let buffer = unsafe {
-        if info.dedicated {
-            cuda.import_opaque_fd_dedicated(fd, info.size)
-        } else {
-            cuda.import_opaque_fd(fd, info.size)
-        }
-    }?;
+    let buffer = unsafe { cuda.import_opaque_fd(fd, info.size, info.dedicated) }?;
     let mut enc = encoder(library, cuda, w, h)?;
     // SAFETY: the slot's whole NV12 picture lies in the imported buffer, alive until the end of
     // this function (the input is unregistered before it is dropped).

@@ -258,13 +258,7 @@ impl RoomNvenc {
                 // is the CUDA context's (the stage's UUID was matched at open, else device 0:
                 // then the import fails and the room reads I420).
                 #[allow(unsafe_code)]
-                let imported = unsafe {
-                    if nv12.dedicated {
-                        cuda.import_opaque_fd_dedicated(fd, nv12.size)
-                    } else {
-                        cuda.import_opaque_fd(fd, nv12.size)
-                    }
-                };
+                let imported = unsafe { cuda.import_opaque_fd(fd, nv12.size, nv12.dedicated) };
                 let buffer = imported.map_err(|e| format!("CUDA cannot import the slot: {e}"))?;
                 (buffer.device_ptr(), Some(buffer))
             }

@@ -392,39 +392,26 @@ impl CudaContext {
         uuid_string(&self.inner.uuid)
     }
 
-    /// Imports Vulkan memory exported as an OPAQUE_FD (`retrofarm_gpu::Converter::export_output_fd`)
-    /// and maps all of it as one device buffer (`cuImportExternalMemory`, then
-    /// `cuExternalMemoryGetMappedBuffer` at offset 0). For memory allocated without
-    /// `VkMemoryDedicatedAllocateInfo`; see [`CudaContext::import_opaque_fd_dedicated`].
+    /// Imports Vulkan memory exported as an OPAQUE_FD (`retrofarm_gpu`'s `export_slot_fd` or
+    /// `export_output_fd`) and maps all of it as one device buffer (`cuImportExternalMemory`,
+    /// then `cuExternalMemoryGetMappedBuffer` at offset 0). `dedicated`: the memory is a
+    /// dedicated allocation (`CUDA_EXTERNAL_MEMORY_DEDICATED`; some drivers export only those,
+    /// and `retrofarm_gpu` says so).
     ///
     /// On success CUDA owns `fd` (it is not closed here); on failure it is closed.
     ///
     /// # Safety
     ///
     /// `fd` must be an OPAQUE_FD export of a Vulkan (or CUDA) memory object on this context's
-    /// GPU, and `size` that memory object's whole size (`VkMemoryAllocateInfo::allocationSize`,
-    /// `retrofarm_gpu`'s `output_memory().size`), not a buffer's: CUDA trusts both.
-    pub unsafe fn import_opaque_fd(&self, fd: OwnedFd, size: u64) -> Result<ExternalBuffer, CudaError> {
-        // SAFETY: the caller's promise, passed on.
-        unsafe { self.import(fd, size, false) }
-    }
-
-    /// As [`CudaContext::import_opaque_fd`], for memory that is a dedicated allocation
-    /// (`CUDA_EXTERNAL_MEMORY_DEDICATED`: some drivers require one for export; `retrofarm_gpu`
-    /// says so in `output_memory().dedicated`).
-    ///
-    /// # Safety
-    ///
-    /// As [`CudaContext::import_opaque_fd`], and the memory must be a dedicated allocation.
-    pub unsafe fn import_opaque_fd_dedicated(&self, fd: OwnedFd, size: u64) -> Result<ExternalBuffer, CudaError> {
-        // SAFETY: the caller's promise, passed on.
-        unsafe { self.import(fd, size, true) }
-    }
-
-    /// # Safety
-    ///
-    /// As [`CudaContext::import_opaque_fd`].
-    unsafe fn import(&self, fd: OwnedFd, size: u64, dedicated: bool) -> Result<ExternalBuffer, CudaError> {
+    /// GPU, `size` that memory object's whole size (`VkMemoryAllocateInfo::allocationSize`,
+    /// not a buffer's), and `dedicated` true exactly when it is a dedicated allocation: CUDA
+    /// trusts all three.
+    pub unsafe fn import_opaque_fd(
+        &self,
+        fd: OwnedFd,
+        size: u64,
+        dedicated: bool,
+    ) -> Result<ExternalBuffer, CudaError> {
         // The import and the mapping belong to the current context.
         self.bind_to_thread()?;
         let description = sys::CUDA_EXTERNAL_MEMORY_HANDLE_DESC {
@@ -618,9 +605,8 @@ mod tests {
     /// with `retrofarm_gpu`'s exported fd and memory size) is checked by the compiler.
     #[test]
     fn import_signatures() {
-        type Import = unsafe fn(&CudaContext, OwnedFd, u64) -> Result<ExternalBuffer, CudaError>;
-        let _plain: Import = CudaContext::import_opaque_fd;
-        let _dedicated: Import = CudaContext::import_opaque_fd_dedicated;
+        type Import = unsafe fn(&CudaContext, OwnedFd, u64, bool) -> Result<ExternalBuffer, CudaError>;
+        let _import: Import = CudaContext::import_opaque_fd;
         let _ptr: fn(&ExternalBuffer) -> u64 = ExternalBuffer::device_ptr;
         fn shared<T: Send + Sync>() {}
         shared::<CudaContext>();
