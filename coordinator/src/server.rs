@@ -2,7 +2,6 @@
 //! feeding one [`Hub`] and delivering its outputs.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -132,8 +131,40 @@ pub async fn serve(cfg: Config, http: tokio::net::TcpListener, quic: quinn::Endp
         .nest_service("/js", ServeDir::new(cfg.web_root.join("js")))
         .nest_service("/css", ServeDir::new(cfg.web_root.join("css")))
         .with_state(shared);
-    axum::serve(http, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
-    Ok(())
+    serve_http(http, app).await
+}
+
+/// How long a client may take to send a request's headers (a client that trickles them a byte
+/// at a time is cut off instead of holding a connection for ever).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `app` on `listener`: HTTP/1.1 with WebSocket upgrades and a deadline for each
+/// request's headers.
+async fn serve_http(listener: tokio::net::TcpListener, app: Router) -> Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, typically: wait instead of spinning.
+                warn!(error = %e, "cannot accept an HTTP connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await {
+                debug!(%remote, error = %e, "HTTP connection ended with an error");
+            }
+        });
+    }
 }
 
 async fn metrics_handler(State(shared): State<Shared>) -> impl IntoResponse {

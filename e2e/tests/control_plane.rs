@@ -299,3 +299,33 @@ async fn worker_without_valid_credentials_is_refused() {
     good.wait_log("registered with the coordinator", T).unwrap();
     browser_seeing(addrs, "", 1).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_trickling_its_headers_is_cut_off_and_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let addrs = CoordinatorAddrs::fresh();
+    let _coord = procs::coordinator(dir.path(), &pki, addrs, &[]).unwrap();
+    // A request line, then one header line every second, never the blank line that ends them.
+    let mut slow = tokio::net::TcpStream::connect(addrs.http).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: retrofarm\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    let cut = loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if slow.write_all(b"X-Slow: a\r\n").await.is_err() {
+            break started.elapsed();
+        }
+        let mut buf = [0u8; 256];
+        // Closed (the server may say 408 first, read here as data).
+        if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(Duration::from_millis(10), slow.read(&mut buf)).await {
+            break started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "a trickling client was never cut off");
+    };
+    eprintln!("the trickling client was cut off after {cut:?}");
+    assert!(cut >= Duration::from_secs(9), "not before the header deadline (10 s): {cut:?}");
+    // Meanwhile and after, others are served.
+    let (status, body) = retrofarm_e2e::browser::http_get(&format!("http://{}/healthz", addrs.http)).await.unwrap();
+    assert_eq!((status, body.trim()), (200, "ok"));
+}
