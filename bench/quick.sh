@@ -28,6 +28,8 @@ echo "== bench: peer --quick"
 "$bins/peer" --quick
 echo "== bench: gpu --quick"
 "$bins/gpu" --quick
+echo "== bench: sessions --quick"
+"$bins/sessions" --quick
 echo "== bench: audio --quick"
 "$bins/audio" --quick
 echo "== bench: latency --quick"

@@ -111,28 +111,35 @@ pub struct Cluster {
     pub coordinator: Proc,
 }
 
+/// A coordinator on loopback, logging into `dir` (its PKI in `dir/pki`); returns it with its
+/// HTTP/WebSocket and QUIC addresses once it listens.
+pub fn coordinator(dir: &Path) -> Result<(Proc, SocketAddr, SocketAddr)> {
+    let http = SocketAddr::from(([127, 0, 0, 1], tcp_port()));
+    let quic = SocketAddr::from(([127, 0, 0, 1], udp_port()));
+    let mut coordinator = Proc::spawn(
+        "coordinator",
+        Command::new(bin("retrofarm-coordinator")?)
+            .arg("run")
+            .arg("--http-listen")
+            .arg(http.to_string())
+            .arg("--quic-listen")
+            .arg(quic.to_string())
+            .arg("--pki-dir")
+            .arg(dir.join("pki"))
+            .arg("--web-root")
+            .arg(crate::repo_root().join("web")),
+        dir,
+    )?;
+    coordinator.wait_log("coordinator listening", Duration::from_secs(20))?;
+    Ok((coordinator, http, quic))
+}
+
 impl Cluster {
     /// Starts a coordinator and a worker serving `games`, with `extra` worker flags.
     pub fn start(games: &Path, extra: &[String]) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("retrofarm-bench-").tempdir()?;
         let pki = dir.path().join("pki");
-        let http = SocketAddr::from(([127, 0, 0, 1], tcp_port()));
-        let quic = SocketAddr::from(([127, 0, 0, 1], udp_port()));
-        let mut coordinator = Proc::spawn(
-            "coordinator",
-            Command::new(bin("retrofarm-coordinator")?)
-                .arg("run")
-                .arg("--http-listen")
-                .arg(http.to_string())
-                .arg("--quic-listen")
-                .arg(quic.to_string())
-                .arg("--pki-dir")
-                .arg(&pki)
-                .arg("--web-root")
-                .arg(crate::repo_root().join("web")),
-            dir.path(),
-        )?;
-        coordinator.wait_log("coordinator listening", Duration::from_secs(20))?;
+        let (coordinator, http, quic) = coordinator(dir.path())?;
         let worker_http = SocketAddr::from(([127, 0, 0, 1], tcp_port()));
         let mut worker = Proc::spawn(
             "worker",

@@ -192,8 +192,14 @@ struct WsQuery {
 const MAX_WS_MESSAGE: usize = 4 * MAX_CLIENT_MESSAGE;
 
 async fn ws_handler(ws: WebSocketUpgrade, Query(q): Query<WsQuery>, State(shared): State<Shared>) -> impl IntoResponse {
+    // Signaling messages are small and rare: a 4 KiB read buffer (grown for the odd large
+    // message) instead of the WebSocket layer's 128 KiB keeps an idle session to a few KiB, and
+    // replies go out at once. A page that stops reading cannot make us buffer more than 1 MiB.
     ws.max_message_size(MAX_WS_MESSAGE)
         .max_frame_size(MAX_WS_MESSAGE)
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1 << 20)
         .on_upgrade(move |socket| browser(socket, q, shared))
 }
 
