@@ -29,6 +29,8 @@ pub fn relay_latency() -> &'static Histogram {
 /// Prometheus text exposition of the hub's state.
 pub fn render(hub: &Hub) -> String {
     let r = Registry::new();
+    // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, …
+    r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())).expect("unique");
     let gauge = |name: &str, help: &str, v: usize| {
         let g = IntGauge::new(name, help).expect("valid gauge");
         g.set(v as i64);

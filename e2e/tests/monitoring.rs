@@ -117,6 +117,14 @@ async fn prometheus_scrapes_and_every_dashboard_and_alert_query_answers() {
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
         .expect("worker logs the core's fps");
     let ran_at = 2.0 * core_fps;
+    // Both services export their process's figures (CPU, memory, open files).
+    for job in ["retrofarm-coordinator", "retrofarm-worker"] {
+        let rss = query_value(&base, &format!("process_resident_memory_bytes{{job=\"{job}\"}}")).await;
+        assert!(rss.is_some_and(|b| b > 1e6), "{job}'s process_resident_memory_bytes: {rss:?}");
+        let cpu = query_value(&base, &format!("process_cpu_seconds_total{{job=\"{job}\"}}")).await;
+        // Whole seconds in the prometheus crate: an idle coordinator may still show 0.
+        assert!(cpu.is_some_and(|s| s >= 0.0), "{job}'s process_cpu_seconds_total: {cpu:?}");
+    }
     let encoded = query_value(&base, "sum by (instance, gpu) (rate(retrofarm_frames_encoded_total[10s]))")
         .await
         .expect("frames/sec per GPU");

@@ -239,6 +239,9 @@ impl Metrics {
         r.register(Box::new(m.nvenc_zero_copy.clone())).unwrap();
         r.register(Box::new(m.rooms_encoding.clone())).unwrap();
         r.register(Box::new(m.saves.clone())).unwrap();
+        // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, … of the
+        // worker process alone (each room's emulator is a child process of its own).
+        r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())).unwrap();
         for kind in ["autosave", "close", "save", "load", "resume"] {
             for outcome in ["ok", "failed"] {
                 m.saves.with_label_values(&[kind, outcome]);
