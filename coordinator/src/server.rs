@@ -120,6 +120,7 @@ pub async fn serve(cfg: Config, http: tokio::net::TcpListener, quic: quinn::Endp
         }
     });
     tokio::spawn(accept_workers(quic, shared.clone()));
+    tokio::spawn(give_back_memory_after_spikes(shared.clone()));
 
     let app = Router::new()
         .route("/ws", get(ws_handler))
@@ -132,6 +133,34 @@ pub async fn serve(cfg: Config, http: tokio::net::TcpListener, quic: quinn::Endp
         .nest_service("/css", ServeDir::new(cfg.web_root.join("css")))
         .with_state(shared);
     serve_http(http, app).await
+}
+
+/// Sessions that must have ended since the most there were before freed memory is handed back.
+const TRIM_AFTER_ENDED: usize = 256;
+
+/// After a spike of browser sessions (a crowd, or a flood) has gone, hands the freed heap back
+/// to the system: glibc keeps it in its arenas otherwise, and the coordinator would stay at its
+/// peak for ever.
+async fn give_back_memory_after_spikes(shared: Shared) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    let mut peak = 0;
+    loop {
+        every.tick().await;
+        let now = shared.0.lock().expect("hub lock poisoned").browsers.len();
+        peak = peak.max(now);
+        if peak - now >= TRIM_AFTER_ENDED {
+            trim_heap();
+            debug!(sessions = now, peak, "freed memory handed back");
+            peak = now;
+        }
+    }
+}
+
+/// `malloc_trim(0)`: returns glibc's free heap pages to the system.
+#[allow(unsafe_code)]
+fn trim_heap() {
+    // SAFETY: malloc_trim takes no pointers; it only walks glibc's own free lists.
+    unsafe { libc::malloc_trim(0) };
 }
 
 /// How long a client may take to send a request's headers (a client that trickles them a byte

@@ -43,7 +43,7 @@ async fn main() -> Result<()> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let with = rss_kib(pid)?;
     drop(sessions);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let after = rss_kib(pid)?;
     let per = with.saturating_sub(before) as f64 / n as f64;
     println!("== sessions: {n} idle signaling sessions on one coordinator");
