@@ -6,22 +6,16 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use retrofarm_e2e::video::H264Decoder;
+use retrofarm_e2e::video::{H264Decoder, Luma};
 use retrofarm_gpu::Converter;
-use retrofarm_media::{convert_placed, I420Frame, PixelFormat, TestPattern, VideoConfig};
+use retrofarm_media::{convert_placed, psnr_plane, I420Frame, PixelFormat, TestPattern, VideoConfig};
 use retrofarm_nvenc::{CudaContext, Library, NvencEncoder};
 
 use crate::gpu::{HostFrames, MIX};
 
-/// PSNR of two luma planes of the same size, in dB (99 when equal).
-fn psnr(a: &[u8], b: &[u8]) -> f64 {
-    let mse =
-        a.iter().zip(b).map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2)).sum::<f64>() / a.len().max(1) as f64;
-    if mse == 0.0 {
-        99.0
-    } else {
-        10.0 * (255.0f64 * 255.0 / mse).log10()
-    }
+/// PSNR of a decoded picture's luma against the encoder's input.
+fn psnr(decoded: &Luma, input: &I420Frame) -> f64 {
+    psnr_plane(&decoded.y, decoded.width, input.y(), input.y_stride(), decoded.width, decoded.height)
 }
 
 /// NVIDIA's NVENC library and a CUDA context on device 0, or why not.
@@ -61,7 +55,7 @@ pub fn cost(library: &Library, cuda: &CudaContext, frames: u32) -> Result<f64> {
         let out = enc.encode_i420(&i420, Duration::from_micros(16_667 * u64::from(i)))?;
         total += started.elapsed();
         if let Some(pic) = dec.decode(out.data) {
-            worst = worst.min(psnr(&pic.y, i420.y()));
+            worst = worst.min(psnr(&pic, &i420));
         }
     }
     println!(
@@ -119,7 +113,7 @@ pub fn zero_copy(conv: &mut Converter, library: &Library, cuda: &CudaContext) ->
         let pic = dec.decode(&au).with_context(|| format!("zero-copy frame {i} does not decode"))?;
         let mut want = I420Frame::default();
         convert_placed(&frames.frame(if i == 0 { 0 } else { MIX.len() }), &job.placement, &mut want)?;
-        worst = worst.min(psnr(&pic.y, want.y()));
+        worst = worst.min(psnr(&pic, &want));
     }
     enc.unregister(input)?;
     drop(enc);

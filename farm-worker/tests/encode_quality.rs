@@ -9,16 +9,7 @@ use farm_worker::room::pixel_format;
 use openh264::decoder::Decoder;
 use openh264::formats::YUVSource;
 use retrofarm_emulator::{cores, Emulator, EmulatorConfig, InputScript, PacingMode};
-use retrofarm_media::{convert, H264Encoder, I420Frame, RgbFrame, VideoConfig};
-
-fn psnr(a: &[u8], b: &[u8]) -> f64 {
-    let mse = a.iter().zip(b).map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2)).sum::<f64>() / a.len() as f64;
-    if mse == 0.0 {
-        99.0
-    } else {
-        10.0 * (255.0f64 * 255.0 / mse).log10()
-    }
-}
+use retrofarm_media::{convert, psnr_plane, H264Encoder, I420Frame, RgbFrame, VideoConfig};
 
 /// Runs `frames` frames of `rom` at the core's rate (as a room does) and returns the worst Y, U and V PSNR of the round trip.
 fn round_trip(core: &str, rom: PathBuf, script: &str, frames: u64) -> Option<(f64, f64, f64, usize)> {
@@ -53,13 +44,10 @@ fn round_trip(core: &str, rom: PathBuf, script: &str, frames: u64) -> Option<(f6
             let pic = dec.decode(au.data).unwrap().expect("a picture per frame");
             let (w, h) = pic.dimensions();
             let (ys, us, vs) = pic.strides();
-            let plane = |p: &[u8], s: usize, w: usize, h: usize| -> Vec<u8> {
-                p.chunks(s).take(h).flat_map(|r| &r[..w]).copied().collect()
-            };
             let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
-            wy = wy.min(psnr(&plane(pic.y(), ys, w, h), &plane(i420.y(), i420.y_stride(), w, h)));
-            wu = wu.min(psnr(&plane(pic.u(), us, cw, ch), &plane(i420.u(), i420.chroma_stride(), cw, ch)));
-            wv = wv.min(psnr(&plane(pic.v(), vs, cw, ch), &plane(i420.v(), i420.chroma_stride(), cw, ch)));
+            wy = wy.min(psnr_plane(pic.y(), ys, i420.y(), i420.y_stride(), w, h));
+            wu = wu.min(psnr_plane(pic.u(), us, i420.u(), i420.chroma_stride(), cw, ch));
+            wv = wv.min(psnr_plane(pic.v(), vs, i420.v(), i420.chroma_stride(), cw, ch));
             n += 1;
         }
         if !got && !emu.is_alive() {

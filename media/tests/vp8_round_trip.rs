@@ -16,17 +16,7 @@ fn pts(index: u32) -> Duration {
 fn psnr_y(input: &I420Frame, decoded: &I420Frame) -> f64 {
     assert_eq!((decoded.width(), decoded.height()), (input.width(), input.height()));
     let (w, h) = (input.width(), input.height());
-    let mut squared = 0u64;
-    for y in 0..h {
-        let a = &input.y()[y * input.y_stride()..][..w];
-        let b = &decoded.y()[y * decoded.y_stride()..][..w];
-        squared += a.iter().zip(b).map(|(&p, &q)| u64::from(p.abs_diff(q)).pow(2)).sum::<u64>();
-    }
-    let mse = squared as f64 / (w * h) as f64;
-    if mse == 0.0 {
-        return f64::INFINITY;
-    }
-    10.0 * (255.0 * 255.0 / mse).log10()
+    retrofarm_media::psnr_plane(input.y(), input.y_stride(), decoded.y(), decoded.y_stride(), w, h)
 }
 
 /// VP8 frame tag: bit 0 of the first byte is 0 for a keyframe, and a keyframe carries the start

@@ -145,18 +145,7 @@ fn render(pattern: &mut TestPattern, index: u32, yuv: &mut I420Frame) {
 fn psnr_y(input: &I420Frame, decoded: &impl YUVSource) -> f64 {
     let (w, h) = decoded.dimensions();
     assert_eq!((w, h), (input.width(), input.height()));
-    let stride = decoded.strides().0;
-    let mut squared = 0u64;
-    for y in 0..h {
-        let a = &input.y()[y * input.y_stride()..][..w];
-        let b = &decoded.y()[y * stride..][..w];
-        squared += a.iter().zip(b).map(|(&p, &q)| u64::from(p.abs_diff(q)).pow(2)).sum::<u64>();
-    }
-    let mse = squared as f64 / (w * h) as f64;
-    if mse == 0.0 {
-        return f64::INFINITY;
-    }
-    10.0 * (255.0 * 255.0 / mse).log10()
+    retrofarm_media::psnr_plane(input.y(), input.y_stride(), decoded.y(), decoded.strides().0, w, h)
 }
 
 fn nal_types(access_unit: &[u8]) -> Vec<u8> {
