@@ -239,6 +239,8 @@ async fn saves_land_in_an_s3_bucket_and_a_wrong_secret_is_a_clear_error_that_sto
     })
     .unwrap();
     let mut p = Player::join(addrs, None, 1).await;
+    // The game runs (a command before its first frame is answered "the game is still starting").
+    block_x(&mut p).await;
     let reply = p.game(GameCommand::Save { user: USER.into(), slot: 2 }).await;
     let GameReply::Failed { command, message } = reply else { panic!("the save must fail: {reply:?}") };
     eprintln!("with a wrong secret: {message}");
