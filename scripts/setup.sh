@@ -20,10 +20,15 @@ if [ "$mode" != "--run" ]; then
     # Browser tests: Debian's Chromium driven by playwright-core (node and npm from Debian
     # unless the machine already has them).
     packages+=(chromium prometheus python3-yaml)
+    # The TURN relay test (web/tests/edge.test.mjs) runs a real coturn on loopback.
+    packages+=(coturn)
     # The GPU path's tests run on Mesa's lavapipe (Vulkan on the CPU) and need the loader.
     packages+=(libvulkan1 mesa-vulkan-drivers)
     # The `peer` benchmark's GStreamer pipeline (x264enc, opusenc, RTP payloaders).
     packages+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly)
+    # The network tests impair a veth link with iptables (loss, outages, the NFQUEUE delay
+    # program) and tc from iproute2: e2e/tests/network.rs, docs/network-tests.md.
+    packages+=(iptables)
     command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 fi
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use retrofarm_proto::browser::IceServer;
 use serde::Deserialize;
 
@@ -31,6 +31,59 @@ pub struct Config {
     pub heartbeat_timeout_ms: u64,
     /// STUN/TURN servers handed to browsers in `init` (workers announce host candidates only).
     pub ice_servers: Vec<IceServer>,
+    /// PEM certificate chain (the operator's, e.g. from Let's Encrypt) for `http_listen`: with
+    /// `tls_key`, the page and `/ws` are served over HTTPS/WSS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Page origins (`https://play.example.org`) allowed to open `/ws` besides the
+    /// coordinator's own; `"*"` allows every origin. Clients that send no `Origin` (not
+    /// browsers) are always allowed.
+    pub allowed_origins: Vec<String>,
+    /// Time-limited TURN credentials minted for each browser session.
+    pub turn: TurnConfig,
+}
+
+/// The `[turn]` section: a TURN server that checks credentials with a shared secret (coturn's
+/// `use-auth-secret`, the "TURN REST API" scheme). Off while `urls` is empty.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TurnConfig {
+    /// `turn:` / `turns:` URLs of the server, handed to browsers with the credentials.
+    pub urls: Vec<String>,
+    /// The secret shared with the TURN server (coturn's `static-auth-secret`).
+    pub secret: String,
+    /// How long a session's credentials stay valid for new allocations, in seconds.
+    pub ttl_secs: u64,
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        // One day, as the TURN REST API draft recommends: credentials are minted once per page
+        // load, and a page left open must still be able to start a game through the relay.
+        Self { urls: vec![], secret: String::new(), ttl_secs: 86_400 }
+    }
+}
+
+impl std::fmt::Debug for TurnConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnConfig")
+            .field("urls", &self.urls)
+            .field("secret", &if self.secret.is_empty() { "" } else { "<set>" })
+            .field("ttl_secs", &self.ttl_secs)
+            .finish()
+    }
+}
+
+impl TurnConfig {
+    /// The credential minter, when TURN is configured.
+    pub fn rest(&self) -> Option<crate::turn::TurnRest> {
+        (!self.urls.is_empty()).then(|| crate::turn::TurnRest {
+            urls: self.urls.clone(),
+            secret: self.secret.clone(),
+            ttl: Duration::from_secs(self.ttl_secs),
+        })
+    }
 }
 
 impl Default for Config {
@@ -46,6 +99,10 @@ impl Default for Config {
             heartbeat_ms: 500,
             heartbeat_timeout_ms: 2000,
             ice_servers: vec![],
+            tls_cert: None,
+            tls_key: None,
+            allowed_origins: vec![],
+            turn: TurnConfig::default(),
         }
     }
 }
@@ -57,6 +114,38 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("{} is not a valid coordinator configuration", path.display()))
+    }
+
+    /// Checks what the types cannot: settings that only work together, and the shape of
+    /// origins and TURN URLs. The error says which key to fix.
+    pub fn validate(&self) -> Result<()> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => bail!("tls_cert is set but tls_key is not: set both (PEM files) for HTTPS, or neither"),
+            (None, Some(_)) => bail!("tls_key is set but tls_cert is not: set both (PEM files) for HTTPS, or neither"),
+            _ => {}
+        }
+        for o in &self.allowed_origins {
+            crate::origin::check_entry(o).map_err(|e| anyhow::anyhow!("allowed_origins: {e}"))?;
+        }
+        let t = &self.turn;
+        if !t.urls.is_empty() && t.secret.is_empty() {
+            bail!("turn.urls is set but turn.secret is empty: set it to the TURN server's static-auth-secret");
+        }
+        if t.urls.is_empty() && !t.secret.is_empty() {
+            bail!("turn.secret is set but turn.urls is empty: list the TURN server's turn: URLs");
+        }
+        if let Some(u) = t.urls.iter().find(|u| !(u.starts_with("turn:") || u.starts_with("turns:"))) {
+            bail!("turn.urls: {u:?} is not a TURN URL: write turn:HOST:PORT or turns:HOST:PORT (STUN servers go in ice_servers)");
+        }
+        if !t.urls.is_empty() && t.ttl_secs == 0 {
+            bail!("turn.ttl_secs = 0 would mint credentials that have already expired: use at least 60");
+        }
+        Ok(())
+    }
+
+    /// The certificate and key files, when HTTPS is configured.
+    pub fn tls_files(&self) -> Option<(&Path, &Path)> {
+        Some((self.tls_cert.as_deref()?, self.tls_key.as_deref()?))
     }
 
     /// Heartbeat interval.
@@ -90,5 +179,38 @@ mod tests {
         assert_eq!(c.quic_listen.port(), 8443);
         assert_eq!(c.ice_servers[0].username.as_deref(), Some("u"));
         assert!(toml::from_str::<Config>("htp_listen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn edge_security_keys_parse_and_validate() {
+        let c: Config = toml::from_str(
+            r#"
+            tls_cert = "/etc/retrofarm/tls/fullchain.pem"
+            tls_key = "/etc/retrofarm/tls/privkey.pem"
+            allowed_origins = ["https://play.example.org"]
+            [turn]
+            urls = ["turn:turn.example.org:3478?transport=udp"]
+            secret = "north"
+            "#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.tls_files().unwrap().1, Path::new("/etc/retrofarm/tls/privkey.pem"));
+        assert_eq!(c.turn.ttl_secs, 86_400);
+        assert!(!format!("{c:?}").contains("north"), "the TURN secret stays out of logs");
+        let rest = c.turn.rest().unwrap();
+        assert_eq!(rest.ttl, Duration::from_secs(86_400));
+        assert!(Config::default().turn.rest().is_none());
+        Config::default().validate().unwrap();
+
+        let err = |toml: &str| toml::from_str::<Config>(toml).unwrap().validate().unwrap_err().to_string();
+        assert!(err("tls_cert = \"c.pem\"").contains("tls_key is not"));
+        assert!(err("tls_key = \"k.pem\"").contains("tls_cert is not"));
+        assert!(err("allowed_origins = [\"play.example.org\"]").contains("https://play.example.org"));
+        assert!(err("[turn]\nurls = [\"turn:t:3478\"]").contains("static-auth-secret"));
+        assert!(err("[turn]\nsecret = \"s\"").contains("turn.urls is empty"));
+        assert!(err("[turn]\nurls = [\"stun:t:3478\"]\nsecret = \"s\"").contains("not a TURN URL"));
+        assert!(err("[turn]\nurls = [\"turn:t\"]\nsecret = \"s\"\nttl_secs = 0").contains("ttl_secs"));
+        assert!(toml::from_str::<Config>("[turn]\nsecrets = \"s\"").is_err());
     }
 }

@@ -1,9 +1,11 @@
 //! The coordinator's decision logic: browser sessions, worker registrations and the signaling
-//! relay between them. Sans-IO: inputs are method calls with the current time, outputs are
-//! queued [`Output`]s that the network drivers deliver.
+//! relay between them. Sans-IO: inputs are method calls with the current time (monotonic
+//! `Instant`s for timeouts; wall-clock `SystemTime` where a browser's `init` is built, for the
+//! expiry of its TURN credentials), outputs are queued [`Output`]s that the network drivers
+//! deliver.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use retrofarm_proto::browser::{ChosenWorker, ClientMsg, IceServer, ServerMsg};
 use retrofarm_proto::control::{CoordMsg, WorkerMsg, PROTOCOL_VERSION};
@@ -13,6 +15,7 @@ use tracing::{debug, info, warn};
 
 use crate::registry::{ConnId, Departed, Registration, Registry};
 use crate::selection::{self, SelectError};
+use crate::turn::TurnRest;
 
 /// Something for a driver to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +58,9 @@ struct Session {
 pub struct HubConfig {
     /// ICE servers (STUN/TURN) handed to browsers in `init`.
     pub ice_servers: Vec<IceServer>,
+    /// A TURN server whose time-limited credentials are minted for each session and added to
+    /// `ice_servers` in its `init`.
+    pub turn: Option<TurnRest>,
     /// How often workers must heartbeat.
     pub heartbeat: Duration,
     /// Silence after which a worker is dropped.
@@ -129,14 +135,15 @@ impl Hub {
 
     // ---- browsers ------------------------------------------------------------------------
 
-    /// A browser opened `/ws`, maybe with a share-link room and a zone.
-    pub fn browser_connected(&mut self, id: SessionId, room: Option<RoomId>, zone: Option<String>) {
+    /// A browser opened `/ws`, maybe with a share-link room and a zone; `wall` is the
+    /// wall-clock time (TURN credentials expire at a unix time).
+    pub fn browser_connected(&mut self, id: SessionId, room: Option<RoomId>, zone: Option<String>, wall: SystemTime) {
         let mut session = Session { zone, worker: None, phase: Phase::Ready, ended: false, resume: None };
         if let Some(room) = room {
             if let Some((worker, _)) = self.registry.room(&room) {
                 let worker = worker.clone();
                 self.sessions.insert(id.clone(), session);
-                return self.init(&id, worker, Some(room));
+                return self.init(&id, worker, Some(room), wall);
             }
             // Not running: the nearest worker resumes it from its autosave, if it has one.
             self.stats.unknown_room += 1;
@@ -177,11 +184,15 @@ impl Hub {
         }
     }
 
-    fn init(&mut self, id: &SessionId, worker: WorkerId, room: Option<RoomId>) {
+    fn init(&mut self, id: &SessionId, worker: WorkerId, room: Option<RoomId>, wall: SystemTime) {
         let Some(w) = self.registry.get(&worker) else { return };
+        let mut ice_servers = self.cfg.ice_servers.clone();
+        if let Some(turn) = &self.cfg.turn {
+            ice_servers.push(turn.ice_server(id, wall));
+        }
         let msg = ServerMsg::Init {
             session: id.clone(),
-            ice_servers: self.cfg.ice_servers.clone(),
+            ice_servers,
             games: w.games.clone(),
             worker: ChosenWorker { id: worker.clone(), zone: w.zone.clone() },
             room,
@@ -199,8 +210,8 @@ impl Hub {
         self.error(id, err.code(), err.to_string());
     }
 
-    /// A browser sent a valid message.
-    pub fn browser_message(&mut self, id: &SessionId, msg: ClientMsg) {
+    /// A browser sent a valid message; `wall` is the wall-clock time.
+    pub fn browser_message(&mut self, id: &SessionId, msg: ClientMsg, wall: SystemTime) {
         let Some(s) = self.sessions.get(id) else { return };
         let (phase, worker, zone, ended) = (s.phase.clone(), s.worker.clone(), s.zone.clone(), s.ended);
         match (msg, phase) {
@@ -208,7 +219,7 @@ impl Hub {
                 match selection::choose(&self.registry.candidates(), zone.as_deref(), &results) {
                     Ok(w) => {
                         let resume = self.sessions.get_mut(id).and_then(|s| s.resume.take());
-                        self.init(id, w, resume)
+                        self.init(id, w, resume, wall)
                     }
                     Err(e) => self.no_capacity(id, e),
                 }
@@ -408,10 +419,13 @@ mod tests {
     fn hub() -> Hub {
         Hub::new(HubConfig {
             ice_servers: vec![IceServer { urls: vec!["stun:s:3478".into()], username: None, credential: None }],
+            turn: None,
             heartbeat: Duration::from_secs(1),
             heartbeat_timeout: Duration::from_secs(3),
         })
     }
+    /// The wall clock of the tests.
+    const W: SystemTime = SystemTime::UNIX_EPOCH;
     fn sid(s: &str) -> SessionId {
         SessionId::new(s).unwrap()
     }
@@ -447,16 +461,16 @@ mod tests {
         register(&mut h, 1, "w1", "eu", 4, &[], t);
         assert_eq!(drain(&mut h), vec![Output::Worker(ConnId(1), CoordMsg::Registered { heartbeat_ms: 1000 })]);
 
-        h.browser_connected(sid("s"), None, Some("eu".into()));
+        h.browser_connected(sid("s"), None, Some("eu".into()), W);
         let out = drain(&mut h);
         assert!(matches!(&out[..], [Output::Browser(_, ServerMsg::CheckLatency { workers })] if workers.len() == 1));
 
         let results = [(WorkerId::new("w1").unwrap(), 10)].into_iter().collect();
-        h.browser_message(&sid("s"), ClientMsg::Latency { results });
+        h.browser_message(&sid("s"), ClientMsg::Latency { results }, W);
         let out = drain(&mut h);
         assert!(matches!(&out[..], [Output::Browser(_, ServerMsg::Init { games, .. })] if games.len() == 1));
 
-        h.browser_message(&sid("s"), ClientMsg::StartGame { game: "walk".into(), room: None, port: 1 });
+        h.browser_message(&sid("s"), ClientMsg::StartGame { game: "walk".into(), room: None, port: 1 }, W);
         let out = drain(&mut h);
         assert!(matches!(&out[..], [Output::Worker(ConnId(1), CoordMsg::StartSession { port: 1, .. })]));
 
@@ -473,26 +487,26 @@ mod tests {
         assert!(matches!(&out[1], Output::Browser(_, ServerMsg::Offer { sdp }) if sdp == "offer"));
         assert_eq!(h.registry().room(&r).unwrap().0.as_str(), "w1");
 
-        h.browser_message(&sid("s"), ClientMsg::Answer { sdp: "answer".into() });
-        h.browser_message(&sid("s"), ClientMsg::Ice { candidate: None });
+        h.browser_message(&sid("s"), ClientMsg::Answer { sdp: "answer".into() }, W);
+        h.browser_message(&sid("s"), ClientMsg::Ice { candidate: None }, W);
         let out = drain(&mut h);
         assert!(matches!(&out[0], Output::Worker(_, CoordMsg::Answer { sdp, .. }) if sdp == "answer"));
         assert!(matches!(&out[1], Output::Worker(_, CoordMsg::Ice { candidate: None, .. })));
 
         // A second browser with the share link reaches the same worker directly.
-        h.browser_connected(sid("t"), Some(r.clone()), None);
+        h.browser_connected(sid("t"), Some(r.clone()), None, W);
         let out = drain(&mut h);
         assert!(matches!(&out[..], [Output::Browser(_, ServerMsg::Init { room: Some(_), .. })]));
-        h.browser_message(&sid("t"), ClientMsg::StartGame { game: String::new(), room: Some(r), port: 2 });
+        h.browser_message(&sid("t"), ClientMsg::StartGame { game: String::new(), room: Some(r), port: 2 }, W);
         assert!(matches!(
             &drain(&mut h)[..],
             [Output::Worker(ConnId(1), CoordMsg::StartSession { port: 2, room: Some(_), .. })]
         ));
 
         // After quitting, candidates still in flight are dropped quietly.
-        h.browser_message(&sid("t"), ClientMsg::Quit);
+        h.browser_message(&sid("t"), ClientMsg::Quit, W);
         drain(&mut h);
-        h.browser_message(&sid("t"), ClientMsg::Ice { candidate: None });
+        h.browser_message(&sid("t"), ClientMsg::Ice { candidate: None }, W);
         assert!(drain(&mut h).is_empty());
 
         h.browser_disconnected(&sid("s"));
@@ -508,10 +522,10 @@ mod tests {
         // A share link to a room that is not running: the latency check, then the chosen worker
         // is asked to resume it (Init carries the room).
         let nope = RoomId::new("nope").unwrap();
-        h.browser_connected(sid("s"), Some(nope.clone()), None);
+        h.browser_connected(sid("s"), Some(nope.clone()), None, W);
         let out = drain(&mut h);
         assert!(matches!(&out[..], [Output::Browser(_, ServerMsg::CheckLatency { .. })]), "{out:?}");
-        h.browser_message(&sid("s"), ClientMsg::Latency { results: Default::default() });
+        h.browser_message(&sid("s"), ClientMsg::Latency { results: Default::default() }, W);
         let out = drain(&mut h);
         assert!(
             matches!(&out[..], [Output::Browser(_, ServerMsg::Init { room: Some(r), .. })] if *r == nope),
@@ -519,16 +533,20 @@ mod tests {
         );
         assert_eq!(h.stats().unknown_room, 1);
 
-        h.browser_message(&sid("s"), ClientMsg::Answer { sdp: String::new() });
+        h.browser_message(&sid("s"), ClientMsg::Answer { sdp: String::new() }, W);
         assert_eq!(error_code(&drain(&mut h)[0]), Some(ErrorCode::BadState));
 
-        h.browser_message(&sid("s"), ClientMsg::Latency { results: Default::default() });
+        h.browser_message(&sid("s"), ClientMsg::Latency { results: Default::default() }, W);
         drain(&mut h);
-        h.browser_message(&sid("s"), ClientMsg::StartGame { game: "tetris".into(), room: None, port: 1 });
+        h.browser_message(&sid("s"), ClientMsg::StartGame { game: "tetris".into(), room: None, port: 1 }, W);
         assert_eq!(error_code(&drain(&mut h)[0]), Some(ErrorCode::UnknownGame));
         // A room that is not running goes to a worker, which resumes it from its autosave.
         let gone = RoomId::new("gone").unwrap();
-        h.browser_message(&sid("s"), ClientMsg::StartGame { game: String::new(), room: Some(gone.clone()), port: 1 });
+        h.browser_message(
+            &sid("s"),
+            ClientMsg::StartGame { game: String::new(), room: Some(gone.clone()), port: 1 },
+            W,
+        );
         let out = drain(&mut h);
         assert!(
             matches!(&out[0], Output::Worker(_, CoordMsg::StartSession { room: Some(r), .. }) if *r == gone),
@@ -546,14 +564,14 @@ mod tests {
         let mut h = hub();
         register(&mut h, 1, "w1", "eu", 1, &[], t);
         drain(&mut h);
-        h.browser_connected(sid("a"), None, None);
-        h.browser_message(&sid("a"), ClientMsg::Latency { results: Default::default() });
-        h.browser_message(&sid("a"), ClientMsg::StartGame { game: "walk".into(), room: None, port: 1 });
+        h.browser_connected(sid("a"), None, None, W);
+        h.browser_message(&sid("a"), ClientMsg::Latency { results: Default::default() }, W);
+        h.browser_message(&sid("a"), ClientMsg::StartGame { game: "walk".into(), room: None, port: 1 }, W);
         drain(&mut h);
         // The only slot is pending: the next browser hears "no free worker" at once.
-        h.browser_connected(sid("b"), None, None);
+        h.browser_connected(sid("b"), None, None, W);
         assert_eq!(error_code(&drain(&mut h)[0]), Some(ErrorCode::NoFreeWorker));
-        h.browser_connected(sid("c"), None, Some("us".into()));
+        h.browser_connected(sid("c"), None, Some("us".into()), W);
         assert_eq!(error_code(&drain(&mut h)[0]), Some(ErrorCode::NoFreeWorker));
     }
 
@@ -563,7 +581,7 @@ mod tests {
         let mut h = hub();
         register(&mut h, 1, "w1", "eu", 4, &["r1"], t);
         drain(&mut h);
-        h.browser_connected(sid("s"), Some(RoomId::new("r1").unwrap()), None);
+        h.browser_connected(sid("s"), Some(RoomId::new("r1").unwrap()), None, W);
         drain(&mut h);
         h.tick(t + Duration::from_secs(2));
         assert!(drain(&mut h).is_empty());
@@ -600,10 +618,11 @@ mod tests {
         register(&mut h, 1, "w1", "eu", 4, &[], t);
         register(&mut h, 2, "w2", "eu", 4, &[], t);
         drain(&mut h);
-        h.browser_connected(sid("s"), None, None);
+        h.browser_connected(sid("s"), None, None, W);
         h.browser_message(
             &sid("s"),
             ClientMsg::Latency { results: [(WorkerId::new("w1").unwrap(), 1)].into_iter().collect() },
+            W,
         );
         drain(&mut h);
         h.worker_message(ConnId(2), t, WorkerMsg::Offer { session: sid("s"), sdp: "evil".into() });
@@ -616,9 +635,43 @@ mod tests {
         let mut h = hub();
         register(&mut h, 1, "w1", "eu", 4, &["r1"], t);
         drain(&mut h);
-        h.browser_connected(sid("s"), Some(RoomId::new("r1").unwrap()), None);
+        h.browser_connected(sid("s"), Some(RoomId::new("r1").unwrap()), None, W);
         drain(&mut h);
         h.worker_disconnected(ConnId(1));
         assert_eq!(error_code(&drain(&mut h)[0]), Some(ErrorCode::WorkerLost));
+    }
+
+    #[test]
+    fn init_carries_the_static_servers_and_the_sessions_own_turn_credentials() {
+        let t = Instant::now();
+        let mut h = Hub::new(HubConfig {
+            turn: Some(TurnRest {
+                urls: vec!["turn:turn.example.org:3478".into()],
+                secret: "north-wind".into(),
+                ttl: Duration::from_secs(3600),
+            }),
+            ..hub().cfg
+        });
+        register(&mut h, 1, "w1", "eu", 4, &[], t);
+        drain(&mut h);
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        h.browser_connected(sid("0123456789abcdef"), None, None, wall);
+        h.browser_message(&sid("0123456789abcdef"), ClientMsg::Latency { results: Default::default() }, wall);
+        let out = drain(&mut h);
+        let [_, Output::Browser(_, ServerMsg::Init { ice_servers, .. })] = &out[..] else { panic!("{out:?}") };
+        assert_eq!(ice_servers.len(), 2, "{ice_servers:?}");
+        assert_eq!(ice_servers[0].urls, vec!["stun:s:3478".to_string()]);
+        let turn = &ice_servers[1];
+        assert_eq!(turn.urls, vec!["turn:turn.example.org:3478".to_string()]);
+        assert_eq!(turn.username.as_deref(), Some("1700003600:0123456789abcdef"));
+        assert_eq!(turn.credential, Some(crate::turn::credential("north-wind", "1700003600:0123456789abcdef")));
+
+        // Each session gets its own, from the time of its init.
+        let later = wall + Duration::from_secs(60);
+        h.browser_connected(sid("fedcba9876543210"), None, None, later);
+        h.browser_message(&sid("fedcba9876543210"), ClientMsg::Latency { results: Default::default() }, later);
+        let out = drain(&mut h);
+        let [_, Output::Browser(_, ServerMsg::Init { ice_servers, .. })] = &out[..] else { panic!("{out:?}") };
+        assert_eq!(ice_servers[1].username.as_deref(), Some("1700003660:fedcba9876543210"));
     }
 }

@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Run the coordinator (the default).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Manage the cluster certificates that authenticate workers.
     Pki {
         #[command(subcommand)]
@@ -46,9 +46,27 @@ struct RunArgs {
     /// Never create a local CA; require `pki init` to have been run.
     #[arg(long, env = "RETROFARM_NO_AUTO_PKI")]
     no_auto_pki: bool,
-    /// Worker heartbeat timeout in milliseconds [default: 5000].
+    /// Worker heartbeat timeout in milliseconds [default: 2000].
     #[arg(long, env = "RETROFARM_HEARTBEAT_TIMEOUT_MS")]
     heartbeat_timeout_ms: Option<u64>,
+    /// PEM certificate chain: with --tls-key, browsers get HTTPS/WSS only.
+    #[arg(long, env = "RETROFARM_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "RETROFARM_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Page origins allowed to open /ws besides our own, comma-separated; "*" allows all.
+    #[arg(long, env = "RETROFARM_ALLOWED_ORIGINS", value_delimiter = ',')]
+    allowed_origins: Option<Vec<String>>,
+    /// TURN server URLs for minted credentials, comma-separated (turn:HOST:PORT).
+    #[arg(long, env = "RETROFARM_TURN_URLS", value_delimiter = ',')]
+    turn_urls: Option<Vec<String>>,
+    /// The secret shared with the TURN server (coturn's static-auth-secret).
+    #[arg(long, env = "RETROFARM_TURN_SECRET", hide_env_values = true)]
+    turn_secret: Option<String>,
+    /// Seconds minted TURN credentials stay valid [default: 86400].
+    #[arg(long, env = "RETROFARM_TURN_TTL_SECS")]
+    turn_ttl_secs: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +111,24 @@ impl RunArgs {
         if let Some(v) = self.heartbeat_timeout_ms {
             c.heartbeat_timeout_ms = v;
         }
+        if self.tls_cert.is_some() {
+            c.tls_cert = self.tls_cert;
+        }
+        if self.tls_key.is_some() {
+            c.tls_key = self.tls_key;
+        }
+        if let Some(v) = self.allowed_origins {
+            c.allowed_origins = v.into_iter().map(|o| o.trim().to_string()).filter(|o| !o.is_empty()).collect();
+        }
+        if let Some(v) = self.turn_urls {
+            c.turn.urls = v.into_iter().map(|u| u.trim().to_string()).filter(|u| !u.is_empty()).collect();
+        }
+        if let Some(v) = self.turn_secret {
+            c.turn.secret = v;
+        }
+        if let Some(v) = self.turn_ttl_secs {
+            c.turn.ttl_secs = v;
+        }
     }
 }
 
@@ -104,7 +140,7 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match cli.cmd.unwrap_or(Cmd::Run(RunArgs::default())) {
+    match cli.cmd.unwrap_or_else(|| Cmd::Run(Box::default())) {
         Cmd::Run(args) => {
             let mut cfg = Config::load(cli.config.as_deref())?;
             args.apply(&mut cfg);

@@ -1,15 +1,16 @@
-//! Network drivers: the browser WebSocket (axum) and the worker QUIC endpoint (quinn), both
-//! feeding one [`Hub`] and delivering its outputs.
+//! Network drivers: the browser WebSocket (axum, over HTTP or HTTPS) and the worker QUIC
+//! endpoint (quinn), both feeding one [`Hub`] and delivering its outputs.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
-use axum::response::IntoResponse;
+use axum::extract::{FromRef, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use futures_util::{SinkExt, StreamExt};
@@ -26,6 +27,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::hub::{Hub, HubConfig, Output};
+use crate::origin::{self, Decision};
 use crate::registry::ConnId;
 
 /// What the QUIC writer task of one worker connection is asked to do.
@@ -82,16 +84,46 @@ impl Shared {
     }
 }
 
-/// Runs the coordinator until the process is stopped.
-pub async fn run(cfg: Config) -> Result<()> {
-    let (http, quic) = bind(&cfg).await?;
-    info!(http = %http.local_addr()?, quic = %quic.local_addr()?, "coordinator listening");
-    serve(cfg, http, quic).await
+/// What the router's handlers share: the hub, and the `/ws` origin allow-list.
+#[derive(Clone)]
+struct App {
+    shared: Shared,
+    allowed_origins: Arc<[String]>,
 }
 
-/// Binds the listening sockets (and creates the local PKI if configured), so callers learn
-/// the bound addresses before serving.
-pub async fn bind(cfg: &Config) -> Result<(tokio::net::TcpListener, quinn::Endpoint)> {
+impl FromRef<App> for Shared {
+    fn from_ref(app: &App) -> Shared {
+        app.shared.clone()
+    }
+}
+
+/// The bound sockets, and the TLS acceptor when the browser listener speaks HTTPS.
+pub struct Listeners {
+    /// Browsers: HTTP, or HTTPS when `tls` is set.
+    pub http: tokio::net::TcpListener,
+    /// Workers.
+    pub quic: quinn::Endpoint,
+    /// The operator's certificate for `http`.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// Runs the coordinator until the process is stopped.
+pub async fn run(cfg: Config) -> Result<()> {
+    let listeners = bind(&cfg).await?;
+    info!(
+        http = %listeners.http.local_addr()?,
+        quic = %listeners.quic.local_addr()?,
+        tls = listeners.tls.is_some(),
+        "coordinator listening"
+    );
+    serve(cfg, listeners).await
+}
+
+/// Checks the configuration, loads the HTTPS certificate, binds the listening sockets (and
+/// creates the local PKI if configured), so callers learn the bound addresses before serving.
+pub async fn bind(cfg: &Config) -> Result<Listeners> {
+    cfg.validate()?;
+    let tls = cfg.tls_files().map(|(cert, key)| retrofarm_link::https::acceptor(cert, key)).transpose()?;
     if cfg.auto_pki && pki::ensure_local(&cfg.pki_dir, &cfg.server_names)? {
         info!(dir = %cfg.pki_dir.display(), "created a local cluster CA and certificates");
     }
@@ -100,13 +132,15 @@ pub async fn bind(cfg: &Config) -> Result<(tokio::net::TcpListener, quinn::Endpo
     let http = tokio::net::TcpListener::bind(cfg.http_listen)
         .await
         .with_context(|| format!("cannot listen on TCP {}: is the port in use?", cfg.http_listen))?;
-    Ok((http, quic))
+    Ok(Listeners { http, quic, tls })
 }
 
-/// Serves browsers on `http` and workers on `quic`.
-pub async fn serve(cfg: Config, http: tokio::net::TcpListener, quic: quinn::Endpoint) -> Result<()> {
+/// Serves browsers on `l.http` (HTTPS with `l.tls`) and workers on `l.quic`.
+pub async fn serve(cfg: Config, l: Listeners) -> Result<()> {
+    let Listeners { http, quic, tls } = l;
     let shared = Shared::new(Hub::new(HubConfig {
         ice_servers: cfg.ice_servers.clone(),
+        turn: cfg.turn.rest(),
         heartbeat: cfg.heartbeat(),
         heartbeat_timeout: cfg.heartbeat_timeout(),
     }));
@@ -131,8 +165,8 @@ pub async fn serve(cfg: Config, http: tokio::net::TcpListener, quic: quinn::Endp
         .route_service("/index.html", ServeFile::new(cfg.web_root.join("index.html")))
         .nest_service("/js", ServeDir::new(cfg.web_root.join("js")))
         .nest_service("/css", ServeDir::new(cfg.web_root.join("css")))
-        .with_state(shared);
-    serve_http(http, app).await
+        .with_state(App { shared, allowed_origins: cfg.allowed_origins.clone().into() });
+    serve_http(http, app, tls).await
 }
 
 /// Sessions that must have ended since the most there were before freed memory is handed back.
@@ -167,9 +201,13 @@ fn trim_heap() {
 /// at a time is cut off instead of holding a connection for ever).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `app` on `listener`: HTTP/1.1 with WebSocket upgrades and a deadline for each
-/// request's headers.
-async fn serve_http(listener: tokio::net::TcpListener, app: Router) -> Result<()> {
+/// Serves `app` on `listener`: HTTP/1.1 (inside TLS when `tls` is set, with a deadline for
+/// the handshake) with WebSocket upgrades and a deadline for each request's headers.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> Result<()> {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
     use hyper_util::service::TowerToHyperService;
@@ -188,8 +226,16 @@ async fn serve_http(listener: tokio::net::TcpListener, app: Router) -> Result<()
         };
         let service = TowerToHyperService::new(app.clone());
         let builder = builder.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await {
+            let served = match tls {
+                None => builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await,
+                Some(acceptor) => match retrofarm_link::https::accept(&acceptor, stream).await {
+                    Ok(stream) => builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await,
+                    Err(e) => return debug!(%remote, error = %e, "no HTTPS connection"),
+                },
+            };
+            if let Err(e) = served {
                 debug!(%remote, error = %e, "HTTP connection ended with an error");
             }
         });
@@ -220,7 +266,25 @@ struct WsQuery {
 /// too big") instead of a silent cut.
 const MAX_WS_MESSAGE: usize = 4 * MAX_CLIENT_MESSAGE;
 
-async fn ws_handler(ws: WebSocketUpgrade, Query(q): Query<WsQuery>, State(shared): State<Shared>) -> impl IntoResponse {
+async fn ws_handler(
+    ws: WebSocketUpgrade,
+    Query(q): Query<WsQuery>,
+    headers: HeaderMap,
+    State(app): State<App>,
+) -> Response {
+    let text =
+        |name| headers.get(name).map(|v: &header::HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let (origin, host) = (text(header::ORIGIN), text(header::HOST));
+    if let Decision::Refuse(origin) = origin::decide(origin.as_deref(), host.as_deref(), &app.allowed_origins) {
+        warn!(%origin, host = host.as_deref().unwrap_or(""), "refused a WebSocket from another site's page (allowed_origins)");
+        return (
+            StatusCode::FORBIDDEN,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            origin::refusal(&origin),
+        )
+            .into_response();
+    }
+    let shared = app.shared;
     // Signaling messages are small and rare: a 4 KiB read buffer (grown for the odd large
     // message) instead of the WebSocket layer's 128 KiB keeps an idle session to a few KiB, and
     // replies go out at once. A page that stops reading cannot make us buffer more than 1 MiB.
@@ -230,6 +294,7 @@ async fn ws_handler(ws: WebSocketUpgrade, Query(q): Query<WsQuery>, State(shared
         .write_buffer_size(0)
         .max_write_buffer_size(1 << 20)
         .on_upgrade(move |socket| browser(socket, q, shared))
+        .into_response()
 }
 
 /// Whether a WebSocket read failed because a message or frame was over the size limit.
@@ -249,9 +314,9 @@ async fn browser(socket: WebSocket, q: WsQuery, shared: Shared) {
     shared.0.lock().expect("hub lock poisoned").browsers.insert(id.clone(), tx);
     let zone = q.zone.filter(|z| !z.is_empty());
     match q.room.filter(|r| !r.is_empty()).map(RoomId::new).transpose() {
-        Ok(room) => shared.with(|h| h.browser_connected(id.clone(), room, zone)),
+        Ok(room) => shared.with(|h| h.browser_connected(id.clone(), room, zone, SystemTime::now())),
         Err(e) => shared.with(|h| {
-            h.browser_connected(id.clone(), None, zone);
+            h.browser_connected(id.clone(), None, zone, SystemTime::now());
             h.browser_bad_message(&id, &DecodeError::Malformed(e.to_string()));
         }),
     }
@@ -270,7 +335,7 @@ async fn browser(socket: WebSocket, q: WsQuery, shared: Shared) {
             inc = source.next() => {
                 match inc {
                     Some(Ok(Message::Text(text))) => match ClientMsg::decode(&text) {
-                        Ok(msg) => shared.with(|h| h.browser_message(&id, msg)),
+                        Ok(msg) => shared.with(|h| h.browser_message(&id, msg, SystemTime::now())),
                         Err(e) => {
                             debug!(session = %id, error = %e, "bad browser message");
                             shared.with(|h| h.browser_bad_message(&id, &e));

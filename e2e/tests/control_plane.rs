@@ -329,3 +329,44 @@ async fn a_client_trickling_its_headers_is_cut_off_and_others_are_served() {
     let (status, body) = retrofarm_e2e::browser::http_get(&format!("http://{}/healthz", addrs.http)).await.unwrap();
     assert_eq!((status, body.trim()), (200, "ok"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websockets_from_pages_of_other_origins_get_403_unless_allowed() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::HeaderValue;
+    use tokio_tungstenite::tungstenite::Error as WsError;
+
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let addrs = CoordinatorAddrs::fresh();
+    let coord =
+        procs::coordinator(dir.path(), &pki, addrs, &["--allowed-origins", "https://play.example.org"]).unwrap();
+    let open = |origin: Option<String>| async move {
+        let mut req = addrs.ws_url("").into_client_request().unwrap();
+        if let Some(o) = origin {
+            req.headers_mut().insert("origin", HeaderValue::from_str(&o).unwrap());
+        }
+        tokio_tungstenite::connect_async(req).await
+    };
+
+    // Another site's page: 403, and the body says which origin and which key.
+    match open(Some("https://evil.example".into())).await {
+        Err(WsError::Http(resp)) => {
+            assert_eq!(resp.status(), 403);
+            let body = String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default()).into_owned();
+            assert!(body.contains("\"https://evil.example\"") && body.contains("allowed_origins"), "{body}");
+        }
+        other => panic!("a foreign origin was not refused with 403: {:?}", other.map(|(_, r)| r.status())),
+    }
+    coord.wait_log("refused a WebSocket", T).unwrap();
+
+    // The coordinator's own pages, a listed origin and clients without an Origin upgrade, and
+    // get the protocol's first message.
+    for origin in [Some(format!("http://{}", addrs.http)), Some("https://play.example.org".into()), None] {
+        let (mut ws, resp) = open(origin.clone()).await.unwrap_or_else(|e| panic!("{origin:?} refused: {e}"));
+        assert_eq!(resp.status(), 101, "{origin:?}");
+        let first = tokio::time::timeout(T, futures_util::StreamExt::next(&mut ws)).await.unwrap().unwrap().unwrap();
+        let msg = ServerMsg::decode(first.to_text().unwrap()).unwrap();
+        assert_eq!(error_code(&msg), Some(ErrorCode::NoFreeWorker), "{origin:?}: {msg:?}");
+    }
+}

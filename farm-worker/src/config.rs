@@ -28,8 +28,14 @@ pub struct Config {
     pub cert_name: String,
     /// HTTP listen address (latency ping endpoint).
     pub http_listen: SocketAddr,
-    /// URL browsers ping; defaults to `http://127.0.0.1:<http port>/ping`.
+    /// URL browsers ping; defaults to `http://127.0.0.1:<http port>/ping` (`https://` with
+    /// `tls_cert`).
     pub public_url: Option<String>,
+    /// PEM certificate chain: with `tls_key`, the HTTP listener (`/ping`, `/healthz`,
+    /// `/metrics`) speaks HTTPS only, so that pages served over HTTPS can ping it.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// Extra delay added to each ping reply, in milliseconds (for tests and draining a host).
     pub ping_delay_ms: u64,
     /// UDP address of the WebRTC socket shared by all peers.
@@ -46,8 +52,14 @@ pub struct Config {
     pub cores: BTreeMap<String, String>,
     /// Core options for every room (libretro variables), e.g. `nestopia_audio_type = "stereo"`.
     pub core_options: BTreeMap<String, String>,
-    /// H264 bitrate per room, kbit/s.
+    /// Highest video bitrate of each of a room's streams (H264, VP8), kbit/s; the bitrate too
+    /// when congestion control is off.
     pub video_kbps: u32,
+    /// Lowest video bitrate congestion control asks of a stream, kbit/s.
+    pub video_min_kbps: u32,
+    /// Each room's streams follow their viewers' links (bandwidth estimate, loss) between
+    /// `video_min_kbps` and `video_kbps`.
+    pub congestion_control: bool,
     /// Leave out frames identical to the one before (most retro games repeat many frames):
     /// viewers keep the picture, and a still picture is still sent ten times a second.
     pub skip_repeated_frames: bool,
@@ -127,6 +139,8 @@ impl Default for Config {
             cert_name: "worker".into(),
             http_listen: "0.0.0.0:9000".parse().expect("valid"),
             public_url: None,
+            tls_cert: None,
+            tls_key: None,
             ping_delay_ms: 0,
             rtc_listen: "0.0.0.0:8555".parse().expect("valid"),
             rtc_ips: vec![],
@@ -137,6 +151,8 @@ impl Default for Config {
             core_options: [("nestopia_audio_type".to_string(), "stereo".to_string())].into_iter().collect(),
             // GBA scenes full of detail stay above 35 dB PSNR at 2 Mbps; 256x240 needs no more.
             video_kbps: 2000,
+            video_min_kbps: 150,
+            congestion_control: true,
             skip_repeated_frames: true,
             encoder_threads: None,
             cpu_budget_cores: None,
@@ -182,9 +198,22 @@ impl Config {
         toml::from_str(&text).with_context(|| format!("{} is not a valid worker configuration", path.display()))
     }
 
+    /// Checks what the types alone do not.
+    pub fn check(&self) -> Result<()> {
+        if self.video_min_kbps == 0 || self.video_min_kbps > self.video_kbps {
+            anyhow::bail!(
+                "video_min_kbps ({}) must be between 1 and video_kbps ({}): set both in kbit/s",
+                self.video_min_kbps,
+                self.video_kbps
+            );
+        }
+        Ok(())
+    }
+
     /// The ping URL browsers use.
     pub fn ping_url(&self, bound: SocketAddr) -> String {
-        self.public_url.clone().unwrap_or_else(|| format!("http://127.0.0.1:{}/ping", bound.port()))
+        let scheme = if self.tls_cert.is_some() { "https" } else { "http" };
+        self.public_url.clone().unwrap_or_else(|| format!("{scheme}://127.0.0.1:{}/ping", bound.port()))
     }
 
     /// ICE host candidate addresses for a socket bound to `bound`.
@@ -210,6 +239,8 @@ mod tests {
         assert_eq!(c.candidate_addrs(bound), vec!["203.0.113.7:5000".parse().unwrap()]);
         assert_eq!(Config::default().candidate_addrs(bound), vec!["127.0.0.1:5000".parse().unwrap()]);
         assert_eq!(Config::default().ping_url("0.0.0.0:9001".parse().unwrap()), "http://127.0.0.1:9001/ping");
+        let tls: Config = toml::from_str("tls_cert = \"c.pem\"\ntls_key = \"k.pem\"").unwrap();
+        assert_eq!(tls.ping_url("0.0.0.0:9001".parse().unwrap()), "https://127.0.0.1:9001/ping");
         assert!(toml::from_str::<Config>("zonee = \"eu\"").is_err());
         let c: Config = toml::from_str("gpu = \"lavapipe\"\nvideo_scale = 2\nvideo_canvas = [640, 480]").unwrap();
         assert_eq!((c.gpu, c.video_scale, c.video_canvas), (GpuMode::Vulkan, 2, Some([640, 480])));

@@ -288,6 +288,11 @@ impl Driver {
                         r.request_keyframe(codec);
                     }
                 }
+                Output::VideoRate { room, codec, bitrate_bps } => {
+                    if let Some(r) = self.rooms.get(&room) {
+                        r.set_bitrate(codec, bitrate_bps);
+                    }
+                }
                 Output::Pad { room, port, pad } => {
                     if let Some(r) = self.rooms.get(&room) {
                         r.set_input(port, pad);
@@ -439,6 +444,7 @@ impl Driver {
             m.frames_dropped.with_label_values(&["ring_overrun", label]).inc_by(d(|c| c.ring_overrun));
             m.frames_dropped.with_label_values(&["encoder_busy", label]).inc_by(d(|c| c.encoder_busy));
             m.frames_dropped.with_label_values(&["send_queue", label]).inc_by(d(|c| c.send_queue));
+            m.frames_dropped.with_label_values(&["rate_step", label]).inc_by(d(|c| c.rate_skipped));
             let mut active = Vec::new();
             for (encoder, n) in &cur.encoded {
                 let before = prev.encoded.get(encoder).copied().unwrap_or(0);
@@ -484,6 +490,9 @@ impl Driver {
         m.sent_bytes.with_label_values(&["video"]).inc_by(c.video_bytes.saturating_sub(prev.video_bytes));
         m.sent_bytes.with_label_values(&["audio"]).inc_by(c.audio_bytes.saturating_sub(prev.audio_bytes));
         m.emulator_crashes.inc_by(c.rooms_failed.saturating_sub(prev.rooms_failed));
+        m.video_rate_changes.with_label_values(&["down"]).inc_by(c.rate_decreases.saturating_sub(prev.rate_decreases));
+        m.video_rate_changes.with_label_values(&["up"]).inc_by(c.rate_increases.saturating_sub(prev.rate_increases));
+        m.keyframes_deferred.inc_by(c.keyframes_deferred.saturating_sub(prev.keyframes_deferred));
         m.peer_loss.set(c.peer_loss);
         m.rooms.set(c.rooms as i64);
         m.viewers.set(c.viewers as i64);

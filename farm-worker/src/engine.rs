@@ -17,11 +17,14 @@ use retrofarm_proto::game::{GameCommand, GameReply};
 use retrofarm_proto::ids::{RoomId, SessionId};
 use retrofarm_proto::input::PadState;
 use retrofarm_proto::ErrorCode;
+use str0m::bwe::BweKind;
 use str0m::media::{Frequency, MediaTime};
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::{Event, IceConnectionState};
 use tracing::{debug, info, warn};
 
+use crate::congestion::{self, GroupRate, RateConfig};
+use crate::keyframes::{KeyframeLimit, KEYFRAME_INTERVAL};
 use crate::library::Library;
 use crate::link::Status;
 use crate::peer::Peer;
@@ -49,6 +52,8 @@ pub struct EngineConfig {
     /// How long a room whose last player left keeps running for one to come back (a page
     /// reload, a network change) before it closes; zero: it closes at once.
     pub linger: Duration,
+    /// Congestion control: the video bitrate's limits, and whether it follows the links.
+    pub rate: RateConfig,
 }
 
 /// Encoded media from a room, on its way to the room's viewers.
@@ -147,6 +152,15 @@ pub enum Output {
         /// The codec.
         codec: VideoCodec,
     },
+    /// The room's `codec` stream must follow a new bitrate (its viewers' links changed).
+    VideoRate {
+        /// The room.
+        room: RoomId,
+        /// The codec.
+        codec: VideoCodec,
+        /// Video bits per second.
+        bitrate_bps: u32,
+    },
     /// A player's pad changed.
     Pad {
         /// The room.
@@ -205,6 +219,12 @@ pub struct Counters {
     pub rooms: usize,
     /// Mean fraction of packets the viewers lost, from their latest reports.
     pub peer_loss: f64,
+    /// Times a room's bitrate was lowered to its viewers' links.
+    pub rate_decreases: u64,
+    /// Times it was raised again.
+    pub rate_increases: u64,
+    /// Keyframe requests held back to the interval's end (a PLI burst).
+    pub keyframes_deferred: u64,
 }
 
 /// Measurements that come one by one, for the driver's histograms.
@@ -223,12 +243,16 @@ struct Session {
     peer: Peer,
     /// The remote address its datagrams last came from.
     source: Option<SocketAddr>,
+    /// The bandwidth estimate of its link (str0m's TWCC estimator), once there is one.
+    estimate: Option<u64>,
 }
 
 /// Something learned while polling a peer, acted on afterwards.
 enum Action {
     Connected(SessionId),
     Keyframe(SessionId),
+    /// The session's link estimate or loss changed.
+    Rate(SessionId),
     Input(SessionId, PadState),
     Game(SessionId, Vec<u8>),
     Dead(SessionId),
@@ -264,6 +288,10 @@ pub struct Engine {
     /// Per session, its game commands in order: the first is being carried out by the driver;
     /// a command that was refused here waits as its answer, so answers go out in order.
     commands: HashMap<SessionId, VecDeque<Result<GameCommand, GameReply>>>,
+    /// Each (room, codec) stream's bitrate.
+    rates: HashMap<(RoomId, VideoCodec), GroupRate>,
+    /// Each stream's keyframes, at most one per [`KEYFRAME_INTERVAL`].
+    keyframes: KeyframeLimit<(RoomId, VideoCodec)>,
 }
 
 impl Engine {
@@ -289,6 +317,8 @@ impl Engine {
             resuming: HashMap::new(),
             empty_since: HashMap::new(),
             commands: HashMap::new(),
+            rates: HashMap::new(),
+            keyframes: KeyframeLimit::new(KEYFRAME_INTERVAL),
         }
     }
 
@@ -328,6 +358,12 @@ impl Engine {
                 self.housekeeping();
                 continue;
             }
+            if self.keyframes.next_due().is_some_and(|t| t <= self.now) {
+                for (room, codec) in self.keyframes.take_due(self.now) {
+                    self.queue.push_back(Output::Keyframe { room, codec });
+                }
+                continue;
+            }
             if !self.poll_peers() {
                 break;
             }
@@ -347,7 +383,10 @@ impl Engine {
             // Polling rounds ran out with work left: come back at once.
             return Output::Timeout(self.now);
         }
-        let next = self.polls.next_deadline().map_or(self.next_housekeeping, |t| t.min(self.next_housekeeping));
+        let next = [self.polls.next_deadline(), self.keyframes.next_due()]
+            .into_iter()
+            .flatten()
+            .fold(self.next_housekeeping, Instant::min);
         Output::Timeout(next)
     }
 
@@ -451,7 +490,7 @@ impl Engine {
             Ok(j) => j,
             Err(r) => return self.refuse(session, r.code, r.message),
         };
-        let (peer, sdp) = match Peer::offer(self.now, &self.cfg.candidates) {
+        let (peer, sdp) = match Peer::offer(self.now, &self.cfg.candidates, &self.cfg.rate) {
             Ok(x) => x,
             Err(e) => {
                 self.remove(&session);
@@ -467,7 +506,7 @@ impl Engine {
             info!(room = %joined.room, "a player came back to the waiting room");
         }
         info!(%session, room = %joined.room, game = %joined.game, port, created = joined.created, "session started");
-        self.sessions.insert(session.clone(), Session { peer, source: None });
+        self.sessions.insert(session.clone(), Session { peer, source: None, estimate: None });
         self.polls.touch(&session);
         self.send(WorkerMsg::SessionStarted { session: session.clone(), room: joined.room, game: joined.game, port });
         self.send(WorkerMsg::Offer { session: session.clone(), sdp });
@@ -573,6 +612,7 @@ impl Engine {
             self.status_stale = true;
             self.queue.push_back(Output::StopRoom(room.clone()));
             self.send(WorkerMsg::RoomClosed { room: room.clone() });
+            self.forget_streams(room);
         }
     }
 
@@ -631,7 +671,63 @@ impl Engine {
             .collect();
         codecs.sort();
         codecs.dedup();
+        for codec in &codecs {
+            self.update_rate(room, *codec);
+        }
         self.queue.push_back(Output::WantedCodecs { room: room.clone(), codecs });
+    }
+
+    /// The room and codec of the stream a session is sent.
+    fn stream_of(&self, session: &SessionId) -> Option<(RoomId, VideoCodec)> {
+        let (codec, _) = self.sessions.get(session)?.peer.payloads?.video()?;
+        Some((self.place(session)?.0, codec))
+    }
+
+    /// Asks for a keyframe of a stream, at most one per [`KEYFRAME_INTERVAL`]: a request inside
+    /// the interval is answered at its end.
+    fn keyframe(&mut self, room: RoomId, codec: VideoCodec) {
+        if self.keyframes.request(self.now, (room.clone(), codec)) {
+            self.queue.push_back(Output::Keyframe { room, codec });
+        } else {
+            self.counters.keyframes_deferred += 1;
+        }
+    }
+
+    /// Sets a (room, codec) stream's bitrate from its viewers' links: the slowest one's budget
+    /// (see [`congestion`]).
+    fn update_rate(&mut self, room: &RoomId, codec: VideoCodec) {
+        let cfg = self.cfg.rate;
+        if !cfg.enabled {
+            return;
+        }
+        let budgets: Vec<u64> = self
+            .book
+            .sessions_in(room)
+            .filter(|id| self.stream_of(id).is_some_and(|(_, c)| c == codec))
+            .filter_map(|id| {
+                let estimate = self.sessions.get(id)?.estimate?;
+                Some(congestion::viewer_budget(estimate, self.losses.get(id).copied().unwrap_or(0.0)))
+            })
+            .collect();
+        let Some(budget) = congestion::group_budget(&cfg, budgets) else { return };
+        let now = self.now;
+        let rate = self.rates.entry((room.clone(), codec)).or_insert_with(|| GroupRate::new(now, cfg.ceiling_bps));
+        let before = rate.bps();
+        if let Some(bitrate_bps) = rate.update(now, budget) {
+            if bitrate_bps < before {
+                self.counters.rate_decreases += 1;
+            } else {
+                self.counters.rate_increases += 1;
+            }
+            debug!(%room, ?codec, from = before, to = bitrate_bps, "video bitrate follows the viewers' links");
+            self.queue.push_back(Output::VideoRate { room: room.clone(), codec, bitrate_bps });
+        }
+    }
+
+    /// Forgets a closed room's streams.
+    fn forget_streams(&mut self, room: &RoomId) {
+        self.rates.retain(|(r, _), _| r != room);
+        self.keyframes.forget(|(r, _)| r == room);
     }
 
     /// A room stopped on its own: its players are told why, the coordinator once.
@@ -650,6 +746,7 @@ impl Engine {
         }
         self.queue.push_back(Output::StopRoom(room.clone()));
         self.send(WorkerMsg::RoomClosed { room: room.clone() });
+        self.forget_streams(room);
     }
 
     fn datagram(&mut self, source: SocketAddr, destination: SocketAddr, contents: &[u8]) {
@@ -721,7 +818,12 @@ impl Engine {
                             }
                             if let Some(loss) = st.egress_loss_fraction {
                                 self.losses.insert(id.clone(), f64::from(loss));
+                                actions.push(Action::Rate(id.clone()));
                             }
+                        }
+                        Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                            s.estimate = Some(estimate.as_u64());
+                            actions.push(Action::Rate(id.clone()));
                         }
                         Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                             debug!(session = %id, "ICE disconnected")
@@ -793,13 +895,17 @@ impl Engine {
                 if let Some((room, _)) = self.place(&id) {
                     self.update_wanted(&room);
                     // A new viewer needs a keyframe to start decoding.
-                    self.queue.push_back(Output::Keyframe { room, codec });
+                    self.keyframe(room, codec);
                 }
             }
             Action::Keyframe(id) => {
-                let codec = self.sessions.get(&id).and_then(|s| s.peer.payloads?.video()).map(|(c, _)| c);
-                if let (Some((room, _)), Some(codec)) = (self.place(&id), codec) {
-                    self.queue.push_back(Output::Keyframe { room, codec });
+                if let Some((room, codec)) = self.stream_of(&id) {
+                    self.keyframe(room, codec);
+                }
+            }
+            Action::Rate(id) => {
+                if let Some((room, codec)) = self.stream_of(&id) {
+                    self.update_rate(&room, codec);
                 }
             }
             Action::Input(id, pad) => {

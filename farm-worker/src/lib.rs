@@ -7,16 +7,18 @@
 //! lists the games, [`http`] answers the browsers' latency pings and serves [`metrics`].
 //!
 //! Decision logic is plain code without IO, tested on a virtual clock: [`engine`],
-//! [`roombook`], [`polling`], [`admission`], [`backoff`], [`library`]. The [`driver`] is the
+//! [`roombook`], [`polling`], [`admission`], [`backoff`], [`library`], [`congestion`], [`keyframes`]. The [`driver`] is the
 //! thin async layer that owns the socket, the rooms, the clock and the metrics.
 
 pub mod admission;
 pub mod backoff;
 pub mod config;
+pub mod congestion;
 pub mod driver;
 pub mod engine;
 pub mod gpu_stage;
 pub mod http;
+pub mod keyframes;
 pub mod library;
 pub mod link;
 pub mod metrics;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use farm_worker::config::{Config, GpuMode, NvencMode};
+use farm_worker::congestion::RateConfig;
 use farm_worker::driver::{Driver, DriverConfig};
 use farm_worker::engine::{Engine, EngineConfig, CONNECT_TIMEOUT};
 use farm_worker::gpu_stage;
@@ -48,6 +49,12 @@ struct Cli {
     /// URL browsers ping [default: http://127.0.0.1:<port>/ping].
     #[arg(long, env = "RETROFARM_PUBLIC_URL")]
     public_url: Option<String>,
+    /// PEM certificate chain: with --tls-key, /ping, /healthz and /metrics speak HTTPS only.
+    #[arg(long, env = "RETROFARM_WORKER_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "RETROFARM_WORKER_TLS_KEY")]
+    tls_key: Option<PathBuf>,
     /// Extra delay for each ping reply, ms [default: 0].
     #[arg(long, env = "RETROFARM_PING_DELAY_MS")]
     ping_delay_ms: Option<u64>,
@@ -66,6 +73,15 @@ struct Cli {
     /// Most rooms at once [default: 64].
     #[arg(long, env = "RETROFARM_MAX_ROOMS")]
     max_rooms: Option<u32>,
+    /// Highest video bitrate of a room's stream, kbit/s [default: 2000].
+    #[arg(long, env = "RETROFARM_VIDEO_KBPS")]
+    video_kbps: Option<u32>,
+    /// Lowest video bitrate congestion control goes to, kbit/s [default: 150].
+    #[arg(long, env = "RETROFARM_VIDEO_MIN_KBPS")]
+    video_min_kbps: Option<u32>,
+    /// Adapt each room's bitrate to its viewers' links (true or false) [default: true].
+    #[arg(long, env = "RETROFARM_CONGESTION_CONTROL", action = clap::ArgAction::Set)]
+    congestion_control: Option<bool>,
     /// Leave out frames identical to the one before (true or false) [default: true].
     #[arg(long, env = "RETROFARM_SKIP_REPEATED_FRAMES", action = clap::ArgAction::Set)]
     skip_repeated_frames: Option<bool>,
@@ -108,6 +124,9 @@ impl Cli {
             rtc_listen,
             games_dir,
             max_rooms,
+            video_kbps,
+            video_min_kbps,
+            congestion_control,
             skip_repeated_frames,
             gpu,
             video_scale,
@@ -121,6 +140,12 @@ impl Cli {
         }
         if self.public_url.is_some() {
             c.public_url = self.public_url;
+        }
+        if self.tls_cert.is_some() {
+            c.tls_cert = self.tls_cert;
+        }
+        if self.tls_key.is_some() {
+            c.tls_key = self.tls_key;
         }
         if self.cpu_budget_cores.is_some() {
             c.cpu_budget_cores = self.cpu_budget_cores;
@@ -141,6 +166,7 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     let mut cfg = Config::load(cli.config.as_deref())?;
     cli.apply(&mut cfg);
+    cfg.check()?;
     let id = WorkerId::new(cfg.id.clone()).context("worker id")?;
 
     let mut library = Library::scan(&cfg.games_dir, &cfg.cores)?;
@@ -162,7 +188,8 @@ async fn main() -> Result<()> {
         vec![conversion, encoding],
         rooms_health.clone(),
     );
-    tokio::spawn(async move { axum::serve(http, router).await });
+    let tls = retrofarm_link::https::from_settings(cfg.tls_cert.as_deref(), cfg.tls_key.as_deref())?;
+    tokio::spawn(farm_worker::http::serve(http, router, tls));
 
     let socket = tokio::net::UdpSocket::bind(cfg.rtc_listen)
         .await
@@ -215,7 +242,12 @@ async fn main() -> Result<()> {
     // Datagrams are handed to the peers as arriving on the first announced address.
     let local = candidates.first().copied().unwrap_or(bound);
     let linger = Duration::from_secs(cfg.room_linger_secs);
-    let engine_cfg = EngineConfig { candidates, connect_timeout: CONNECT_TIMEOUT, linger };
+    let rate = RateConfig {
+        enabled: cfg.congestion_control,
+        ..RateConfig::new(cfg.video_min_kbps * 1000, cfg.video_kbps * 1000)
+    };
+    info!(enabled = rate.enabled, floor_kbps = cfg.video_min_kbps, ceiling_kbps = cfg.video_kbps, "congestion control");
+    let engine_cfg = EngineConfig { candidates, connect_timeout: CONNECT_TIMEOUT, linger, rate };
     let engine = Engine::new(engine_cfg, library, driver_cfg.initial_capacity(), std::time::Instant::now());
     // The link registers with what the engine reports from the start: a default status would
     // announce no capacity until the driver's first turn, and the coordinator would call the

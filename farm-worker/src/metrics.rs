@@ -47,6 +47,10 @@ pub struct Metrics {
     pub peer_loss: Gauge,
     /// Emulator processes that died.
     pub emulator_crashes: IntCounter,
+    /// Congestion control's bitrate changes, by direction.
+    pub video_rate_changes: IntCounterVec,
+    /// Keyframe requests held back to the keyframe interval's end.
+    pub keyframes_deferred: IntCounter,
     /// Where frames are converted: 1 for the device in use (`gpu` index or `cpu`).
     pub gpu_info: IntGaugeVec,
     /// GPU dispatches, each converting a batch of rooms' frames.
@@ -148,6 +152,19 @@ impl Metrics {
                 .unwrap(),
             emulator_crashes: IntCounter::new("retrofarm_emulator_crashes_total", "Emulator processes that died.")
                 .unwrap(),
+            video_rate_changes: IntCounterVec::new(
+                Opts::new(
+                    "retrofarm_video_rate_changes_total",
+                    "Times congestion control moved a room's video bitrate, down to its viewers' links or back up.",
+                ),
+                &["direction"],
+            )
+            .unwrap(),
+            keyframes_deferred: IntCounter::new(
+                "retrofarm_keyframes_deferred_total",
+                "Keyframe requests (PLI) held back to the end of the 300 ms keyframe interval.",
+            )
+            .unwrap(),
             gpu_info: IntGaugeVec::new(
                 Opts::new("retrofarm_gpu_info", "Where frames are converted: 1 for the device in use."),
                 &["gpu", "device"],
@@ -229,6 +246,8 @@ impl Metrics {
         r.register(Box::new(m.peer_rtt.clone())).unwrap();
         r.register(Box::new(m.peer_loss.clone())).unwrap();
         r.register(Box::new(m.emulator_crashes.clone())).unwrap();
+        r.register(Box::new(m.video_rate_changes.clone())).unwrap();
+        r.register(Box::new(m.keyframes_deferred.clone())).unwrap();
         r.register(Box::new(m.gpu_info.clone())).unwrap();
         r.register(Box::new(m.gpu_batches.clone())).unwrap();
         r.register(Box::new(m.gpu_frames.clone())).unwrap();
@@ -252,7 +271,10 @@ impl Metrics {
         m.frames_late.with_label_values(&[CPU]);
         m.frames_repeated.with_label_values(&[CPU]);
         m.frames_encoded.with_label_values(&["openh264", CPU]);
-        for reason in ["ring_overrun", "encoder_busy", "send_queue"] {
+        for direction in ["down", "up"] {
+            m.video_rate_changes.with_label_values(&[direction]);
+        }
+        for reason in ["ring_overrun", "encoder_busy", "send_queue", "rate_step"] {
             m.frames_dropped.with_label_values(&[reason, CPU]);
         }
         for stage in ["converted", "encoded", "sent"] {
@@ -303,6 +325,8 @@ mod tests {
             "retrofarm_peer_rtt_seconds_bucket",
             "retrofarm_peer_loss_ratio",
             "retrofarm_emulator_crashes_total",
+            "retrofarm_video_rate_changes_total",
+            "retrofarm_keyframes_deferred_total",
             "retrofarm_build_info",
         ] {
             assert!(text.contains(name), "{name} missing");

@@ -319,10 +319,10 @@ impl VideoEncoder for RoomNvenc {
         VideoEncoder::request_keyframe(&mut self.inner);
     }
 
-    fn set_bitrate(&mut self, bps: u32) -> Result<(), VideoError> {
+    fn set_rate(&mut self, bitrate_bps: u32, fps: f32) -> Result<(), VideoError> {
         if let Err(message) = self.slot.0.bind() {
             return Err(VideoError::Hardware { device_lost: true, message });
         }
-        VideoEncoder::set_bitrate(&mut self.inner, bps)
+        VideoEncoder::set_rate(&mut self.inner, bitrate_bps, fps)
     }
 }

@@ -10,12 +10,15 @@ use retrofarm_proto::browser::IceCandidate;
 use retrofarm_proto::input::PadTracker;
 
 use retrofarm_media::VideoCodec;
+use str0m::bwe::Bitrate;
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::channel::{ChannelConfig, ChannelId, Reliability};
 use str0m::format::{Codec, PayloadParams};
 use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::rtp::Extension;
 use str0m::{Candidate, Rtc};
+
+use crate::congestion::RateConfig;
 
 /// RTP header extension id of playout-delay (not in str0m's standard map, whose ids are 1–4,
 /// 10, 11 and 13).
@@ -91,16 +94,24 @@ impl std::fmt::Debug for Peer {
 
 impl Peer {
     /// Creates a peer whose host candidates are `candidates` and returns it with its SDP offer.
-    pub fn offer(now: Instant, candidates: &[SocketAddr]) -> Result<(Self, String)> {
+    /// With congestion control on, its bandwidth estimator (transport-wide congestion control
+    /// feedback, pacing, probing up to the ceiling) reports the link's capacity.
+    pub fn offer(now: Instant, candidates: &[SocketAddr], rate: &RateConfig) -> Result<(Self, String)> {
         // Video carries playout-delay min = max = 0 (the engine writes it): the browser renders
         // each frame as soon as it is decoded instead of smoothing through a jitter buffer.
-        let mut rtc = Rtc::builder()
+        let mut builder = Rtc::builder()
             .clear_codecs()
             .enable_h264(true)
             .enable_vp8(true)
             .enable_opus(true, false)
-            .set_extension(PLAYOUT_DELAY_ID, Extension::PlayoutDelay)
-            .build(now);
+            .set_extension(PLAYOUT_DELAY_ID, Extension::PlayoutDelay);
+        if rate.enabled {
+            builder = builder.enable_bwe(Some(Bitrate::bps(u64::from(rate.initial_estimate_bps))));
+        }
+        let mut rtc = builder.build(now);
+        if rate.enabled {
+            rtc.bwe().set_desired_bitrate(Bitrate::bps(rate.desired_bps()));
+        }
         for addr in candidates {
             let c = Candidate::host(*addr, "udp").with_context(|| format!("bad candidate address {addr}"))?;
             rtc.add_local_candidate(c);
@@ -192,7 +203,9 @@ mod tests {
 
     #[test]
     fn offer_has_video_audio_and_data_with_our_codecs() {
-        let (peer, sdp) = Peer::offer(Instant::now(), &["127.0.0.1:40000".parse().unwrap()]).unwrap();
+        let (peer, sdp) =
+            Peer::offer(Instant::now(), &["127.0.0.1:40000".parse().unwrap()], &RateConfig::new(150_000, 2_000_000))
+                .unwrap();
         assert!(sdp.contains("m=video"), "{sdp}");
         assert!(sdp.contains("m=audio"));
         assert!(sdp.contains("m=application"));
@@ -202,12 +215,17 @@ mod tests {
         assert!(sdp.contains("127.0.0.1 40000 typ host"));
         let playout = format!("a=extmap:{PLAYOUT_DELAY_ID} http://www.webrtc.org/experiments/rtp-hdrext/playout-delay");
         assert!(sdp.contains(&playout), "video offers playout-delay: {sdp}");
+        // Congestion control needs the browser's transport-wide feedback.
+        assert!(sdp.contains("transport-wide-cc"), "{sdp}");
+        assert!(sdp.contains("transport-cc"), "{sdp}");
         assert!(!peer.answered());
     }
 
     #[test]
     fn bad_answers_and_candidates_are_errors_not_panics() {
-        let (mut peer, _) = Peer::offer(Instant::now(), &["127.0.0.1:40000".parse().unwrap()]).unwrap();
+        let (mut peer, _) =
+            Peer::offer(Instant::now(), &["127.0.0.1:40000".parse().unwrap()], &RateConfig::new(150_000, 2_000_000))
+                .unwrap();
         let tcp = IceCandidate {
             candidate: "candidate:1 1 tcp 1 127.0.0.1 9 typ host tcptype active".into(),
             sdp_mid: None,

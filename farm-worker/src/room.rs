@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU32;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,6 +30,7 @@ use retrofarm_proto::input::PadState;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use crate::congestion::frame_divisor;
 use crate::engine::{Media, RoomStart};
 use crate::gpu_stage::{GpuLink, GpuStage, Submit};
 use crate::nvenc::Nvenc;
@@ -118,6 +120,8 @@ pub struct RoomCounters {
     pub repeated: u64,
     /// Media dropped because the driver's queue was full.
     pub send_queue: u64,
+    /// Frames left out of a stream by its frame-rate step (its viewers' links are slow).
+    pub rate_skipped: u64,
     /// Frames encoded, by encoder name.
     pub encoded: BTreeMap<&'static str, u64>,
 }
@@ -127,6 +131,7 @@ pub struct RoomCounters {
 struct Tally {
     repeated: u64,
     send_queue: u64,
+    rate_skipped: u64,
     encoded: BTreeMap<&'static str, u64>,
 }
 
@@ -137,6 +142,8 @@ struct Control {
     keyframe: [AtomicBool; 2],
     /// Per codec: some viewer needs it (a room encodes only those).
     wanted: [AtomicBool; 2],
+    /// Per codec: the bitrate congestion control asks for; 0 until it asks.
+    bitrate: [AtomicU32; 2],
     stopped: AtomicBool,
     tally: Mutex<Tally>,
 }
@@ -151,7 +158,7 @@ impl Control {
 #[derive(Debug, Default)]
 struct Encoders {
     /// One encoder per codec some viewer needs.
-    video: Vec<Box<dyn VideoEncoder>>,
+    video: Vec<VideoOut>,
     opus: Option<AudioEncoder>,
     i420: I420Frame,
     pcm: Vec<i16>,
@@ -170,6 +177,29 @@ struct Encoders {
     gpu_off: bool,
     /// NVENC's device was lost under this room: encode on the CPU.
     nvenc_off: bool,
+}
+
+/// One codec's encoder and the rate it follows.
+struct VideoOut {
+    encoder: Box<dyn VideoEncoder>,
+    /// The bitrate it was last set to; 0: the configured one.
+    bitrate: u32,
+    /// Its frame-rate step: 1 encodes every frame, 2 every other one.
+    divisor: u32,
+    /// When the last frame it encoded was shown.
+    last_pts: Option<Duration>,
+}
+
+impl std::fmt::Debug for VideoOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VideoOut").field("encoder", &self.encoder.name()).field("bitrate", &self.bitrate).finish()
+    }
+}
+
+impl VideoOut {
+    fn new(encoder: Box<dyn VideoEncoder>) -> Self {
+        Self { encoder, bitrate: 0, divisor: 1, last_pts: None }
+    }
 }
 
 /// The pool's part of a room.
@@ -247,7 +277,7 @@ impl RoomJob {
                         stride: m.stride as usize,
                         placement,
                         picture: std::mem::take(&mut enc.i420),
-                        slot: enc.video.iter().any(|e| e.input() == PictureFormat::GpuNv12),
+                        slot: enc.video.iter().any(|v| v.encoder.input() == PictureFormat::GpuNv12),
                     };
                     match gpu.submit(submit) {
                         Ok(()) => {
@@ -317,15 +347,15 @@ impl RoomJob {
 
     /// Keeps one encoder per wanted codec: makes the missing ones, drops the unwanted.
     fn match_encoders(&self, enc: &mut Encoders) -> Result<(), String> {
-        enc.video.retain(|e| self.control.wanted(e.codec()));
+        enc.video.retain(|v| self.control.wanted(v.encoder.codec()));
         for codec in VideoCodec::ALL {
-            if self.control.wanted(codec) && !enc.video.iter().any(|e| e.codec() == codec) {
+            if self.control.wanted(codec) && !enc.video.iter().any(|v| v.encoder.codec() == codec) {
                 let e = match self.nvenc_encoder(codec, enc.nvenc_off) {
                     Some(e) => e,
                     None => software_encoder(codec, self.settings.video.clone())
                         .map_err(|e| format!("{} encoder: {e}", codec.name()))?,
                 };
-                enc.video.push(e);
+                enc.video.push(VideoOut::new(e));
             }
         }
         Ok(())
@@ -347,22 +377,37 @@ impl RoomJob {
         }
     }
 
-    /// Encodes the converted frame with every encoder.
+    /// Encodes the converted frame with every encoder, each at the rate congestion control
+    /// asks of its codec.
     fn encode_video(&self, enc: &mut Encoders, pts: Duration, stamps: Stamps) -> Result<(), String> {
         let Encoders { video, i420, nvenc_off, nv12, .. } = enc;
+        let pixels = u32::try_from(i420.width() * i420.height()).unwrap_or(u32::MAX);
         let picture = match nv12 {
             Some(nv12) => Picture::Gpu { nv12, i420 },
             None => Picture::I420(i420),
         };
         let mut lost = Vec::new();
-        for e in video.iter_mut() {
-            let codec = e.codec();
-            if self.control.keyframe[codec as usize].swap(false, Ordering::Relaxed) {
-                e.request_keyframe();
+        for out in video.iter_mut() {
+            let codec = out.encoder.codec();
+            let keyframe = self.control.keyframe[codec as usize].swap(false, Ordering::Relaxed);
+            if keyframe {
+                out.encoder.request_keyframe();
             }
-            let name = e.name();
-            let out = match e.encode(picture, pts) {
-                Ok(out) => out,
+            let name = out.encoder.name();
+            let result = self.follow_rate(out, pixels);
+            let result = match result {
+                Ok(()) if !keyframe && self.stepped_over(out, pts) => {
+                    self.control.tally.lock().expect("room tally").rate_skipped += 1;
+                    continue;
+                }
+                Ok(()) => out.encoder.encode(picture, pts),
+                Err(e) => Err(e),
+            };
+            let frame = match result {
+                Ok(encoded) => {
+                    out.last_pts = Some(pts);
+                    encoded
+                }
                 Err(err) if err.is_device_lost() => {
                     // The stream goes on in software from the next frame, with a keyframe.
                     warn!(room = %self.id, encoder = name, error = %err, "encoder device lost: this room encodes on the CPU from now on");
@@ -372,7 +417,7 @@ impl RoomJob {
                 }
                 Err(err) => return Err(format!("{name} encoder: {err}")),
             };
-            if out.data.is_empty() {
+            if frame.data.is_empty() {
                 continue;
             }
             let stamps = Stamps { encoded: retrofarm_emulator::monotonic_ns(), ..stamps };
@@ -380,16 +425,50 @@ impl RoomJob {
             let media = Media::Video {
                 room: self.id.clone(),
                 codec,
-                data: Arc::from(out.data),
+                data: Arc::from(frame.data),
                 rtp_90k: (pts.as_nanos() * 9 / 100_000) as u64,
                 emulated_ns: stamps.emulated,
             };
-            let timing = VideoTiming { encoder: name, stamps, encode_time: out.encode_time };
+            let timing = VideoTiming { encoder: name, stamps, encode_time: frame.encode_time };
             self.send(RoomEvent::Media(media, Some(timing)));
         }
         // Lost encoders go; the next frame makes software ones, which start with a keyframe.
-        video.retain(|e| !lost.contains(&e.codec()));
+        video.retain(|v| !lost.contains(&v.encoder.codec()));
         Ok(())
+    }
+
+    /// Gives an encoder the bitrate congestion control last asked of its codec, and the
+    /// frame-rate step that bitrate allows for pictures of `pixels`. A rate the encoder refuses
+    /// is logged and left (the stream goes on at the old one); a lost device is an error.
+    fn follow_rate(&self, out: &mut VideoOut, pixels: u32) -> Result<(), retrofarm_media::VideoError> {
+        let bitrate = self.control.bitrate[out.encoder.codec() as usize].load(Ordering::Relaxed);
+        if bitrate == 0 || bitrate == out.bitrate {
+            return Ok(());
+        }
+        let fps = self.emulator.av_info().fps as f32;
+        let divisor = frame_divisor(bitrate, pixels, fps, out.divisor);
+        match out.encoder.set_rate(bitrate, fps / divisor as f32) {
+            Ok(()) => {
+                if divisor != out.divisor {
+                    info!(room = %self.id, bitrate, divisor, "frame-rate step: every {divisor}. frame is encoded");
+                }
+                (out.bitrate, out.divisor) = (bitrate, divisor);
+                Ok(())
+            }
+            Err(e) if e.is_device_lost() => Err(e),
+            Err(e) => {
+                warn!(room = %self.id, encoder = out.encoder.name(), bitrate, error = %e, "encoder refused a new rate");
+                out.bitrate = bitrate;
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether the encoder's frame-rate step leaves out the frame shown at `pts`.
+    fn stepped_over(&self, out: &VideoOut, pts: Duration) -> bool {
+        let Some(last) = out.last_pts.filter(|_| out.divisor > 1) else { return false };
+        let period = 1.0 / self.emulator.av_info().fps.max(1.0);
+        pts.saturating_sub(last).as_secs_f64() < period * (f64::from(out.divisor) - 0.5)
     }
 
     /// Whether a frame shows exactly what the last one did, and so need not be encoded: no
@@ -531,6 +610,11 @@ impl RoomHandle {
         self.control.keyframe[codec as usize].store(true, Ordering::Relaxed);
     }
 
+    /// Sets the bitrate of the room's `codec` stream (congestion control), from its next frame.
+    pub fn set_bitrate(&self, codec: VideoCodec, bps: u32) {
+        self.control.bitrate[codec as usize].store(bps, Ordering::Relaxed);
+    }
+
     /// Sets which codecs the room's viewers need; the room encodes only those.
     pub fn set_wanted(&self, codecs: &[VideoCodec]) {
         for c in VideoCodec::ALL {
@@ -551,6 +635,7 @@ impl RoomHandle {
             emulate_ns: c.emulate_ns_total,
             repeated: t.repeated,
             send_queue: t.send_queue,
+            rate_skipped: t.rate_skipped,
             encoded: t.encoded.clone(),
         })
     }

@@ -2,12 +2,13 @@
 //! datagram the engine transmits is handed to the browser it is addressed to and back. No
 //! sockets, no real time, no emulator: the rooms' media is made here with the real encoders.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use farm_worker::congestion::RateConfig;
 use farm_worker::engine::{Engine, EngineConfig, Input, Media, Output, RoomStart};
 use farm_worker::library::{default_cores, Library};
 use farm_worker::link::Status;
@@ -23,16 +24,49 @@ use retrofarm_proto::ErrorCode;
 use str0m::change::SdpOffer;
 use str0m::channel::ChannelId;
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, Transmit};
 use str0m::{Candidate, Event, Rtc};
 
 const WORKER: &str = "10.0.0.1:5000";
 const GAME: &str = "Walk";
 
+/// A bottleneck on the way to a browser: datagrams leave one after another at `bps` and are
+/// dropped when the queue already holds `max_queue` of sending time (a router's tail drop).
+struct Bottleneck {
+    bps: u64,
+    max_queue: Duration,
+    /// When the link finishes sending what is queued.
+    free_at: Instant,
+    /// Datagrams on their way, with their arrival times.
+    queue: VecDeque<(Instant, Transmit)>,
+    dropped: usize,
+}
+
+impl Bottleneck {
+    fn new(bps: u64, now: Instant) -> Self {
+        Self { bps, max_queue: Duration::from_millis(150), free_at: now, queue: VecDeque::new(), dropped: 0 }
+    }
+
+    /// Queues a datagram sent at `now`, or drops it.
+    fn send(&mut self, now: Instant, t: Transmit) {
+        let start = self.free_at.max(now);
+        if start.duration_since(now) > self.max_queue {
+            self.dropped += 1;
+            return;
+        }
+        self.free_at = start + Duration::from_secs_f64((t.contents.len() as f64 + 28.0) * 8.0 / self.bps as f64);
+        self.queue.push_back((self.free_at, t));
+    }
+}
+
 /// A browser: a str0m peer that answers the worker's offer.
 struct Browser {
     rtc: Rtc,
     addr: SocketAddr,
+    /// The link to it; `None`: every datagram arrives at once.
+    link: Option<Bottleneck>,
+    /// Video payload bytes received, with when.
+    video_bytes: Vec<(Instant, usize)>,
     timeout: Instant,
     connected: bool,
     video: Option<Mid>,
@@ -58,6 +92,8 @@ struct World {
     stopped: Vec<RoomId>,
     wanted: HashMap<RoomId, Vec<VideoCodec>>,
     keyframes: Vec<(RoomId, VideoCodec)>,
+    /// Bitrates the engine set, in order.
+    rates: Vec<(RoomId, VideoCodec, u32)>,
     pads: Vec<(RoomId, u8, PadState)>,
     games: Vec<(RoomId, SessionId, GameCommand)>,
     resumes: Vec<RoomId>,
@@ -71,8 +107,42 @@ fn library() -> Library {
     lib
 }
 
+/// The worker's defaults: 150 kbit/s to 2 Mbit/s.
+fn rate_config() -> RateConfig {
+    RateConfig::new(150_000, 2_000_000)
+}
+
 fn sid(n: u32) -> SessionId {
     SessionId::new(format!("s{n}")).unwrap()
+}
+
+impl Browser {
+    fn receive(&mut self, now: Instant, t: &Transmit) {
+        let input = str0m::Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source: t.source,
+                destination: t.destination,
+                contents: (&*t.contents).try_into().unwrap(),
+            },
+        );
+        self.rtc.handle_input(input).unwrap();
+    }
+
+    /// Hands over the datagrams the link has delivered by `now`.
+    fn arrive(&mut self, now: Instant) {
+        while let Some((at, t)) = self.link.as_mut().and_then(|l| l.queue.pop_front_if(|(at, _)| *at <= now)) {
+            self.receive(at.max(now), &t);
+        }
+    }
+
+    /// Video bits per second received in the `window` before `now`.
+    fn video_bps(&self, now: Instant, window: Duration) -> f64 {
+        let bytes: usize =
+            self.video_bytes.iter().filter(|(t, _)| now.duration_since(*t) <= window).map(|(_, n)| n).sum();
+        bytes as f64 * 8.0 / window.as_secs_f64()
+    }
 }
 
 impl World {
@@ -86,7 +156,8 @@ impl World {
 
     fn with(capacity: u32, connect_timeout: Duration, linger: Duration) -> Self {
         let now = Instant::now();
-        let cfg = EngineConfig { candidates: vec![WORKER.parse().unwrap()], connect_timeout, linger };
+        let cfg =
+            EngineConfig { candidates: vec![WORKER.parse().unwrap()], connect_timeout, linger, rate: rate_config() };
         Self {
             now,
             engine: Engine::new(cfg, library(), capacity, now),
@@ -97,6 +168,7 @@ impl World {
             stopped: vec![],
             wanted: HashMap::new(),
             keyframes: vec![],
+            rates: vec![],
             pads: vec![],
             games: vec![],
             resumes: vec![],
@@ -116,16 +188,10 @@ impl World {
             match self.engine.poll_output() {
                 Output::Transmit(t) => {
                     let Some(b) = self.browsers.values_mut().find(|b| b.addr == t.destination) else { continue };
-                    let input = str0m::Input::Receive(
-                        self.now,
-                        Receive {
-                            proto: Protocol::Udp,
-                            source: t.source,
-                            destination: t.destination,
-                            contents: (&*t.contents).try_into().unwrap(),
-                        },
-                    );
-                    b.rtc.handle_input(input).unwrap();
+                    match &mut b.link {
+                        Some(link) => link.send(self.now, t),
+                        None => b.receive(self.now, &t),
+                    }
                 }
                 Output::Coordinator(m) => self.coordinator.push(m),
                 Output::StartRoom(s) => self.started.push(s),
@@ -134,6 +200,7 @@ impl World {
                     self.wanted.insert(room, codecs);
                 }
                 Output::Keyframe { room, codec } => self.keyframes.push((room, codec)),
+                Output::VideoRate { room, codec, bitrate_bps } => self.rates.push((room, codec, bitrate_bps)),
                 Output::Pad { room, port, pad } => self.pads.push((room, port, pad)),
                 Output::Game { room, session, command } => self.games.push((room, session, command)),
                 Output::Resume(room) => self.resumes.push(room),
@@ -166,6 +233,8 @@ impl World {
         let browser = Browser {
             rtc,
             addr,
+            link: None,
+            video_bytes: vec![],
             timeout: self.now,
             connected: false,
             video: None,
@@ -218,6 +287,9 @@ impl World {
                         Event::MediaData(d) => {
                             let kind = if Some(d.mid) == b.video { MediaKind::Video } else { MediaKind::Audio };
                             *b.frames.entry(kind).or_default() += 1;
+                            if kind == MediaKind::Video {
+                                b.video_bytes.push((self.now, d.data.len()));
+                            }
                             if kind == MediaKind::Video && b.first_video_keyframe.is_none() {
                                 b.first_video_keyframe = Some(is_h264_idr(&d.data));
                             }
@@ -233,13 +305,16 @@ impl World {
     /// Advances the virtual clock to the next timeout of anyone (at least 1 ms).
     fn tick(&mut self) {
         self.browsers_work();
-        let next = self.browsers.values().map(|b| b.timeout).chain([self.engine_timeout]).min().unwrap();
+        let arrivals = self.browsers.values().filter_map(|b| b.link.as_ref()?.queue.front().map(|(at, _)| *at));
+        let next =
+            self.browsers.values().map(|b| b.timeout).chain(arrivals).chain([self.engine_timeout]).min().unwrap();
         self.advance_to(next.max(self.now + Duration::from_millis(1)));
     }
 
     fn advance_to(&mut self, t: Instant) {
         self.now = self.now.max(t);
         for b in self.browsers.values_mut() {
+            b.arrive(self.now);
             if b.rtc.is_alive() {
                 b.rtc.handle_input(str0m::Input::Timeout(self.now)).unwrap();
             }
@@ -297,6 +372,8 @@ struct Source {
     pattern: TestPattern,
     i420: I420Frame,
     frame: u32,
+    /// The bitrate congestion control last set.
+    bitrate: u32,
 }
 
 impl Source {
@@ -308,11 +385,18 @@ impl Source {
             pattern: TestPattern::new(256, 240),
             i420: I420Frame::default(),
             frame: 0,
+            bitrate: VideoConfig::default().bitrate_bps,
         }
     }
 
     /// One frame's worth of video and audio, fed to the engine; honours keyframe requests.
     fn feed(&mut self, w: &mut World) {
+        if let Some(&(_, _, bps)) = w.rates.iter().rev().find(|(r, _, _)| *r == self.room) {
+            if bps != self.bitrate {
+                self.video.set_rate(bps, 60.0).unwrap();
+                self.bitrate = bps;
+            }
+        }
         if w.keyframes.iter().any(|(r, _)| *r == self.room) {
             w.keyframes.retain(|(r, _)| *r != self.room);
             self.video.request_keyframe();
@@ -562,6 +646,7 @@ fn unknown_games_missing_cores_and_a_full_host_are_refused_with_reasons() {
         candidates: vec![WORKER.parse().unwrap()],
         connect_timeout: Duration::from_secs(20),
         linger: Duration::ZERO,
+        rate: rate_config(),
     };
     let mut e = Engine::new(cfg, lib, 4, w.now);
     e.handle(w.now, Input::Command(CoordMsg::StartSession { session: sid(6), game: GAME.into(), room: None, port: 1 }));
@@ -704,4 +789,96 @@ fn spectators_watch_without_playing_and_players_switch_ports() {
     assert_eq!(w.command_reply(&player, &GameCommand::Port { port: 0 }), GameReply::Port { port: 0 });
     assert_eq!(w.pads.last(), Some(&(room.clone(), 3, PadState::default())));
     assert!(w.ended(&player).is_empty() && w.ended(&watcher).is_empty());
+}
+
+/// The last bitrate the engine set for a room.
+fn last_rate(w: &World, room: &RoomId) -> Option<u32> {
+    w.rates.iter().rev().find(|(r, _, _)| r == room).map(|(_, _, bps)| *bps)
+}
+
+#[test]
+fn the_bitrate_follows_a_slow_link_down_and_climbs_when_it_widens() {
+    let mut w = World::new(4);
+    let s = sid(1);
+    w.join(&s, None, 1);
+    let room = w.room();
+    let now = w.now;
+    w.browsers.get_mut(&s).unwrap().link = Some(Bottleneck::new(700_000, now));
+    let mut src = Source::new(room.clone());
+    src.play(&mut w, 60 * 12);
+    let slow = last_rate(&w, &room).expect("the engine set a bitrate");
+    let b = &w.browsers[&s];
+    let received = b.video_bps(w.now, Duration::from_secs(4));
+    let dropped = b.link.as_ref().unwrap().dropped;
+    eprintln!(
+        "700 kbit/s link: encoder at {slow} bit/s, {received:.0} bit/s of video received, {dropped} datagrams dropped"
+    );
+    assert!((150_000..=600_000).contains(&slow), "the encoder runs below the link: {slow}");
+    assert!(received < 700_000.0, "{received}");
+    let decreases = w.engine.counters().rate_decreases;
+    assert!(decreases >= 1);
+
+    // The link widens: the estimate probes up and the stream follows, in steps.
+    w.browsers.get_mut(&s).unwrap().link.as_mut().unwrap().bps = 20_000_000;
+    src.play(&mut w, 60 * 15);
+    let fast = last_rate(&w, &room).unwrap();
+    eprintln!("20 Mbit/s link: encoder at {fast} bit/s, {} raises", w.engine.counters().rate_increases);
+    // GCC's climb: multiplicative while far from the last level, capped at 1.5x what is
+    // actually sent, and probes; a few seconds per doubling.
+    assert!(fast >= 2 * slow, "{slow} → {fast}");
+    assert!(w.browsers[&s].frames[&MediaKind::Video] > 60 * 25, "frames kept flowing: {:?}", w.browsers[&s].frames);
+}
+
+#[test]
+fn a_room_follows_its_slowest_viewer_until_that_one_leaves() {
+    let mut w = World::new(4);
+    let (fast, slow) = (sid(1), sid(2));
+    w.join(&fast, None, 1);
+    let room = w.room();
+    w.join(&slow, Some(room.clone()), 2);
+    let now = w.now;
+    w.browsers.get_mut(&slow).unwrap().link = Some(Bottleneck::new(500_000, now));
+    let mut src = Source::new(room.clone());
+    src.play(&mut w, 60 * 10);
+    let shared = last_rate(&w, &room).unwrap();
+    eprintln!("with a 500 kbit/s viewer: {shared} bit/s");
+    assert!(shared <= 450_000, "the slow viewer sets the pace: {shared}");
+
+    w.command(CoordMsg::EndSession { session: slow.clone() });
+    src.play(&mut w, 60 * 10);
+    let alone = last_rate(&w, &room).unwrap();
+    eprintln!("the fast viewer alone: {alone} bit/s");
+    // It climbs as GCC does from an application-limited rate: 1.5x what is sent at most.
+    assert!(f64::from(alone) > 1.4 * f64::from(shared), "{shared} → {alone}");
+}
+
+#[test]
+fn a_burst_of_plis_costs_one_keyframe_now_and_one_after_the_interval() {
+    let mut w = World::new(4);
+    let s = sid(1);
+    w.join(&s, None, 1);
+    let room = w.room();
+    let mut src = Source::new(room.clone());
+    src.play(&mut w, 30);
+    assert!(w.keyframes.is_empty(), "the join's keyframe was taken");
+    let start = w.now;
+    let mut plis = 0;
+    let mut at = vec![];
+    while w.now < start + Duration::from_secs(1) {
+        if plis < 5 && w.now >= start + plis * Duration::from_millis(20) {
+            let b = w.browsers.get_mut(&s).unwrap();
+            let mid = b.video.unwrap();
+            b.rtc.writer(mid).unwrap().request_keyframe(None, KeyframeRequestKind::Pli).unwrap();
+            plis += 1;
+        }
+        w.tick();
+        if !w.keyframes.is_empty() {
+            at.push(w.now.duration_since(start));
+            w.keyframes.clear();
+        }
+    }
+    eprintln!("keyframes after a burst of 5 PLIs at: {at:?}");
+    assert_eq!(at.len(), 2, "{at:?}");
+    assert!(at[1] - at[0] >= Duration::from_millis(300), "{at:?}");
+    assert!(w.engine.counters().keyframes_deferred >= 1);
 }

@@ -37,9 +37,9 @@ pub enum H264Error {
     /// The configuration cannot be used.
     #[error("invalid H264 configuration: {0}")]
     Config(&'static str),
-    /// OpenH264 refused a new bitrate (its `SetOption` return code).
-    #[error("openh264 refused the bitrate change (code {0})")]
-    Bitrate(i32),
+    /// OpenH264 refused a new bitrate or frame rate (its `SetOption` return code).
+    #[error("openh264 refused the rate change (code {0})")]
+    Rate(i32),
 }
 
 /// An H264 encoder for one stream. Re-creates its OpenH264 instance when the frame size
@@ -87,12 +87,15 @@ impl H264Encoder {
         self.keyframe_requested = true;
     }
 
-    /// Changes the target bitrate from the next frame on, in the running stream (no IDR).
-    pub fn set_bitrate(&mut self, bps: u32) -> Result<(), H264Error> {
+    /// Changes the target bitrate and the frame rate rate control budgets for, from the next
+    /// frame on, in the running stream (no IDR).
+    pub fn set_rate(&mut self, bps: u32, fps: f32) -> Result<(), H264Error> {
         video::check_bitrate(bps).map_err(H264Error::Config)?;
+        video::check_fps(fps).map_err(H264Error::Config)?;
         self.config.bitrate_bps = bps;
+        self.config.max_fps = fps;
         match &mut self.encoder {
-            Some(encoder) => set_target_bitrate(encoder, bps),
+            Some(encoder) => set_target_rate(encoder, bps, fps),
             // Not set up yet: the first frame's configuration carries it.
             None => Ok(()),
         }
@@ -186,15 +189,17 @@ impl VideoEncoder for H264Encoder {
         H264Encoder::request_keyframe(self);
     }
 
-    fn set_bitrate(&mut self, bps: u32) -> Result<(), VideoError> {
-        Ok(H264Encoder::set_bitrate(self, bps)?)
+    fn set_rate(&mut self, bitrate_bps: u32, fps: f32) -> Result<(), VideoError> {
+        Ok(H264Encoder::set_rate(self, bitrate_bps, fps)?)
     }
 }
 
 /// Sets a running OpenH264 encoder's target bitrate (`ENCODER_OPTION_BITRATE` for all spatial
-/// layers, as WebRTC's own OpenH264 wrapper does on every rate update).
+/// layers, as WebRTC's own OpenH264 wrapper does on every rate update) and the frame rate its
+/// rate control divides the bitrate by (`ENCODER_OPTION_FRAME_RATE`: in bitrate mode OpenH264
+/// budgets each frame from it, not from the timestamps).
 #[allow(unsafe_code)]
-fn set_target_bitrate(encoder: &mut Encoder, bps: u32) -> Result<(), H264Error> {
+fn set_target_rate(encoder: &mut Encoder, bps: u32, fps: f32) -> Result<(), H264Error> {
     use std::os::raw::{c_int, c_void};
     /// `SBitrateInfo` of codec_app_def.h.
     #[repr(C)]
@@ -202,18 +207,26 @@ fn set_target_bitrate(encoder: &mut Encoder, bps: u32) -> Result<(), H264Error> 
         layer: c_int,
         bitrate: c_int,
     }
-    /// `ENCODER_OPTION_BITRATE` and `SPATIAL_LAYER_ALL` of codec_app_def.h.
+    /// `ENCODER_OPTION_FRAME_RATE`, `ENCODER_OPTION_BITRATE` and `SPATIAL_LAYER_ALL` of
+    /// codec_app_def.h.
+    const ENCODER_OPTION_FRAME_RATE: c_int = 4;
     const ENCODER_OPTION_BITRATE: c_int = 5;
     const SPATIAL_LAYER_ALL: c_int = 4;
     // Checked by video::check_bitrate: fits in an i32.
     let mut info = BitrateInfo { layer: SPATIAL_LAYER_ALL, bitrate: bps as c_int };
+    let mut fps = fps;
     // SAFETY: the encoder is initialised (it exists only after its first frame set it up);
-    // ENCODER_OPTION_BITRATE reads one SBitrateInfo through the pointer, which points at a
-    // live value of that C layout for the duration of the call. The option changes rate
-    // control only, which the wrapper does not rely on.
+    // ENCODER_OPTION_FRAME_RATE reads one float and ENCODER_OPTION_BITRATE one SBitrateInfo
+    // through the pointer, which points at a live value of that C layout for the duration of
+    // the call. The options change rate control only, which the wrapper does not rely on.
+    let code = unsafe { encoder.raw_api().set_option(ENCODER_OPTION_FRAME_RATE, (&raw mut fps).cast::<c_void>()) };
+    if code != 0 {
+        return Err(H264Error::Rate(code));
+    }
+    // SAFETY: as above.
     let code = unsafe { encoder.raw_api().set_option(ENCODER_OPTION_BITRATE, (&raw mut info).cast::<c_void>()) };
     if code != 0 {
-        return Err(H264Error::Bitrate(code));
+        return Err(H264Error::Rate(code));
     }
     Ok(())
 }

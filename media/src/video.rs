@@ -61,14 +61,19 @@ impl VideoConfig {
     /// OpenH264 (an `i32`) can both express, and a frame rate between 1 and 240.
     pub fn check(&self) -> Result<(), &'static str> {
         check_bitrate(self.bitrate_bps)?;
-        if !(self.max_fps.is_finite() && self.max_fps >= 1.0 && self.max_fps <= 240.0) {
-            return Err("max_fps must be between 1 and 240");
-        }
-        Ok(())
+        check_fps(self.max_fps)
     }
 }
 
-/// Checks a bitrate for [`VideoConfig::check`] and [`VideoEncoder::set_bitrate`].
+/// Checks a frame rate for [`VideoConfig::check`] and [`VideoEncoder::set_rate`].
+pub(crate) fn check_fps(fps: f32) -> Result<(), &'static str> {
+    if !(fps.is_finite() && (1.0..=240.0).contains(&fps)) {
+        return Err("max_fps must be between 1 and 240");
+    }
+    Ok(())
+}
+
+/// Checks a bitrate for [`VideoConfig::check`] and [`VideoEncoder::set_rate`].
 pub(crate) fn check_bitrate(bps: u32) -> Result<(), &'static str> {
     if bps < 1000 || bps > i32::MAX as u32 {
         return Err("bitrate must be between 1000 and i32::MAX bps");
@@ -198,8 +203,9 @@ pub trait VideoEncoder: Send + std::fmt::Debug {
     fn encode(&mut self, picture: Picture<'_>, pts: Duration) -> Result<EncodedFrame<'_>, VideoError>;
     /// Makes the next encoded picture a keyframe (a new viewer, a browser's PLI or FIR).
     fn request_keyframe(&mut self);
-    /// Changes the target bitrate from the next picture on, without a new stream or keyframe.
-    fn set_bitrate(&mut self, bps: u32) -> Result<(), VideoError>;
+    /// Changes the target bitrate and the rate pictures come at (rate control budgets each
+    /// picture from both) from the next picture on, without a new stream or keyframe.
+    fn set_rate(&mut self, bitrate_bps: u32, fps: f32) -> Result<(), VideoError>;
 }
 
 /// A software encoder for `codec`: OpenH264 for H264, libvpx for VP8.
@@ -247,7 +253,7 @@ mod tests {
             let mut keyframes = vec![];
             for n in 0..120u32 {
                 if n == 60 {
-                    enc.set_bitrate(150_000).expect("bitrate change");
+                    enc.set_rate(150_000, 60.0).expect("bitrate change");
                 }
                 if n == 100 {
                     enc.request_keyframe();
@@ -268,7 +274,37 @@ mod tests {
             assert_eq!(keyframes, vec![0, 100], "{codec:?}: keyframes only first and on request");
             let (before, after) = (bytes[0] as f64 / 40.0, bytes[1] as f64 / 30.0);
             assert!(after < before * 0.6, "{codec:?}: {before:.0} B/frame at 1.5 Mbps, {after:.0} at 150 kbps");
-            assert!(enc.set_bitrate(10).is_err());
+            assert!(enc.set_rate(10, 60.0).is_err());
+            assert!(enc.set_rate(150_000, 0.0).is_err());
+        }
+    }
+
+    /// Told half the frame rate, every encoder spends the same bits per second on every other
+    /// picture (congestion control's frame-rate step relies on it).
+    #[test]
+    fn every_software_encoder_keeps_its_bitrate_when_given_half_the_pictures() {
+        let mut pattern = TestPattern::new(256, 240);
+        let mut i420 = I420Frame::default();
+        for codec in VideoCodec::ALL {
+            let mut per_second = [0f64; 2];
+            for (i, step) in [1u32, 2].into_iter().enumerate() {
+                let config = VideoConfig { bitrate_bps: 300_000, keyframe_interval: None, ..VideoConfig::default() };
+                let mut enc = software_encoder(codec, config).expect("encoder");
+                enc.set_rate(300_000, 60.0 / step as f32).expect("rate");
+                let mut bytes = 0usize;
+                for n in (0..360u32).step_by(step as usize) {
+                    convert(&pattern.render(n, crate::PixelFormat::Xrgb8888), &mut i420).unwrap();
+                    let pts = Duration::from_micros(u64::from(n) * 16_667);
+                    let out = enc.encode(Picture::I420(&i420), pts).unwrap();
+                    if n >= 120 {
+                        bytes += out.data.len();
+                    }
+                }
+                per_second[i] = bytes as f64 * 8.0 / 4.0;
+            }
+            eprintln!("{codec:?}: {:.0} bps at 60 fps, {:.0} bps at 30 fps", per_second[0], per_second[1]);
+            let ratio = per_second[1] / per_second[0];
+            assert!((0.7..1.3).contains(&ratio), "{codec:?}: {per_second:?}");
         }
     }
 }

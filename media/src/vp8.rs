@@ -168,9 +168,13 @@ impl Vp8Encoder {
     }
 
     /// Changes the target bitrate from the next frame on, in the running stream (no keyframe).
-    pub fn set_bitrate(&mut self, bps: u32) -> Result<(), Vp8Error> {
+    /// libvpx's rate control budgets each frame from the timestamps, so a new frame rate is
+    /// only checked and kept.
+    pub fn set_rate(&mut self, bps: u32, fps: f32) -> Result<(), Vp8Error> {
         video::check_bitrate(bps).map_err(Vp8Error::Config)?;
+        video::check_fps(fps).map_err(Vp8Error::Config)?;
         self.config.bitrate_bps = bps;
+        self.config.max_fps = fps;
         match &mut self.encoder {
             Some(encoder) => encoder.set_target_kbps(bps / 1000),
             // Not set up yet: the first frame's configuration carries it.
@@ -252,8 +256,8 @@ impl VideoEncoder for Vp8Encoder {
         Vp8Encoder::request_keyframe(self);
     }
 
-    fn set_bitrate(&mut self, bps: u32) -> Result<(), VideoError> {
-        Ok(Vp8Encoder::set_bitrate(self, bps)?)
+    fn set_rate(&mut self, bitrate_bps: u32, fps: f32) -> Result<(), VideoError> {
+        Ok(Vp8Encoder::set_rate(self, bitrate_bps, fps)?)
     }
 }
 

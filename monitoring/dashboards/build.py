@@ -369,7 +369,7 @@ def overview():
                     ),
                     timeseries(
                         "Frames dropped by reason",
-                        "Frames dropped instead of blocking the emulator: ring_overrun (conversion fell behind), encoder_busy, send_queue (network).",
+                        "Frames dropped instead of blocking the emulator: ring_overrun (conversion fell behind), encoder_busy, send_queue (network); rate_step: left out on purpose by congestion control's frame-rate step (slow viewer links).",
                         targets(
                             (f"sum by (reason) (rate(retrofarm_frames_dropped_total{Z}[$__rate_interval]))", "{{reason}}"),
                         ),
@@ -578,7 +578,7 @@ def worker():
                     ),
                     timeseries(
                         "Frames dropped by reason",
-                        "Drops instead of stalls: ring_overrun, encoder_busy, send_queue; and late frames.",
+                        "Drops instead of stalls: ring_overrun, encoder_busy, send_queue; rate_step (congestion control halving the frame rate for slow links); and late frames.",
                         targets(
                             (
                                 f"sum by (reason, gpu) (rate(retrofarm_frames_dropped_total{IG}[$__rate_interval]))",

@@ -21,6 +21,15 @@ export function sdpCodecs(sdp, kind) {
   return [...section.matchAll(/^a=rtpmap:\d+ ([^/\s]+)\//gm)].map((m) => m[1]);
 }
 
+/**
+ * The ICE transport policy for a page URL's query (`location.search`): `relay` with `?relay=1`,
+ * else `all`. A debugging aid: with `relay` the browser uses only candidates through the TURN
+ * servers of `init`, so a stream that plays proves the TURN setup (docs/operations.md).
+ */
+export function iceTransportPolicy(search) {
+  return new URLSearchParams(search ?? '').get('relay') === '1' ? 'relay' : 'all';
+}
+
 /** `RTCIceCandidateInit` as docs/protocol.md spells it (only the three fields it names). */
 function candidateInit(c) {
   return { candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex };
@@ -36,12 +45,24 @@ export class GamePeer {
    * @param {(state: string) => void} o.onConnectionState
    * @param {(channel: RTCDataChannel) => void} o.onInputChannel the worker's `input` channel
    * @param {(channel: RTCDataChannel) => void} [o.onControlChannel] the worker's `control` channel
+   * @param {'all'|'relay'} [o.policy] ICE transport policy; default: `relay` when the page's URL
+   *   has `?relay=1` ({@link iceTransportPolicy}), else `all`
    */
-  constructor({ iceServers, codec, onLocalCandidate, onTrack, onConnectionState, onInputChannel, onControlChannel }) {
+  constructor({
+    iceServers,
+    codec,
+    onLocalCandidate,
+    onTrack,
+    onConnectionState,
+    onInputChannel,
+    onControlChannel,
+    policy = iceTransportPolicy(globalThis.location?.search),
+  }) {
     this.codec = codec;
     this.pendingRemote = [];
     this.closed = false;
-    this.pc = new RTCPeerConnection({ iceServers: iceServers ?? [] });
+    if (policy === 'relay') console.info('rtc: relay only (?relay=1): media goes through the TURN server');
+    this.pc = new RTCPeerConnection({ iceServers: iceServers ?? [], iceTransportPolicy: policy });
     this.pc.addEventListener('icecandidate', (e) => {
       if (!e.candidate) onLocalCandidate(null);
       else if (e.candidate.candidate) onLocalCandidate(candidateInit(e.candidate));

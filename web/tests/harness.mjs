@@ -1,7 +1,7 @@
 // Test harness: real coordinator and worker processes on loopback, and a real headless Chromium
 // driven by playwright-core. On a failure, `scenario` prints every process log and page console.
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -18,6 +18,7 @@ export const BIN_DIR = process.env.RETROFARM_BIN_DIR ?? path.join(REPO, 'target'
 export const WEB_ROOT = path.join(REPO, 'web');
 export const GAMES_DIR = path.join(REPO, 'games');
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+export const TURNSERVER = process.env.TURNSERVER_PATH ?? '/usr/bin/turnserver';
 export const GAME = 'Retrofarm Walk';
 
 /** Chromium flags known to work here (shared/FACTS.md, "Chromium as a real client"). */
@@ -138,10 +139,12 @@ export class Proc {
 
 /**
  * Starts a coordinator, then the workers (in parallel) and waits until each has registered.
- * `workers`: [{id, zone, extra?: [flags]}].
+ * `workers`: [{id, zone, extra?: [flags]}]. `tls`: {cert, key} (PEM files) serves the page and
+ * /ws over HTTPS/WSS (`cluster.url` is then https://…). `dir`: the folder for logs and state
+ * (a fresh one by default).
  */
-export async function startCluster({ workers = [{ id: 'w1', zone: 'eu' }], coordinatorArgs = [] } = {}) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'retrofarm-web-'));
+export async function startCluster({ workers = [{ id: 'w1', zone: 'eu' }], coordinatorArgs = [], tls = null, dir = null } = {}) {
+  dir ??= fs.mkdtempSync(path.join(os.tmpdir(), 'retrofarm-web-'));
   const pki = path.join(dir, 'pki');
   const [httpPort, quicPort] = [await freeTcpPort(), await freeUdpPort()];
   const coordinator = new Proc(
@@ -153,6 +156,7 @@ export async function startCluster({ workers = [{ id: 'w1', zone: 'eu' }], coord
       '--quic-listen', `127.0.0.1:${quicPort}`,
       '--pki-dir', pki,
       '--web-root', WEB_ROOT,
+      ...(tls ? ['--tls-cert', tls.cert, '--tls-key', tls.key] : []),
       ...coordinatorArgs,
     ],
     dir,
@@ -160,7 +164,7 @@ export async function startCluster({ workers = [{ id: 'w1', zone: 'eu' }], coord
   const cluster = {
     dir,
     pki,
-    url: `http://127.0.0.1:${httpPort}`,
+    url: `${tls ? 'https' : 'http'}://127.0.0.1:${httpPort}`,
     quic: `127.0.0.1:${quicPort}`,
     coordinator,
     workers: new Map(),
@@ -206,26 +210,83 @@ export async function startCluster({ workers = [{ id: 'w1', zone: 'eu' }], coord
   return cluster;
 }
 
+/** A fresh folder for a test's logs and files, removed by `stop` unless RETROFARM_KEEP_LOGS. */
+export function testDir() {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'retrofarm-web-'));
+}
+
+/**
+ * A self-signed certificate for 127.0.0.1 and localhost in `dir` (openssl): {cert, key}, the
+ * paths of the PEM files. Browsers must be told to accept it (`--ignore-certificate-errors`).
+ */
+export function selfSignedCert(dir) {
+  const cert = path.join(dir, 'site.pem');
+  const key = path.join(dir, 'site.key');
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost',
+    '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
+  ], { stdio: 'pipe' });
+  return { cert, key };
+}
+
+/**
+ * A real TURN server (Debian's coturn) on a free loopback port that checks time-limited
+ * credentials against `secret` (`use-auth-secret`), relaying from 127.0.0.1 (loopback peers
+ * allowed: the workers listen there). Returns {url, secret, proc, stop}, or {skipReason} when
+ * coturn is not installed.
+ */
+export async function startTurnServer(dir, { secret = 'retrofarm-turn-test-secret' } = {}) {
+  if (!fs.existsSync(TURNSERVER)) return { skipReason: `${TURNSERVER} is missing: apt-get install coturn (scripts/setup.sh)` };
+  const port = await freeUdpPort();
+  const proc = new Proc('turnserver', TURNSERVER, [
+    '-n', // no configuration file: only these options
+    '--use-auth-secret', `--static-auth-secret=${secret}`, '--realm=retrofarm.test',
+    '--listening-ip=127.0.0.1', '--relay-ip=127.0.0.1', `--listening-port=${port}`,
+    '--min-port=49152', '--max-port=65535',
+    '--allow-loopback-peers', '--no-tls', '--no-dtls', '--no-cli', '--fingerprint',
+    '--log-file=stdout', '--simple-log', '--verbose',
+    `--pidfile=${path.join(dir, 'turnserver.pid')}`, `--db=${path.join(dir, 'turndb')}`,
+  ], dir);
+  // Ready once it accepts TCP on its port (it listens on UDP and TCP alike).
+  const end = Date.now() + 10_000;
+  for (;;) {
+    const up = await new Promise((resolve) => {
+      const c = net.connect(port, '127.0.0.1', () => { c.destroy(); resolve(true); });
+      c.once('error', () => resolve(false));
+    });
+    if (up) break;
+    if (proc.exit || Date.now() > end) {
+      await proc.kill();
+      throw new Error(`turnserver did not listen on 127.0.0.1:${port}:\n${proc.output}`);
+    }
+    await sleep(50);
+  }
+  return { url: `turn:127.0.0.1:${port}`, secret, proc, stop: () => proc.kill() };
+}
+
 // ---- browser ---------------------------------------------------------------------------
 
 /**
  * Launches Chromium. Playwright gives every launch a fresh temporary --user-data-dir of its own
  * (it refuses one in `args`), so each test file starts from a clean profile.
  */
-export function launchBrowser() {
+export function launchBrowser({ args = [] } = {}) {
   if (!fs.existsSync(CHROMIUM)) {
     throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (or set CHROMIUM_PATH)`);
   }
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...CHROMIUM_ARGS, ...args] });
 }
 
 /**
  * Opens `url` in a new context of `browser`. Camera/microphone are granted BEFORE the page loads:
  * without them Chromium hides its host candidates behind mDNS names the worker cannot resolve.
  */
-export async function openPage(browser, url, { name = 'page', viewport = { width: 900, height: 1100 } } = {}) {
+export async function openPage(browser, url, { name = 'page', viewport = { width: 900, height: 1100 }, initScript = null } = {}) {
   const context = await browser.newContext({ viewport });
   await context.grantPermissions(['camera', 'microphone'], { origin: new URL(url).origin });
+  // Runs in the page before its own scripts (e.g. to keep hold of its RTCPeerConnections).
+  if (initScript) await context.addInitScript(initScript);
   const page = await context.newPage();
   const entry = {
     console: [],

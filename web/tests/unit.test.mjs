@@ -6,8 +6,9 @@ import { test } from 'node:test';
 
 import { BUTTON, GAMEPAD_BUTTONS, KEYMAP, encodeInput, readGamepad } from '../js/input.js';
 import { summarize } from '../js/stats.js';
-import { preferredVideoCodecs, sdpCodecs } from '../js/rtc.js';
+import { iceTransportPolicy, preferredVideoCodecs, sdpCodecs } from '../js/rtc.js';
 import { describeError, ERRORS, COMMAND_ERRORS } from '../js/errors.js';
+import { signalingUrl } from '../js/signaling.js';
 import { GameControl, MAX_COMMAND_BYTES, USER_ID, playerId } from '../js/saves.js';
 import { blockPosition, centroid, decodePng, encodePng, isRed, isWhite } from './pixels.mjs';
 
@@ -251,4 +252,18 @@ test('F2 and F4 are not pad keys; every failed command has a message', () => {
   const codes = KEYMAP.flatMap((k) => k.codes);
   assert.ok(!codes.includes('F2') && !codes.includes('F4'));
   for (const code of Object.values(COMMAND_ERRORS)) assert.equal(ERRORS[code]?.next, 'none', code);
+});
+
+test('?relay=1 asks for relay candidates only; anything else for all', () => {
+  assert.equal(iceTransportPolicy('?relay=1'), 'relay');
+  assert.equal(iceTransportPolicy('?zone=eu&relay=1'), 'relay');
+  assert.equal(iceTransportPolicy('?relay=0'), 'all');
+  assert.equal(iceTransportPolicy(''), 'all');
+  assert.equal(iceTransportPolicy(undefined), 'all');
+});
+
+test('signaling goes over wss:// from an https:// page, ws:// from http://', () => {
+  const at = (href) => signalingUrl(new URL(href), { room: 'r1', zone: 'eu' });
+  assert.equal(at('https://play.example.org/?id=r1'), 'wss://play.example.org/ws?room=r1&zone=eu');
+  assert.equal(at('http://127.0.0.1:8000/'), 'ws://127.0.0.1:8000/ws?room=r1&zone=eu');
 });

@@ -400,11 +400,13 @@ impl Session {
         Ok(keyframe)
     }
 
-    /// Changes the CBR rate in the running session: no new session, no IDR.
+    /// Changes the CBR rate and the frame rate it budgets for in the running session: no new
+    /// session, no IDR.
     fn reconfigure_rate(&mut self, bps: u32, fps: f32) -> Result<(), NvencError> {
         let fns = *self.library.fns();
-        let previous = self.config.rcParams;
+        let previous = (self.config.rcParams, self.init.frameRateNum, self.init.frameRateDen);
         set_rate(&mut self.config.rcParams, bps, fps);
+        (self.init.frameRateNum, self.init.frameRateDen) = frame_rate(fps);
         let mut params = Box::new(api::NV_ENC_RECONFIGURE_PARAMS::default());
         params.reInitEncodeParams = *self.init;
         params.reInitEncodeParams.encodeConfig = &mut *self.config;
@@ -413,7 +415,7 @@ impl Session {
         // SAFETY: a live session; the params and the config they point to live across the call.
         let status = unsafe { (fns.reconfigure)(self.encoder, &mut *params) };
         if let Err(error) = self.check("nvEncReconfigureEncoder", Phase::Stream, status) {
-            self.config.rcParams = previous;
+            (self.config.rcParams, self.init.frameRateNum, self.init.frameRateDen) = previous;
             return Err(error);
         }
         Ok(())
@@ -685,18 +687,18 @@ impl NvencEncoder {
         }
     }
 
-    /// Changes the target bitrate from the next picture on with `nvEncReconfigureEncoder`: the
-    /// same session, no IDR.
-    pub fn set_bitrate(&mut self, bps: u32) -> Result<(), NvencError> {
-        VideoConfig { bitrate_bps: bps, ..self.config.clone() }.check().map_err(NvencError::Invalid)?;
+    /// Changes the target bitrate and frame rate from the next picture on with
+    /// `nvEncReconfigureEncoder`: the same session, no IDR.
+    pub fn set_rate(&mut self, bps: u32, fps: f32) -> Result<(), NvencError> {
+        VideoConfig { bitrate_bps: bps, max_fps: fps, ..self.config.clone() }.check().map_err(NvencError::Invalid)?;
         self.usable()?;
-        let fps = self.config.max_fps;
         if let Some(session) = self.session.as_mut() {
             if let Err(error) = session.reconfigure_rate(bps, fps) {
                 return Err(self.failed(error));
             }
         }
         self.config.bitrate_bps = bps;
+        self.config.max_fps = fps;
         Ok(())
     }
 
@@ -805,8 +807,8 @@ impl VideoEncoder for NvencEncoder {
         NvencEncoder::request_keyframe(self);
     }
 
-    fn set_bitrate(&mut self, bps: u32) -> Result<(), VideoError> {
-        NvencEncoder::set_bitrate(self, bps).map_err(VideoError::from)
+    fn set_rate(&mut self, bitrate_bps: u32, fps: f32) -> Result<(), VideoError> {
+        NvencEncoder::set_rate(self, bitrate_bps, fps).map_err(VideoError::from)
     }
 }
 

@@ -163,19 +163,24 @@ fn events<'a>(record: &'a [Value], name: &str) -> Vec<&'a Value> {
 
 /// What every session must be given (the low-latency settings), at `bitrate`.
 fn assert_low_latency(event: &Value, bitrate: u64) {
+    assert_low_latency_at(event, bitrate, FPS as u64);
+}
+
+/// [`assert_low_latency`] at `fps` frames per second.
+fn assert_low_latency_at(event: &Value, bitrate: u64, fps: u64) {
     let expect = |key: &str, value: Value| assert_eq!(event[key], value, "{key} in {event}");
     expect("codec", "h264".into());
     expect("preset", "P1".into());
     expect("tuning", "ultra_low_latency".into());
     expect("width", WIDTH.into());
     expect("height", HEIGHT.into());
-    expect("frame_rate_num", 60.into());
+    expect("frame_rate_num", fps.into());
     expect("frame_rate_den", 1.into());
     expect("rc_mode", "cbr".into());
     expect("average_bitrate", bitrate.into());
     expect("max_bitrate", bitrate.into());
     // One frame's bits: bitrate / fps.
-    let vbv = (bitrate as f64 / FPS).round() as u64;
+    let vbv = (bitrate as f64 / fps as f64).round() as u64;
     expect("vbv_buffer_size", vbv.into());
     expect("vbv_initial_delay", vbv.into());
     expect("gop_length", u64::from(u32::MAX).into());
@@ -263,8 +268,8 @@ fn three_encoders_stream_through_the_seam_with_low_latency_settings() {
             VideoEncoder::request_keyframe(&mut encoders[0]);
         }
         if i == 150 {
-            let result = VideoEncoder::set_bitrate(&mut encoders[1], 2_500_000);
-            result.unwrap_or_else(|e| panic!("set_bitrate: {e}: {:?}", encoders[1].last_error()));
+            let result = VideoEncoder::set_rate(&mut encoders[1], 2_500_000, 30.0);
+            result.unwrap_or_else(|e| panic!("set_rate: {e}: {:?}", encoders[1].last_error()));
         }
         for (n, (encoder, decoder)) in encoders.iter_mut().zip(&mut decoders).enumerate() {
             // Through the seam, as a room drives it; the bytes copied out so that a failure can
@@ -289,7 +294,7 @@ fn three_encoders_stream_through_the_seam_with_low_latency_settings() {
     }
     eprintln!("worst PSNR per encoder: {worst:.2?} dB");
     assert_eq!(keyframes, vec![vec![0, 100], vec![0], vec![0]], "IDRs: first, and encoder 0's request");
-    assert!(VideoEncoder::set_bitrate(&mut encoders[1], 10).is_err(), "bitrates are checked as for every encoder");
+    assert!(VideoEncoder::set_rate(&mut encoders[1], 10, 60.0).is_err(), "bitrates are checked as for every encoder");
     drop(encoders);
 
     let record = read_record(&record);
@@ -311,7 +316,7 @@ fn three_encoders_stream_through_the_seam_with_low_latency_settings() {
     assert_eq!(reconfigures.len(), 1, "{reconfigures:?}");
     let reconfigure = reconfigures[0];
     assert_eq!(&reconfigure["session"], sessions[1]);
-    assert_low_latency(reconfigure, 2_500_000);
+    assert_low_latency_at(reconfigure, 2_500_000, 30);
     assert_eq!((&reconfigure["reset_encoder"], &reconfigure["force_idr"]), (&false.into(), &false.into()));
 
     let encodes = events(&record, "encode");
@@ -397,7 +402,7 @@ fn a_lost_device_fails_the_next_frame_and_every_call_after() {
     assert!(direct.is_device_lost());
     // Every call after fails at once.
     assert!(direct.encode_i420(&yuv, pts(51)).unwrap_err().is_device_lost());
-    assert!(direct.set_bitrate(1_000_000).unwrap_err().is_device_lost());
+    assert!(direct.set_rate(1_000_000, 60.0).unwrap_err().is_device_lost());
 
     // Frame 51, through the seam: a VideoError, and the encoder tells why.
     let error = VideoEncoder::encode(&mut seam, Picture::I420(&yuv), pts(50)).unwrap_err();
