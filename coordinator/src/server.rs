@@ -166,7 +166,8 @@ pub async fn serve(cfg: Config, l: Listeners) -> Result<()> {
         .nest_service("/js", ServeDir::new(cfg.web_root.join("js")))
         .nest_service("/css", ServeDir::new(cfg.web_root.join("css")))
         .with_state(App { shared, allowed_origins: cfg.allowed_origins.clone().into() });
-    serve_http(http, app, tls).await
+    retrofarm_link::https::serve(http, app, tls).await;
+    Ok(())
 }
 
 /// Sessions that must have ended since the most there were before freed memory is handed back.
@@ -195,51 +196,6 @@ async fn give_back_memory_after_spikes(shared: Shared) {
 fn trim_heap() {
     // SAFETY: malloc_trim takes no pointers; it only walks glibc's own free lists.
     unsafe { libc::malloc_trim(0) };
-}
-
-/// How long a client may take to send a request's headers (a client that trickles them a byte
-/// at a time is cut off instead of holding a connection for ever).
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Serves `app` on `listener`: HTTP/1.1 (inside TLS when `tls` is set, with a deadline for
-/// the handshake) with WebSocket upgrades and a deadline for each request's headers.
-async fn serve_http(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-) -> Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto::Builder;
-    use hyper_util::service::TowerToHyperService;
-
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
-    loop {
-        let (stream, remote) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors, typically: wait instead of spinning.
-                warn!(error = %e, "cannot accept an HTTP connection");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let service = TowerToHyperService::new(app.clone());
-        let builder = builder.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let served = match tls {
-                None => builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await,
-                Some(acceptor) => match retrofarm_link::https::accept(&acceptor, stream).await {
-                    Ok(stream) => builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await,
-                    Err(e) => return debug!(%remote, error = %e, "no HTTPS connection"),
-                },
-            };
-            if let Err(e) = served {
-                debug!(%remote, error = %e, "HTTP connection ended with an error");
-            }
-        });
-    }
 }
 
 async fn metrics_handler(State(shared): State<Shared>) -> impl IntoResponse {

@@ -11,8 +11,6 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use retrofarm_proto::ids::RoomId;
-use tokio_rustls::TlsAcceptor;
-use tracing::{debug, warn};
 
 /// The encoders that `/healthz` lists in its summary line, in order.
 pub const ENCODERS: [&str; 3] = ["nvenc", "openh264", "vp8"];
@@ -73,44 +71,6 @@ pub fn router(delay: Duration, capabilities: Vec<String>, rooms: RoomsHealth) ->
                 ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::metrics().render())
             }),
         )
-}
-
-/// How long a client may take to send a request's headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Serves `router` on `listener`: HTTP/1.1, inside TLS when `tls` is set, with deadlines for
-/// the handshake and for each request's headers.
-pub async fn serve(listener: tokio::net::TcpListener, router: Router, tls: Option<TlsAcceptor>) {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto::Builder;
-    use hyper_util::service::TowerToHyperService;
-
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
-    loop {
-        let (stream, remote) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                warn!(error = %e, "cannot accept an HTTP connection");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let service = TowerToHyperService::new(router.clone());
-        let (builder, tls) = (builder.clone(), tls.clone());
-        tokio::spawn(async move {
-            let served = match tls {
-                None => builder.serve_connection(TokioIo::new(stream), service).await,
-                Some(acceptor) => match retrofarm_link::https::accept(&acceptor, stream).await {
-                    Ok(stream) => builder.serve_connection(TokioIo::new(stream), service).await,
-                    Err(e) => return debug!(%remote, error = %e, "no HTTPS connection"),
-                },
-            };
-            if let Err(e) = served {
-                debug!(%remote, error = %e, "HTTP connection ended with an error");
-            }
-        });
-    }
 }
 
 #[cfg(test)]

@@ -189,7 +189,7 @@ async fn main() -> Result<()> {
         rooms_health.clone(),
     );
     let tls = retrofarm_link::https::from_settings(cfg.tls_cert.as_deref(), cfg.tls_key.as_deref())?;
-    tokio::spawn(farm_worker::http::serve(http, router, tls));
+    tokio::spawn(retrofarm_link::https::serve(http, router, tls));
 
     let socket = tokio::net::UdpSocket::bind(cfg.rtc_listen)
         .await

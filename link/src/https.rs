@@ -1,6 +1,7 @@
-//! HTTPS for the services' public HTTP listeners (the coordinator's page and `/ws`, the worker's
-//! `/ping`): the operator's PEM certificate and key, rustls with the ring provider (the one
-//! quinn already uses), a handshake deadline, and a plain answer to plain HTTP.
+//! The services' public HTTP listeners (the coordinator's page and `/ws`, the worker's `/ping`):
+//! one serve loop with a deadline for request headers, and HTTPS with the operator's PEM
+//! certificate and key (rustls with the ring provider, the one quinn already uses), a handshake
+//! deadline, and a plain answer to plain HTTP.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,6 +15,46 @@ use tokio_rustls::TlsAcceptor;
 
 /// How long a client may take from connecting to finishing the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's headers (a client that trickles them a byte
+/// at a time is cut off instead of holding a connection for ever).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `app` on `listener`: HTTP/1.1 with upgrades (WebSockets), inside TLS when `tls` is
+/// set, with deadlines for the handshake and for each request's headers.
+pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router, tls: Option<TlsAcceptor>) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+    use tracing::{debug, warn};
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, typically: wait instead of spinning.
+                warn!(error = %e, "cannot accept an HTTP connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let (builder, tls) = (builder.clone(), tls.clone());
+        tokio::spawn(async move {
+            let served = match tls {
+                None => builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await,
+                Some(acceptor) => match accept(&acceptor, stream).await {
+                    Ok(stream) => builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await,
+                    Err(e) => return debug!(%remote, error = %e, "no HTTPS connection"),
+                },
+            };
+            if let Err(e) = served {
+                debug!(%remote, error = %e, "HTTP connection ended with an error");
+            }
+        });
+    }
+}
 
 /// The acceptor for the `tls_cert` / `tls_key` settings: `None` when neither is set, an error
 /// naming the missing one when only one is.
