@@ -3,6 +3,8 @@
 //! WebSocket client ([`browser`]) and a str0m WebRTC peer ([`rtc`]).
 
 pub mod browser;
+pub mod figures;
+pub mod netns;
 pub mod player;
 pub mod procs;
 pub mod rtc;

@@ -1,6 +1,7 @@
 //! A player: a signaling connection plus a WebRTC peer in a room, with helpers to watch the
 //! stream and press buttons.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -12,6 +13,7 @@ use retrofarm_proto::ErrorCode;
 use str0m::media::MediaKind;
 
 use crate::browser::Browser;
+use crate::figures::{is_idr, Frame, Recording};
 use crate::procs::CoordinatorAddrs;
 use crate::rtc::{RtcClient, RtcEvent};
 use crate::video::{H264Decoder, Luma};
@@ -55,6 +57,26 @@ impl Player {
         room: Option<&RoomId>,
         port: u8,
     ) -> Result<Player, (ErrorCode, String)> {
+        Self::try_join_from(addrs, game, room, port, IpAddr::from([127, 0, 0, 1])).await
+    }
+
+    /// Opens a session of the project's game on port 1, its WebRTC socket bound to `local`
+    /// (the player side of a [`crate::netns::NetLink`]: [`crate::netns::NetLink::host_ip`]).
+    pub async fn join_from(addrs: CoordinatorAddrs, local: IpAddr) -> Player {
+        match Self::try_join_from(addrs, GAME, None, 1, local).await {
+            Ok(p) => p,
+            Err((code, message)) => panic!("start failed: {code:?} {message}"),
+        }
+    }
+
+    /// [`Self::try_join`] with the WebRTC socket bound to `local`.
+    pub async fn try_join_from(
+        addrs: CoordinatorAddrs,
+        game: &str,
+        room: Option<&RoomId>,
+        port: u8,
+        local: IpAddr,
+    ) -> Result<Player, (ErrorCode, String)> {
         let query = room.map(|r| format!("room={r}")).unwrap_or_default();
         let mut browser = Browser::connect(&addrs.ws_url(&query)).await.unwrap();
         let error = |m: &ServerMsg| match m {
@@ -87,7 +109,7 @@ impl Player {
             })
             .await
             .unwrap();
-        let mut peer = RtcClient::answer(&offer).await.unwrap();
+        let mut peer = RtcClient::answer_on(&offer, local).await.unwrap();
         browser.send(&ClientMsg::Answer { sdp: peer.answer.clone() }).await.unwrap();
         browser.send(&ClientMsg::Ice { candidate: Some(peer.candidate.clone()) }).await.unwrap();
         peer.wait_for(T, |e| matches!(e, RtcEvent::ChannelOpen(l) if l == "input").then_some(())).await.unwrap();
@@ -143,7 +165,7 @@ impl Player {
     pub async fn watch(&mut self, d: Duration) -> (usize, usize, Option<Luma>) {
         let (mut video, mut audio, mut last) = (0, 0, None);
         for ev in self.peer.collect(d).await {
-            if let RtcEvent::Media { kind, codec, data } = ev {
+            if let RtcEvent::Media { kind, codec, data, .. } = ev {
                 match kind {
                     MediaKind::Video => {
                         assert_eq!(codec, "H264");
@@ -162,6 +184,69 @@ impl Player {
             }
         }
         (video, audio, last)
+    }
+
+    /// Receives for `d`, noting when each video frame came, its size and whether it was shown,
+    /// and the bytes the socket received in each `window` (see [`Recording`]). As a browser,
+    /// it shows no frame from a loss until the next keyframe (every frame still goes through
+    /// the decoder, which conceals losses), and asks for a keyframe meanwhile.
+    /// `buttons(elapsed)` is the pad state sent every 50 ms (`|_| 0`: nothing pressed).
+    pub async fn record(
+        &mut self,
+        d: Duration,
+        window: Duration,
+        mut buttons: impl FnMut(Duration) -> u16,
+    ) -> Recording {
+        let start = std::time::Instant::now();
+        let t0 = tokio::time::Instant::now();
+        let mut rec = Recording::new(start, window);
+        let mut bytes_at_window = self.peer.received_bytes();
+        let mut next_window = t0 + window;
+        let mut next_input = t0;
+        let end = t0 + d;
+        // Frames were lost and no keyframe came since.
+        let mut broken = false;
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= next_window {
+                let b = self.peer.received_bytes();
+                rec.wire_bytes.push(b - bytes_at_window);
+                bytes_at_window = b;
+                next_window += window;
+            }
+            if now >= end {
+                break;
+            }
+            if now >= next_input {
+                self.seq = self.seq.wrapping_add(1);
+                let b = buttons(now - t0);
+                self.peer.send_input(PadState { seq: self.seq, buttons: b, axes: [0; 4] }.encode().to_vec());
+                next_input += Duration::from_millis(50);
+            }
+            let until = next_window.min(next_input).min(end);
+            let ev = match self.peer.next_until(until).await {
+                Ok(Some(ev)) => ev,
+                Ok(None) => continue,
+                Err(_) => break,
+            };
+            if let RtcEvent::Media { kind, data, contiguous, .. } = ev {
+                let at = start.elapsed();
+                match kind {
+                    MediaKind::Video => {
+                        let keyframe = is_idr(&data);
+                        broken = (broken || !contiguous) && !keyframe;
+                        let decoded = self.decoder.decode(&data).is_some() && !broken;
+                        if !decoded {
+                            self.peer.request_keyframe();
+                        }
+                        rec.frames.push(Frame { at, bytes: data.len(), decoded, keyframe });
+                    }
+                    MediaKind::Audio => rec.audio_packets += 1,
+                }
+            }
+        }
+        rec.length = start.elapsed();
+        rec
     }
 
     /// Holds `buttons` for `d` (state resent every 50 ms, as the page does), then releases.

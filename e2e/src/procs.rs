@@ -1,6 +1,6 @@
 //! Coordinator and worker processes for tests.
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,7 +11,9 @@ use anyhow::{bail, Context, Result};
 /// test's `deps/` folder).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>");
+    let dir = exe.parent().expect("the executable's folder");
+    // A test runs from target/<profile>/deps; a binary (a benchmark) from target/<profile>.
+    let dir = if dir.ends_with("deps") { dir.parent().expect("target/<profile>") } else { dir };
     let p = dir.join(name);
     assert!(p.exists(), "{} is missing: run `cargo build --workspace --bins` before the tests", p.display());
     p
@@ -163,7 +165,26 @@ impl CoordinatorAddrs {
 
 /// Starts a coordinator with its PKI in `pki`, logging into `dir`; waits until it serves.
 pub fn coordinator(dir: &Path, pki: &Path, addrs: CoordinatorAddrs, extra: &[&str]) -> Result<Proc> {
-    let mut cmd = Command::new(bin("retrofarm-coordinator"));
+    coordinator_wrapped(dir, pki, addrs, extra, &[])
+}
+
+/// [`coordinator`], run under the command `wrap` (its arguments, then the coordinator's command
+/// line), e.g. `ip netns exec NAME` to start it in a network namespace.
+pub fn coordinator_wrapped(
+    dir: &Path,
+    pki: &Path,
+    addrs: CoordinatorAddrs,
+    extra: &[&str],
+    wrap: &[String],
+) -> Result<Proc> {
+    let mut cmd = match wrap.split_first() {
+        Some((wrapper, args)) => {
+            let mut c = Command::new(wrapper);
+            c.args(args).arg(bin("retrofarm-coordinator"));
+            c
+        }
+        None => Command::new(bin("retrofarm-coordinator")),
+    };
     cmd.arg("run")
         .arg("--http-listen")
         .arg(addrs.http.to_string())
@@ -206,6 +227,10 @@ pub struct WorkerOpts {
     /// A command the worker runs under (its arguments, then the worker's command line), e.g.
     /// `unshare` to change what the worker sees.
     pub wrap: Vec<String>,
+    /// The address the worker's HTTP and WebRTC sockets bind to and that it announces (as its
+    /// ICE host candidate and ping URL); `None`: 127.0.0.1. A worker in a network namespace
+    /// binds to the namespace's own address so players outside can reach it.
+    pub bind_ip: Option<IpAddr>,
 }
 
 impl WorkerOpts {
@@ -222,6 +247,7 @@ impl WorkerOpts {
             extra: vec![],
             env: vec![],
             wrap: vec![],
+            bind_ip: None,
         }
     }
 }
@@ -257,10 +283,7 @@ pub fn worker(dir: &Path, coord: CoordinatorAddrs, o: &WorkerOpts) -> Result<Pro
         .arg(coord.quic.to_string())
         .arg("--pki-dir")
         .arg(&o.pki)
-        .arg("--http-listen")
-        .arg("127.0.0.1:0")
-        .arg("--rtc-listen")
-        .arg("127.0.0.1:0")
+        .args(listen_args(o.bind_ip))
         .arg("--games-dir")
         .arg(&o.games)
         .arg("--skip-repeated-frames")
@@ -273,6 +296,26 @@ pub fn worker(dir: &Path, coord: CoordinatorAddrs, o: &WorkerOpts) -> Result<Pro
         .args(&o.extra)
         .envs(o.env.iter().map(|(k, v)| (k, v)));
     Proc::spawn(&format!("worker-{}", o.id), &mut cmd, dir)
+}
+
+/// The worker's listen flags: loopback with any ports, or `ip` with an HTTP port chosen here
+/// and announced as the ping URL (the worker's default URL names 127.0.0.1).
+fn listen_args(ip: Option<IpAddr>) -> Vec<String> {
+    match ip {
+        None => ["--http-listen", "127.0.0.1:0", "--rtc-listen", "127.0.0.1:0"].map(String::from).to_vec(),
+        Some(ip) => {
+            // Free here; in a fresh network namespace every port is free.
+            let http = SocketAddr::new(ip, tcp_port());
+            vec![
+                "--http-listen".into(),
+                http.to_string(),
+                "--public-url".into(),
+                format!("http://{http}/ping"),
+                "--rtc-listen".into(),
+                SocketAddr::new(ip, 0).to_string(),
+            ]
+        }
+    }
 }
 
 /// An S3-compatible server (s3s-fs, built into `.deps/s3s` by scripts/setup.sh) that checks

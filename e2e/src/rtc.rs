@@ -1,7 +1,9 @@
 //! A WebRTC peer playing the browser's part: it answers the worker's offer with str0m over a
 //! loopback UDP socket and reports what it receives.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
@@ -29,6 +31,9 @@ pub enum RtcEvent {
         codec: String,
         /// The frame (an H264 access unit in Annex B, an Opus packet…).
         data: Vec<u8>,
+        /// False when packets were lost before this frame: a browser drops video frames from
+        /// here until the next keyframe (its references are gone).
+        contiguous: bool,
     },
     /// A message from the worker on the `input` data channel.
     ChannelData(Vec<u8>),
@@ -47,6 +52,7 @@ pub struct RtcClient {
     events: mpsc::UnboundedReceiver<RtcEvent>,
     input: mpsc::UnboundedSender<Ask>,
     task: tokio::task::JoinHandle<()>,
+    received: Arc<AtomicU64>,
 }
 
 impl Drop for RtcClient {
@@ -58,7 +64,13 @@ impl Drop for RtcClient {
 impl RtcClient {
     /// Accepts `offer` and starts the peer.
     pub async fn answer(offer: &str) -> Result<Self> {
-        let socket = UdpSocket::bind("127.0.0.1:0").await?;
+        Self::answer_on(offer, IpAddr::from([127, 0, 0, 1])).await
+    }
+
+    /// [`Self::answer`] from a socket bound to `ip` (its ICE host candidate): another host's
+    /// address than loopback, e.g. a network namespace's veth (crate::netns).
+    pub async fn answer_on(offer: &str, ip: IpAddr) -> Result<Self> {
+        let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
         let local = socket.local_addr()?;
         let mut rtc = Rtc::builder().build(Instant::now());
         let cand = Candidate::host(local, "udp").map_err(|e| anyhow!("{e}"))?;
@@ -70,8 +82,14 @@ impl RtcClient {
         rtc.add_local_candidate(cand);
         let (ev_tx, events) = mpsc::unbounded_channel();
         let (input, in_rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(drive(rtc, socket, local, ev_tx, in_rx));
-        Ok(Self { answer, candidate, events, input, task })
+        let received = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(drive(rtc, socket, local, ev_tx, in_rx, Arc::clone(&received)));
+        Ok(Self { answer, candidate, events, input, task, received })
+    }
+
+    /// Bytes received on the peer's UDP socket so far (UDP payloads: SRTP, SRTCP, DTLS, STUN).
+    pub fn received_bytes(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
     }
 
     /// Waits for an event that `pick` accepts.
@@ -85,6 +103,15 @@ impl RtcClient {
             if let Some(t) = pick(&ev) {
                 return Ok(t);
             }
+        }
+    }
+
+    /// The next event, or `None` when none came before `end`; an error when the peer ended.
+    pub async fn next_until(&mut self, end: tokio::time::Instant) -> Result<Option<RtcEvent>> {
+        match tokio::time::timeout_at(end, self.events.recv()).await {
+            Err(_) => Ok(None),
+            Ok(Some(ev)) => Ok(Some(ev)),
+            Ok(None) => Err(anyhow!("peer task ended")),
         }
     }
 
@@ -145,6 +172,7 @@ async fn drive(
     local: SocketAddr,
     ev: mpsc::UnboundedSender<RtcEvent>,
     mut input: mpsc::UnboundedReceiver<Ask>,
+    received: Arc<AtomicU64>,
 ) {
     let mut buf = vec![0u8; 2048];
     let mut channel: Option<ChannelId> = None;
@@ -184,12 +212,14 @@ async fn drive(
                                 kind: MediaKind::Video,
                                 codec: format!("{:?}", m.params.spec().codec),
                                 data: m.data.to_vec(),
+                                contiguous: m.contiguous,
                             })
                         }
                         Event::MediaData(m) => Some(RtcEvent::Media {
                             kind: if m.params.spec().codec.is_audio() { MediaKind::Audio } else { MediaKind::Video },
                             codec: format!("{:?}", m.params.spec().codec),
                             data: m.data.to_vec(),
+                            contiguous: m.contiguous,
                         }),
                         _ => None,
                     };
@@ -226,6 +256,7 @@ async fn drive(
         tokio::select! {
             r = socket.recv_from(&mut buf) => {
                 if let Ok((n, source)) = r {
+                    received.fetch_add(n as u64, Ordering::Relaxed);
                     if let Ok(contents) = buf[..n].try_into() {
                         let _ = rtc.handle_input(Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: local, contents }));
                     }

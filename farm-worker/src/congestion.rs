@@ -111,14 +111,23 @@ impl GroupRate {
 const LOW_BITS_PER_PIXEL: f64 = 0.05;
 /// Back to every frame above this (a gap, so the step does not flap at the edge).
 const HIGH_BITS_PER_PIXEL: f64 = 0.08;
+/// The step is taken only when the encoder spends at least this share of its bitrate: a
+/// picture that needs fewer bits (a still screen, simple content) loses nothing at a low rate,
+/// and a low estimate may only mean the stream sent little (an estimator is capped at 1.5x what
+/// it sees sent).
+const CONSTRAINED_USE: f64 = 0.75;
+/// Back to every frame when the encoder spends less than this share.
+const UNCONSTRAINED_USE: f64 = 0.5;
 
-/// The frame-rate step at `bitrate_bps` for pictures of `pixels` coming at `fps`: 1 encodes
-/// every frame, 2 every other one. `current` is the step in use.
-pub fn frame_divisor(bitrate_bps: u32, pixels: u32, fps: f32, current: u32) -> u32 {
+/// The frame-rate step at `bitrate_bps` for pictures of `pixels` coming at `fps`, when the
+/// encoder spent `used_bps` lately (`None`: not measured yet): 1 encodes every frame, 2 every
+/// other one. `current` is the step in use.
+pub fn frame_divisor(bitrate_bps: u32, used_bps: Option<u32>, pixels: u32, fps: f32, current: u32) -> u32 {
     let per_pixel = f64::from(bitrate_bps) / (f64::from(pixels.max(1)) * f64::from(fps.max(1.0)));
+    let used = used_bps.map_or(0.0, |u| f64::from(u) / f64::from(bitrate_bps.max(1)));
     match current {
-        1 if per_pixel < LOW_BITS_PER_PIXEL => 2,
-        2 if per_pixel > HIGH_BITS_PER_PIXEL => 1,
+        1 if per_pixel < LOW_BITS_PER_PIXEL && used >= CONSTRAINED_USE => 2,
+        2 if per_pixel > HIGH_BITS_PER_PIXEL || used < UNCONSTRAINED_USE => 1,
         1 | 2 => current,
         _ => 1,
     }
@@ -174,13 +183,25 @@ mod tests {
     fn low_bitrates_halve_the_frame_rate_with_a_gap_before_returning() {
         // NES: 256x240 at 60 fps is 3.7 Mpixel/s: the step is at 184 kbit/s, the return at 295.
         let (px, fps) = (256 * 240, 60.0);
-        assert_eq!(frame_divisor(1_000_000, px, fps, 1), 1);
-        assert_eq!(frame_divisor(180_000, px, fps, 1), 2);
-        assert_eq!(frame_divisor(250_000, px, fps, 2), 2, "inside the gap: stays");
-        assert_eq!(frame_divisor(250_000, px, fps, 1), 1, "inside the gap: stays");
-        assert_eq!(frame_divisor(300_000, px, fps, 2), 1);
-        assert_eq!(frame_divisor(300_000, px, fps, 7), 1, "an unknown step resets");
+        // The encoder spends all it is given.
+        let busy = |bps: u32| Some(bps);
+        assert_eq!(frame_divisor(1_000_000, busy(1_000_000), px, fps, 1), 1);
+        assert_eq!(frame_divisor(180_000, busy(180_000), px, fps, 1), 2);
+        assert_eq!(frame_divisor(250_000, busy(250_000), px, fps, 2), 2, "inside the gap: stays");
+        assert_eq!(frame_divisor(250_000, busy(250_000), px, fps, 1), 1, "inside the gap: stays");
+        assert_eq!(frame_divisor(300_000, busy(300_000), px, fps, 2), 1);
+        assert_eq!(frame_divisor(300_000, busy(300_000), px, fps, 7), 1, "an unknown step resets");
         // A picture upscaled 2x needs four times the bits for the same quality.
-        assert_eq!(frame_divisor(600_000, px * 4, fps, 1), 2);
+        assert_eq!(frame_divisor(600_000, busy(600_000), px * 4, fps, 1), 2);
+    }
+
+    #[test]
+    fn a_picture_that_needs_few_bits_keeps_every_frame_at_a_low_rate() {
+        let (px, fps) = (256 * 240, 60.0);
+        assert_eq!(frame_divisor(150_000, None, px, fps, 1), 1, "not measured yet");
+        assert_eq!(frame_divisor(150_000, Some(60_000), px, fps, 1), 1, "a still screen uses 40 %");
+        assert_eq!(frame_divisor(150_000, Some(120_000), px, fps, 1), 2, "80 %: the encoder is starved");
+        assert_eq!(frame_divisor(150_000, Some(100_000), px, fps, 2), 2, "67 %: stays");
+        assert_eq!(frame_divisor(150_000, Some(60_000), px, fps, 2), 1, "the picture calmed down");
     }
 }

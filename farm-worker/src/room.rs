@@ -186,8 +186,19 @@ struct VideoOut {
     bitrate: u32,
     /// Its frame-rate step: 1 encodes every frame, 2 every other one.
     divisor: u32,
+    /// What it spent.
+    spent: Spent,
+}
+
+/// What an encoder spent, lately.
+#[derive(Debug, Default)]
+struct Spent {
     /// When the last frame it encoded was shown.
     last_pts: Option<Duration>,
+    /// The bits it spent since the window began (a picture's time).
+    window: Option<(Duration, u64)>,
+    /// Per second over the last whole window.
+    bps: Option<u32>,
 }
 
 impl std::fmt::Debug for VideoOut {
@@ -198,7 +209,22 @@ impl std::fmt::Debug for VideoOut {
 
 impl VideoOut {
     fn new(encoder: Box<dyn VideoEncoder>) -> Self {
-        Self { encoder, bitrate: 0, divisor: 1, last_pts: None }
+        Self { encoder, bitrate: 0, divisor: 1, spent: Spent::default() }
+    }
+}
+
+impl Spent {
+    /// Counts a picture of `bytes` shown at `pts`.
+    fn add(&mut self, pts: Duration, bytes: usize) {
+        const WINDOW: Duration = Duration::from_secs(1);
+        self.last_pts = Some(pts);
+        let (start, bits) = self.window.get_or_insert((pts, 0));
+        *bits += bytes as u64 * 8;
+        let elapsed = pts.saturating_sub(*start);
+        if elapsed >= WINDOW {
+            self.bps = Some((*bits as f64 / elapsed.as_secs_f64()).min(f64::from(u32::MAX)) as u32);
+            self.window = None;
+        }
     }
 }
 
@@ -405,7 +431,7 @@ impl RoomJob {
             };
             let frame = match result {
                 Ok(encoded) => {
-                    out.last_pts = Some(pts);
+                    out.spent.add(pts, encoded.data.len());
                     encoded
                 }
                 Err(err) if err.is_device_lost() => {
@@ -438,15 +464,19 @@ impl RoomJob {
     }
 
     /// Gives an encoder the bitrate congestion control last asked of its codec, and the
-    /// frame-rate step that bitrate allows for pictures of `pixels`. A rate the encoder refuses
-    /// is logged and left (the stream goes on at the old one); a lost device is an error.
+    /// frame-rate step that bitrate allows for pictures of `pixels` given what the encoder
+    /// spends. A rate the encoder refuses is logged and left (the stream goes on at the old
+    /// one); a lost device is an error.
     fn follow_rate(&self, out: &mut VideoOut, pixels: u32) -> Result<(), retrofarm_media::VideoError> {
         let bitrate = self.control.bitrate[out.encoder.codec() as usize].load(Ordering::Relaxed);
-        if bitrate == 0 || bitrate == out.bitrate {
+        if bitrate == 0 {
             return Ok(());
         }
         let fps = self.emulator.av_info().fps as f32;
-        let divisor = frame_divisor(bitrate, pixels, fps, out.divisor);
+        let divisor = frame_divisor(bitrate, out.spent.bps, pixels, fps, out.divisor);
+        if (bitrate, divisor) == (out.bitrate, out.divisor) {
+            return Ok(());
+        }
         match out.encoder.set_rate(bitrate, fps / divisor as f32) {
             Ok(()) => {
                 if divisor != out.divisor {
@@ -458,7 +488,8 @@ impl RoomJob {
             Err(e) if e.is_device_lost() => Err(e),
             Err(e) => {
                 warn!(room = %self.id, encoder = out.encoder.name(), bitrate, error = %e, "encoder refused a new rate");
-                out.bitrate = bitrate;
+                // Not asked again until the rate changes.
+                (out.bitrate, out.divisor) = (bitrate, divisor);
                 Ok(())
             }
         }
@@ -466,7 +497,7 @@ impl RoomJob {
 
     /// Whether the encoder's frame-rate step leaves out the frame shown at `pts`.
     fn stepped_over(&self, out: &VideoOut, pts: Duration) -> bool {
-        let Some(last) = out.last_pts.filter(|_| out.divisor > 1) else { return false };
+        let Some(last) = out.spent.last_pts.filter(|_| out.divisor > 1) else { return false };
         let period = 1.0 / self.emulator.av_info().fps.max(1.0);
         pts.saturating_sub(last).as_secs_f64() < period * (f64::from(out.divisor) - 0.5)
     }
