@@ -30,6 +30,8 @@ echo "== bench: gpu --quick"
 "$bins/gpu" --quick
 echo "== bench: sessions --quick"
 "$bins/sessions" --quick
+echo "== bench: network --quick (needs root: network namespaces; says SKIPPED otherwise)"
+"$bins/network" --quick
 echo "== bench: audio --quick"
 "$bins/audio" --quick
 echo "== bench: latency --quick"
