@@ -42,6 +42,56 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Time-limited TURN credentials minted for each browser session.
     pub turn: TurnConfig,
+    /// Limits on what browsers may hold and send (connections, message rate).
+    pub limits: LimitsConfig,
+}
+
+/// The `[limits]` section: what one browser, one address and all browsers together may hold
+/// of the coordinator (docs/configuration.md, docs/protocol.md). 0 turns a connection limit
+/// off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// WebSockets (`/ws`) held in all; beyond, upgrades are refused with 503.
+    pub max_connections: u32,
+    /// WebSockets held from one IPv4 address or IPv6 /64; beyond, upgrades are refused with 429.
+    pub max_connections_per_ip: u32,
+    /// Messages a browser may send at once.
+    pub message_burst: u32,
+    /// Messages per second a browser may send after the burst; beyond, messages are dropped
+    /// (the first with a `rate_limited` error).
+    pub messages_per_sec: u32,
+    /// Dropped messages after which a flooding browser is disconnected (close 1008).
+    pub flood_close_after: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let (caps, rate) = (crate::connection_limits::Caps::default(), crate::message_rate::RateLimit::default());
+        Self {
+            max_connections: caps.total,
+            max_connections_per_ip: caps.per_ip,
+            message_burst: rate.burst,
+            messages_per_sec: rate.per_sec,
+            flood_close_after: rate.close_after,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The connection caps.
+    pub fn caps(&self) -> crate::connection_limits::Caps {
+        crate::connection_limits::Caps { per_ip: self.max_connections_per_ip, total: self.max_connections }
+    }
+
+    /// The per-session message rate limit.
+    pub fn rate(&self) -> crate::message_rate::RateLimit {
+        crate::message_rate::RateLimit {
+            burst: self.message_burst,
+            per_sec: self.messages_per_sec,
+            close_after: self.flood_close_after,
+        }
+    }
 }
 
 /// The `[turn]` section: a TURN server that checks credentials with a shared secret (coturn's
@@ -103,6 +153,7 @@ impl Default for Config {
             tls_key: None,
             allowed_origins: vec![],
             turn: TurnConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -139,6 +190,13 @@ impl Config {
         }
         if !t.urls.is_empty() && t.ttl_secs == 0 {
             bail!("turn.ttl_secs = 0 would mint credentials that have already expired: use at least 60");
+        }
+        let l = &self.limits;
+        if l.message_burst == 0 || l.messages_per_sec == 0 || l.flood_close_after == 0 {
+            bail!(
+                "limits.message_burst, limits.messages_per_sec and limits.flood_close_after must be at least 1 \
+                 (a browser sends a few tens of messages per game; defaults 50, 20, 100)"
+            );
         }
         Ok(())
     }
@@ -212,5 +270,16 @@ mod tests {
         assert!(err("[turn]\nurls = [\"stun:t:3478\"]\nsecret = \"s\"").contains("not a TURN URL"));
         assert!(err("[turn]\nurls = [\"turn:t\"]\nsecret = \"s\"\nttl_secs = 0").contains("ttl_secs"));
         assert!(toml::from_str::<Config>("[turn]\nsecrets = \"s\"").is_err());
+    }
+
+    #[test]
+    fn limits_parse_with_defaults_and_validate() {
+        let c: Config = toml::from_str("[limits]\nmax_connections_per_ip = 8\nmessages_per_sec = 5").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.limits.caps(), crate::connection_limits::Caps { per_ip: 8, total: 20_000 });
+        assert_eq!((c.limits.rate().per_sec, c.limits.rate().burst, c.limits.rate().close_after), (5, 50, 100));
+        let e = toml::from_str::<Config>("[limits]\nmessages_per_sec = 0").unwrap().validate().unwrap_err();
+        assert!(e.to_string().contains("limits.messages_per_sec"), "{e}");
+        assert!(toml::from_str::<Config>("[limits]\nmax_conections = 1").is_err());
     }
 }

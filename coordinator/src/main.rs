@@ -67,6 +67,21 @@ struct RunArgs {
     /// Seconds minted TURN credentials stay valid [default: 86400].
     #[arg(long, env = "RETROFARM_TURN_TTL_SECS")]
     turn_ttl_secs: Option<u64>,
+    /// WebSockets held in all; beyond, /ws answers 503 (0: no limit) [default: 20000].
+    #[arg(long, env = "RETROFARM_MAX_CONNECTIONS")]
+    max_connections: Option<u32>,
+    /// WebSockets held per IPv4 address or IPv6 /64; beyond, /ws answers 429 (0: no limit) [default: 64].
+    #[arg(long, env = "RETROFARM_MAX_CONNECTIONS_PER_IP")]
+    max_connections_per_ip: Option<u32>,
+    /// Messages a browser may send at once [default: 50].
+    #[arg(long, env = "RETROFARM_MESSAGE_BURST")]
+    message_burst: Option<u32>,
+    /// Messages per second a browser may send after the burst [default: 20].
+    #[arg(long, env = "RETROFARM_MESSAGES_PER_SEC")]
+    messages_per_sec: Option<u32>,
+    /// Dropped messages after which a flooding browser is disconnected (1008) [default: 100].
+    #[arg(long, env = "RETROFARM_FLOOD_CLOSE_AFTER")]
+    flood_close_after: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,6 +143,21 @@ impl RunArgs {
         }
         if let Some(v) = self.turn_ttl_secs {
             c.turn.ttl_secs = v;
+        }
+        if let Some(v) = self.max_connections {
+            c.limits.max_connections = v;
+        }
+        if let Some(v) = self.max_connections_per_ip {
+            c.limits.max_connections_per_ip = v;
+        }
+        if let Some(v) = self.message_burst {
+            c.limits.message_burst = v;
+        }
+        if let Some(v) = self.messages_per_sec {
+            c.limits.messages_per_sec = v;
+        }
+        if let Some(v) = self.flood_close_after {
+            c.limits.flood_close_after = v;
         }
     }
 }

@@ -2,13 +2,14 @@
 //! endpoint (quinn), both feeding one [`Hub`] and delivering its outputs.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{FromRef, Query, State};
+use axum::extract::{ConnectInfo, FromRef, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -19,14 +20,16 @@ use retrofarm_link::{endpoint, pki};
 use retrofarm_proto::browser::{ClientMsg, ServerMsg, MAX_CLIENT_MESSAGE};
 use retrofarm_proto::control::{CoordMsg, WorkerMsg};
 use retrofarm_proto::ids::{RoomId, SessionId};
-use retrofarm_proto::DecodeError;
+use retrofarm_proto::{DecodeError, ErrorCode};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tower_http::services::{ServeDir, ServeFile};
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
+use crate::connection_limits::{ConnectionLimits, Source};
 use crate::hub::{Hub, HubConfig, Output};
+use crate::message_rate::{MessageRate, RateLimit, Verdict};
 use crate::origin::{self, Decision};
 use crate::registry::ConnId;
 
@@ -84,11 +87,27 @@ impl Shared {
     }
 }
 
-/// What the router's handlers share: the hub, and the `/ws` origin allow-list.
+/// What the router's handlers share: the hub, the `/ws` origin allow-list, the connection
+/// counts and the per-session message rate limit.
 #[derive(Clone)]
 struct App {
     shared: Shared,
     allowed_origins: Arc<[String]>,
+    connections: Arc<Mutex<ConnectionLimits>>,
+    rate: RateLimit,
+}
+
+/// A WebSocket counted in [`ConnectionLimits`]; the count goes down when it is dropped (the
+/// session ended, or the upgrade never completed).
+struct Slot {
+    connections: Arc<Mutex<ConnectionLimits>>,
+    source: Source,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.connections.lock().expect("connection counts poisoned").release(self.source);
+    }
 }
 
 impl FromRef<App> for Shared {
@@ -165,7 +184,12 @@ pub async fn serve(cfg: Config, l: Listeners) -> Result<()> {
         .route_service("/index.html", ServeFile::new(cfg.web_root.join("index.html")))
         .nest_service("/js", ServeDir::new(cfg.web_root.join("js")))
         .nest_service("/css", ServeDir::new(cfg.web_root.join("css")))
-        .with_state(App { shared, allowed_origins: cfg.allowed_origins.clone().into() });
+        .with_state(App {
+            shared,
+            allowed_origins: cfg.allowed_origins.clone().into(),
+            connections: Arc::new(Mutex::new(ConnectionLimits::new(cfg.limits.caps()))),
+            rate: cfg.limits.rate(),
+        });
     retrofarm_link::https::serve(http, app, tls).await;
     Ok(())
 }
@@ -224,6 +248,7 @@ const MAX_WS_MESSAGE: usize = 4 * MAX_CLIENT_MESSAGE;
 
 async fn ws_handler(
     ws: WebSocketUpgrade,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Query(q): Query<WsQuery>,
     headers: HeaderMap,
     State(app): State<App>,
@@ -240,7 +265,15 @@ async fn ws_handler(
         )
             .into_response();
     }
-    let shared = app.shared;
+    let source = Source::of(remote.ip());
+    let admitted = app.connections.lock().expect("connection counts poisoned").admit(source);
+    if let Err(refusal) = admitted {
+        warn!(%remote, "refused a WebSocket: {refusal}");
+        let status = StatusCode::from_u16(refusal.status()).expect("valid status");
+        return (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{refusal}\n")).into_response();
+    }
+    let slot = Slot { connections: app.connections, source };
+    let (shared, rate) = (app.shared, app.rate);
     // Signaling messages are small and rare: a 4 KiB read buffer (grown for the odd large
     // message) instead of the WebSocket layer's 128 KiB keeps an idle session to a few KiB, and
     // replies go out at once. A page that stops reading cannot make us buffer more than 1 MiB.
@@ -249,7 +282,10 @@ async fn ws_handler(
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
         .max_write_buffer_size(1 << 20)
-        .on_upgrade(move |socket| browser(socket, q, shared))
+        .on_upgrade(move |socket| async move {
+            browser(socket, q, shared, rate).await;
+            drop(slot);
+        })
         .into_response()
 }
 
@@ -263,8 +299,23 @@ fn new_session_id() -> SessionId {
     SessionId::new(format!("{:016x}", rand::random::<u64>())).expect("hex is a valid id")
 }
 
-async fn browser(socket: WebSocket, q: WsQuery, shared: Shared) {
+/// Reads the rest of what a client sends (a flood, a message past the limit) for at most
+/// `within`, so that closing the socket does not reset the connection before the client has
+/// read our last frames.
+async fn drain(source: &mut futures_util::stream::SplitStream<WebSocket>, within: Duration) {
+    let _ = tokio::time::timeout(within, async {
+        while let Some(Ok(m)) = source.next().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+async fn browser(socket: WebSocket, q: WsQuery, shared: Shared, limit: RateLimit) {
     let id = new_session_id();
+    let mut rate = MessageRate::new(limit, Instant::now());
     let (tx, mut rx) = mpsc::channel::<(Instant, ServerMsg)>(256);
     let (mut sink, mut source) = socket.split();
     shared.0.lock().expect("hub lock poisoned").browsers.insert(id.clone(), tx);
@@ -289,6 +340,34 @@ async fn browser(socket: WebSocket, q: WsQuery, shared: Shared) {
                 }
             }
             inc = source.next() => {
+                if let Some(Ok(m)) = &inc {
+                    if !matches!(m, Message::Close(_)) {
+                        match rate.on_message(Instant::now()) {
+                            Verdict::Accept => {}
+                            Verdict::Drop => continue,
+                            Verdict::DropAndWarn => {
+                                debug!(session = %id, "browser over the message rate limit; dropping its messages");
+                                let text = format!(
+                                    "more than {} messages at once or {} a second: messages dropped (limits.messages_per_sec)",
+                                    limit.burst, limit.per_sec
+                                );
+                                let msg = ServerMsg::error(ErrorCode::RateLimited, text);
+                                if sink.send(Message::Text(msg.encode().into())).await.is_err() {
+                                    break;
+                                }
+                                continue;
+                            }
+                            Verdict::Close => {
+                                warn!(session = %id, dropped = limit.close_after, "browser kept flooding; closing its WebSocket (1008)");
+                                let reason = format!("message flood: over {} messages a second", limit.per_sec);
+                                let close = CloseFrame { code: close_code::POLICY, reason: reason.into() };
+                                let _ = sink.send(Message::Close(Some(close))).await;
+                                drain(&mut source, Duration::from_secs(1)).await;
+                                break;
+                            }
+                        }
+                    }
+                }
                 match inc {
                     Some(Ok(Message::Text(text))) => match ClientMsg::decode(&text) {
                         Ok(msg) => shared.with(|h| h.browser_message(&id, msg, SystemTime::now())),

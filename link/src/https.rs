@@ -20,13 +20,16 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `app` on `listener`: HTTP/1.1 with upgrades (WebSockets), inside TLS when `tls` is
-/// set, with deadlines for the handshake and for each request's headers.
+/// set, with deadlines for the handshake and for each request's headers. Handlers can take the
+/// client's address as `axum::extract::ConnectInfo<SocketAddr>`.
 pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router, tls: Option<TlsAcceptor>) {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
     use hyper_util::service::TowerToHyperService;
+    use tower_service::Service;
     use tracing::{debug, warn};
 
+    let mut with_remote = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
     loop {
@@ -39,11 +42,19 @@ pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router, tls: Op
                 continue;
             }
         };
-        let service = TowerToHyperService::new(app.clone());
+        let app = with_remote.call(remote).await.unwrap_or_else(|never| match never {});
+        let service = TowerToHyperService::new(app);
         let (builder, tls) = (builder.clone(), tls.clone());
         tokio::spawn(async move {
             let served = match tls {
-                None => builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await,
+                None => {
+                    // hyper's header deadline runs from a request's first byte: a client that
+                    // connects and sends nothing would hold the connection for ever.
+                    if let Err(e) = first_byte(&stream).await {
+                        return debug!(%remote, error = %e, "no HTTP request");
+                    }
+                    builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await
+                }
                 Some(acceptor) => match accept(&acceptor, stream).await {
                     Ok(stream) => builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await,
                     Err(e) => return debug!(%remote, error = %e, "no HTTPS connection"),
@@ -53,6 +64,17 @@ pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router, tls: Op
                 debug!(%remote, error = %e, "HTTP connection ended with an error");
             }
         });
+    }
+}
+
+/// Waits up to [`HEADER_TIMEOUT`] for a connection's first byte (without reading it).
+async fn first_byte(stream: &tokio::net::TcpStream) -> Result<(), String> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(HEADER_TIMEOUT, stream.peek(&mut first)).await {
+        Err(_) => Err(format!("nothing sent within {HEADER_TIMEOUT:?}")),
+        Ok(Ok(0)) => Err("closed before sending anything".into()),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
     }
 }
 

@@ -228,9 +228,13 @@ pub(crate) fn decode_tagged<T: serde::de::DeserializeOwned>(
     }
     let tag: Tag<'_> = serde_json::from_str(text).map_err(|e| DecodeError::Malformed(e.to_string()))?;
     if !known.contains(&tag.t.as_ref()) {
-        let mut t = tag.t.into_owned();
-        t.truncate(64);
-        return Err(DecodeError::UnknownType(t));
+        // Echo at most 64 bytes of the unknown type, cut at a character boundary.
+        let t = tag.t.as_ref();
+        let mut end = t.len().min(64);
+        while !t.is_char_boundary(end) {
+            end -= 1;
+        }
+        return Err(DecodeError::UnknownType(t[..end].to_string()));
     }
     serde_json::from_str(text).map_err(|e| DecodeError::Malformed(e.to_string()))
 }
@@ -355,6 +359,21 @@ mod tests {
         let big = format!(r#"{{"t":"answer","p":{{"sdp":"{}"}}}}"#, "a".repeat(MAX_CLIENT_MESSAGE));
         assert!(matches!(ClientMsg::decode(&big), Err(DecodeError::TooLarge { .. })));
         assert_eq!(DecodeError::TooLarge { len: 2, max: 1 }.code(), ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn a_long_unknown_type_is_cut_at_a_character_boundary() {
+        // Found by fuzz/ (browser_msg): the type was cut at byte 64 even inside a character,
+        // which panicked (in every decoder: browser, worker link, game commands).
+        let crash = "{\"t\":\"offe+=- 461ns 461nsFFFFFF088.0.:0.s\\\\1rnuFFFFFF=TT\u{7d1}T+=- 461nsn\\uF666\"}";
+        let err = ClientMsg::decode(crash).unwrap_err();
+        assert!(matches!(&err, DecodeError::UnknownType(t) if t.len() == 62 && t.ends_with("461nsn")), "{err:?}");
+        let t = format!("{}é", "a".repeat(63));
+        assert_eq!(ServerMsg::decode(&format!(r#"{{"t":"{t}"}}"#)), Err(DecodeError::UnknownType("a".repeat(63))));
+        assert_eq!(
+            ClientMsg::decode(&format!(r#"{{"t":"{}"}}"#, "é".repeat(40))),
+            Err(DecodeError::UnknownType("é".repeat(32)))
+        );
     }
 
     proptest! {

@@ -55,6 +55,8 @@ pub enum ErrorCode {
     WorkerLost,
     /// The room ended (its emulator stopped or crashed).
     RoomClosed,
+    /// The browser sends messages faster than the coordinator's rate limit; they are dropped.
+    RateLimited,
     /// Anything else; the message says what.
     Internal,
 }
@@ -73,6 +75,7 @@ impl ErrorCode {
             ErrorCode::PortTaken => "port_taken",
             ErrorCode::WorkerLost => "worker_lost",
             ErrorCode::RoomClosed => "room_closed",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
         }
     }

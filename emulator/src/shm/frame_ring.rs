@@ -28,7 +28,11 @@ pub enum SlotState {
 
 /// Classifies sequence word `seq` for frame `frame`.
 pub fn slot_state(seq: u64, frame: u64) -> SlotState {
-    let ready = frame * 2 + 2;
+    // No writer gets to frame 2^63 (its sequence words would overflow): a reader only looks
+    // for one that far when a corrupt `frames_published` sent it there, and it is never ready.
+    let Some(ready) = frame.checked_mul(2).and_then(|f| f.checked_add(2)) else {
+        return SlotState::NotYet;
+    };
     match seq.cmp(&ready) {
         std::cmp::Ordering::Equal => SlotState::Ready,
         std::cmp::Ordering::Greater => SlotState::Overwritten,
@@ -456,6 +460,33 @@ mod tests {
         assert_eq!(slot_state(15, 7), SlotState::Writing);
         assert_eq!(slot_state(16, 7), SlotState::Ready);
         assert_eq!(slot_state(24, 7), SlotState::Overwritten);
+    }
+
+    #[test]
+    fn a_corrupt_published_count_near_u64_max_reads_nothing() {
+        // Found by fuzz/ (emulator_shm): a child that stores frames_published ≥ 2^63 (here
+        // 0xc000_0000_0000_0007, from the crashing input) sent the reader's cursor there and
+        // the sequence word it expected overflowed (a panic with overflow checks on).
+        assert_eq!(slot_state(u64::MAX, u64::MAX / 2), SlotState::NotYet);
+        assert_eq!(slot_state(0, u64::MAX), SlotState::NotYet);
+        let l = Layout::new(3, 512, 256).unwrap();
+        let r = anon_region(&l);
+        let mut w = RingWriter::new();
+        put_small(&mut w, &r, &l);
+        let rd = RingReader::new();
+        for published in [0xc000_0000_0000_0007, u64::MAX] {
+            r.header().writer.frames_published.store(published, Ordering::Release);
+            assert!(rd.next(&r, &l).is_none());
+            assert!(rd.latest(&r, &l).is_none());
+        }
+        assert!(rd.stats().read == 0 && rd.stats().missed > 0);
+    }
+
+    fn put_small(w: &mut RingWriter, r: &Region, l: &Layout) {
+        let data = [7u8; 8 * 2];
+        let video = VideoInput::Pixels { data: &data, width: 8, height: 1, pitch: 16, format: PixelFormat::Rgb565 };
+        w.stage(r, l, video).unwrap();
+        w.publish(r, l, 0, 0).unwrap();
     }
 
     fn pixels(n: u8, w: u32, h: u32) -> Vec<u8> {
