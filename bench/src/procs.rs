@@ -127,7 +127,9 @@ pub fn coordinator(dir: &Path) -> Result<(Proc, SocketAddr, SocketAddr)> {
             .arg("--pki-dir")
             .arg(dir.join("pki"))
             .arg("--web-root")
-            .arg(crate::repo_root().join("web")),
+            .arg(crate::repo_root().join("web"))
+            // Every benchmark client comes from 127.0.0.1: no per-address connection limit.
+            .args(["--max-connections-per-ip", "0"]),
         dir,
     )?;
     coordinator.wait_log("coordinator listening", Duration::from_secs(20))?;
