@@ -346,8 +346,12 @@ async fn raw_until_closed(mut tcp: TcpStream, trickle: &[u8], deadline: Duration
     }
 }
 
-/// Reads a WebSocket until the server closes it (or `deadline`), collecting error codes.
-async fn ws_until_closed(ws: &mut Ws, start: Instant, deadline: Duration, errors: &mut Vec<ErrorCode>) -> Outcome {
+/// Reads a WebSocket (or its read half) until the server closes it (or `deadline`), collecting
+/// error codes.
+async fn ws_until_closed<S, E>(ws: &mut S, start: Instant, deadline: Duration, errors: &mut Vec<ErrorCode>) -> Outcome
+where
+    S: futures_util::Stream<Item = Result<Message, E>> + Unpin,
+{
     loop {
         match tokio::time::timeout(deadline.saturating_sub(start.elapsed()), ws.next()).await {
             Err(_) => return Outcome::Open { errors: std::mem::take(errors) },
@@ -427,30 +431,7 @@ async fn hostile(kind: Kind, from: Ipv4Addr, addr: SocketAddr) -> Outcome {
                 let quit = ClientMsg::Quit.encode();
                 while tx.send(Message::Text(quit.clone().into())).await.is_ok() {}
             };
-            let watch = async move {
-                let mut errors = vec![];
-                loop {
-                    match tokio::time::timeout(deadline.saturating_sub(start.elapsed()), rx.next()).await {
-                        Err(_) => return Outcome::Open { errors },
-                        Ok(Some(Ok(Message::Text(t)))) => {
-                            if let Ok(ServerMsg::Error { code, .. }) = ServerMsg::decode(&t) {
-                                errors.push(code);
-                            }
-                        }
-                        Ok(Some(Ok(Message::Close(f)))) => {
-                            return Outcome::Closed {
-                                code: f.map(|f| u16::from(f.code)),
-                                after: start.elapsed(),
-                                errors,
-                            }
-                        }
-                        Ok(Some(Ok(_))) => {}
-                        Ok(Some(Err(_)) | None) => {
-                            return Outcome::Closed { code: None, after: start.elapsed(), errors }
-                        }
-                    }
-                }
-            };
+            let watch = async move { ws_until_closed(&mut rx, start, deadline, &mut vec![]).await };
             tokio::select! {
                 o = watch => o,
                 () = flood => {
