@@ -15,6 +15,8 @@ cargo build --workspace --bins --examples
 cargo build -p retrofarm-nvenc-double
 echo "== cargo tests"
 cargo test --workspace --no-fail-fast
+echo "== fuzzing, short: every parser that reads outside bytes, ~25 s each (docs/fuzzing.md)"
+fuzz/run.sh --short
 echo "== benchmarks, short mode (so they cannot rot)"
 bench/quick.sh
 echo "== browser tests (headless Chromium)"

@@ -207,6 +207,11 @@ impl Config {
                 self.video_kbps
             );
         }
+        if self.public_url.as_deref().is_some_and(|u| u.trim().is_empty()) {
+            anyhow::bail!(
+                "public_url is empty: set the URL browsers ping (http(s)://HOST:PORT/ping), or leave it out for the default"
+            );
+        }
         Ok(())
     }
 
@@ -246,5 +251,17 @@ mod tests {
         assert_eq!((c.gpu, c.video_scale, c.video_canvas), (GpuMode::Vulkan, 2, Some([640, 480])));
         assert_eq!(Config::default().gpu, GpuMode::Auto);
         assert!(toml::from_str::<Config>("gpu = \"cuda\"").is_err());
+    }
+
+    #[test]
+    fn an_empty_public_url_is_refused() {
+        // Found by fuzz/ (worker_config, the crashing input `'public_url'=''`): it passed the
+        // check and became an empty ping URL, which browsers resolve to the coordinator's page.
+        let c: Config = toml::from_str("'public_url'=''").unwrap();
+        assert!(c.check().unwrap_err().to_string().contains("public_url is empty"));
+        let c: Config = toml::from_str("public_url = \" \"").unwrap();
+        assert!(c.check().is_err());
+        let c: Config = toml::from_str("public_url = \"https://w1.example.org/ping\"").unwrap();
+        c.check().unwrap();
     }
 }
