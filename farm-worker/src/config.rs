@@ -212,6 +212,12 @@ impl Config {
                 "public_url is empty: set the URL browsers ping (http(s)://HOST:PORT/ping), or leave it out for the default"
             );
         }
+        // A NaN or negative budget would make the capacity silently 0 rooms.
+        for (key, cores) in [("cpu_budget_cores", self.cpu_budget_cores), ("room_cost_prior", Some(self.room_cost_prior))] {
+            if let Some(c) = cores.filter(|c| !(c.is_finite() && *c > 0.0)) {
+                anyhow::bail!("{key} is {c}: set a positive number of CPU cores");
+            }
+        }
         Ok(())
     }
 
@@ -262,6 +268,17 @@ mod tests {
         let c: Config = toml::from_str("public_url = \" \"").unwrap();
         assert!(c.check().is_err());
         let c: Config = toml::from_str("public_url = \"https://w1.example.org/ping\"").unwrap();
+        c.check().unwrap();
+    }
+
+    #[test]
+    fn cpu_figures_must_be_positive_numbers() {
+        for bad in ["cpu_budget_cores = nan", "cpu_budget_cores = -1.0", "room_cost_prior = 0.0", "room_cost_prior = inf"] {
+            let c: Config = toml::from_str(bad).unwrap();
+            let e = c.check().unwrap_err().to_string();
+            assert!(e.contains("positive number of CPU cores"), "{bad}: {e}");
+        }
+        let c: Config = toml::from_str("cpu_budget_cores = 1.5").unwrap();
         c.check().unwrap();
     }
 }
