@@ -133,10 +133,10 @@ impl RunArgs {
             c.tls_key = self.tls_key;
         }
         if let Some(v) = self.allowed_origins {
-            c.allowed_origins = v.into_iter().map(|o| o.trim().to_string()).filter(|o| !o.is_empty()).collect();
+            c.allowed_origins = trimmed(v);
         }
         if let Some(v) = self.turn_urls {
-            c.turn.urls = v.into_iter().map(|u| u.trim().to_string()).filter(|u| !u.is_empty()).collect();
+            c.turn.urls = trimmed(v);
         }
         if let Some(v) = self.turn_secret {
             c.turn.secret = v;
@@ -160,6 +160,11 @@ impl RunArgs {
             c.limits.flood_close_after = v;
         }
     }
+}
+
+/// A comma-separated flag's entries, trimmed, the empty ones left out.
+fn trimmed(list: Vec<String>) -> Vec<String> {
+    list.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
 }
 
 #[tokio::main]

@@ -211,6 +211,12 @@ impl VideoOut {
     fn new(encoder: Box<dyn VideoEncoder>) -> Self {
         Self { encoder, bitrate: 0, divisor: 1, spent: Spent::default() }
     }
+
+    /// Whether its frame-rate step leaves out the frame shown at `pts` (frames come at `fps`).
+    fn steps_over(&self, pts: Duration, fps: f64) -> bool {
+        let Some(last) = self.spent.last_pts.filter(|_| self.divisor > 1) else { return false };
+        pts.saturating_sub(last).as_secs_f64() < (f64::from(self.divisor) - 0.5) / fps
+    }
 }
 
 impl Spent {
@@ -408,6 +414,8 @@ impl RoomJob {
     fn encode_video(&self, enc: &mut Encoders, pts: Duration, stamps: Stamps) -> Result<(), String> {
         let Encoders { video, i420, nvenc_off, nv12, .. } = enc;
         let pixels = u32::try_from(i420.width() * i420.height()).unwrap_or(u32::MAX);
+        // The core's frame rate, read once for every encoder's rate and step.
+        let fps = self.emulator.av_info().fps.max(1.0);
         let picture = match nv12 {
             Some(nv12) => Picture::Gpu { nv12, i420 },
             None => Picture::I420(i420),
@@ -420,9 +428,9 @@ impl RoomJob {
                 out.encoder.request_keyframe();
             }
             let name = out.encoder.name();
-            let result = self.follow_rate(out, pixels);
+            let result = self.follow_rate(out, pixels, fps as f32);
             let result = match result {
-                Ok(()) if !keyframe && self.stepped_over(out, pts) => {
+                Ok(()) if !keyframe && out.steps_over(pts, fps) => {
                     self.control.tally.lock().expect("room tally").rate_skipped += 1;
                     continue;
                 }
@@ -467,12 +475,11 @@ impl RoomJob {
     /// frame-rate step that bitrate allows for pictures of `pixels` given what the encoder
     /// spends. A rate the encoder refuses is logged and left (the stream goes on at the old
     /// one); a lost device is an error.
-    fn follow_rate(&self, out: &mut VideoOut, pixels: u32) -> Result<(), retrofarm_media::VideoError> {
+    fn follow_rate(&self, out: &mut VideoOut, pixels: u32, fps: f32) -> Result<(), retrofarm_media::VideoError> {
         let bitrate = self.control.bitrate[out.encoder.codec() as usize].load(Ordering::Relaxed);
         if bitrate == 0 {
             return Ok(());
         }
-        let fps = self.emulator.av_info().fps as f32;
         let divisor = frame_divisor(bitrate, out.spent.bps, pixels, fps, out.divisor);
         if (bitrate, divisor) == (out.bitrate, out.divisor) {
             return Ok(());
@@ -493,13 +500,6 @@ impl RoomJob {
                 Ok(())
             }
         }
-    }
-
-    /// Whether the encoder's frame-rate step leaves out the frame shown at `pts`.
-    fn stepped_over(&self, out: &VideoOut, pts: Duration) -> bool {
-        let Some(last) = out.spent.last_pts.filter(|_| out.divisor > 1) else { return false };
-        let period = 1.0 / self.emulator.av_info().fps.max(1.0);
-        pts.saturating_sub(last).as_secs_f64() < period * (f64::from(out.divisor) - 0.5)
     }
 
     /// Whether a frame shows exactly what the last one did, and so need not be encoded: no
