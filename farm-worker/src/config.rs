@@ -213,7 +213,9 @@ impl Config {
             );
         }
         // A NaN or negative budget would make the capacity silently 0 rooms.
-        for (key, cores) in [("cpu_budget_cores", self.cpu_budget_cores), ("room_cost_prior", Some(self.room_cost_prior))] {
+        for (key, cores) in
+            [("cpu_budget_cores", self.cpu_budget_cores), ("room_cost_prior", Some(self.room_cost_prior))]
+        {
             if let Some(c) = cores.filter(|c| !(c.is_finite() && *c > 0.0)) {
                 anyhow::bail!("{key} is {c}: set a positive number of CPU cores");
             }
@@ -273,7 +275,9 @@ mod tests {
 
     #[test]
     fn cpu_figures_must_be_positive_numbers() {
-        for bad in ["cpu_budget_cores = nan", "cpu_budget_cores = -1.0", "room_cost_prior = 0.0", "room_cost_prior = inf"] {
+        for bad in
+            ["cpu_budget_cores = nan", "cpu_budget_cores = -1.0", "room_cost_prior = 0.0", "room_cost_prior = inf"]
+        {
             let c: Config = toml::from_str(bad).unwrap();
             let e = c.check().unwrap_err().to_string();
             assert!(e.contains("positive number of CPU cores"), "{bad}: {e}");
