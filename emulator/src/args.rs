@@ -11,14 +11,16 @@ use crate::synthetic::TestPattern;
 pub const USAGE: &str = "\
 usage: retrofarm-emulator (--core CORE.so --rom ROM | --test-pattern WxH@FPS[:FORMAT[:RATE]])
                           [--shm-fd N --event-fd N [--control-fd N]] [--system-dir DIR] [--save-dir DIR]
-                          [--sram FILE]
+                          [--sram FILE] [--sandbox off|auto|required] [--memory-mib N]
                           [--pacing paced|unpaced] [--frames N] [--slots N] [--pcm-frames N]
                           [--input-script 'FRAME PORT BUTTONS;...'] [--option KEY=VALUE]... [--list-options]
 
 Runs one libretro core and publishes frames, audio and counters into shared memory inherited
 from the parent (--shm-fd, --event-fd), and answers save/load/reset requests on the inherited
 socket --control-fd. --sram loads a battery save into the game before its first frame (a
-missing file is a first start). Without the fds it runs standalone into private memory and
+missing file is a first start). The child sandboxes itself before loading the core
+(--sandbox, default auto: files, network, processes; --memory-mib caps its address space;
+docs/sandbox.md). Without the fds it runs standalone into private memory and
 prints a summary (handy for measuring a core: --pacing unpaced --frames 3600).";
 
 /// What produces the frames.
@@ -66,6 +68,10 @@ pub struct ChildArgs {
     pub options: Vec<(String, String)>,
     /// Print the core's declared options after loading, then exit (standalone use).
     pub list_options: bool,
+    /// How the child sandboxes itself.
+    pub sandbox: crate::sandbox::Mode,
+    /// Address-space limit in MiB.
+    pub memory_mib: Option<u64>,
 }
 
 impl ChildArgs {
@@ -86,6 +92,8 @@ impl ChildArgs {
             input_script: None,
             options: Vec::new(),
             list_options: false,
+            sandbox: crate::sandbox::Mode::Auto,
+            memory_mib: None,
         }
     }
 
@@ -128,6 +136,10 @@ impl ChildArgs {
         }
         for (k, v) in &self.options {
             push("--option", OsStr::new(&format!("{k}={v}")));
+        }
+        push("--sandbox", OsStr::new(&self.sandbox.to_string()));
+        if let Some(n) = self.memory_mib {
+            push("--memory-mib", OsStr::new(&n.to_string()));
         }
         if self.list_options {
             a.push("--list-options".into());
@@ -173,6 +185,8 @@ impl ChildArgs {
                 "--frames" => out.frame_limit = Some(num(&value, &key)?),
                 "--slots" => out.frame_slots = num(&value, &key)?,
                 "--pcm-frames" => out.pcm_capacity = num(&value, &key)?,
+                "--sandbox" => out.sandbox = text(&value, &key)?.parse()?,
+                "--memory-mib" => out.memory_mib = Some(num(&value, &key)?),
                 "--input-script" => out.input_script = Some(text(&value, &key)?),
                 "--option" => {
                     let kv = text(&value, &key)?;
@@ -218,6 +232,8 @@ mod tests {
         a.input_script = Some("60 1 8 0 0 0 0;66 1 0 0 0 0 0".into());
         a.options = vec![("mgba_skip_bios".into(), "ON".into())];
         a.list_options = true;
+        a.sandbox = crate::sandbox::Mode::Required;
+        a.memory_mib = Some(768);
         assert_eq!(ChildArgs::parse(a.to_args()).unwrap(), a);
         let t = ChildArgs::new(SourceSpec::TestPattern("64x32@120:rgb565".parse().unwrap()));
         assert_eq!(ChildArgs::parse(t.to_args()).unwrap(), t);
@@ -233,6 +249,7 @@ mod tests {
         assert!(p(&["--test-pattern", "8x8@60", "--control-fd", "5"]).unwrap_err().contains("--shm-fd"));
         assert!(p(&["--bogus", "1"]).unwrap_err().contains("unknown"));
         assert!(p(&["--test-pattern", "8x8@60", "--pacing", "fast"]).is_err());
+        assert!(p(&["--test-pattern", "8x8@60", "--sandbox", "strict"]).unwrap_err().contains("off, auto or required"));
         assert!(p(&["--help"]).unwrap_err().contains("usage"));
     }
 }

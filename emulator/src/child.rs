@@ -13,6 +13,7 @@ use crate::control::commands::{self, Game};
 use crate::control::serve::Server;
 use crate::libretro::{Io, MemoryKind, Session, SessionConfig};
 use crate::pacing::{Pacer, Tick};
+use crate::sandbox;
 use crate::script::InputScript;
 use crate::shm::frame_ring::VideoInput;
 use crate::shm::input::{InputSnapshot, PortInput};
@@ -235,6 +236,11 @@ pub fn run(args: ChildArgs) -> anyhow::Result<Option<Summary>> {
         }
         None => None,
     };
+    if let Err(e) = sandbox(&args) {
+        let msg = format!("{e:#}");
+        let _ = shm::report_failure(shm_fd.as_fd(), &msg);
+        return Err(e);
+    }
     let script = match &args.input_script {
         Some(text) => Some(InputScript::parse(text).map_err(|e| anyhow::anyhow!("input script: {e}"))?),
         None => None,
@@ -294,9 +300,34 @@ pub fn run(args: ChildArgs) -> anyhow::Result<Option<Summary>> {
             bail!(e);
         }
     };
+    let total_len = layout.total_len;
     let writer = WriterShm::create(shm_fd, event_fd, layout, &av).context("setting up shared memory")?;
+    if args.sandbox != sandbox::Mode::Off {
+        sandbox::limit_file_size(total_len).context("limiting file sizes")?;
+    }
     source.io().shm = Some(writer);
     run_loop(source.as_mut(), &args, control).map(Some)
+}
+
+/// Sandboxes this process before the core is loaded (its constructors run inside), and says
+/// on stderr what was enforced.
+fn sandbox(args: &ChildArgs) -> anyhow::Result<()> {
+    let mut files: Vec<&std::path::Path> = Vec::new();
+    if let SourceSpec::Core { core, rom } = &args.source {
+        files.extend([core.as_path(), rom.as_path()]);
+    }
+    files.extend(args.sram.as_deref());
+    let memory = args.memory_mib.map(|m| m << 20);
+    let policy = sandbox::Policy::for_room(args.sandbox, &files, &args.system_dir, &args.save_dir, memory);
+    let report = sandbox::apply(&policy).context("sandboxing the emulator")?;
+    if args.sandbox != sandbox::Mode::Off {
+        if report.missing.is_empty() {
+            eprintln!("retrofarm-emulator: sandbox: {report}");
+        } else {
+            eprintln!("retrofarm-emulator: warning: sandbox incomplete: {report}");
+        }
+    }
+    Ok(())
 }
 
 fn run_loop(source: &mut dyn FrameSource, args: &ChildArgs, mut control: Option<Server>) -> anyhow::Result<Summary> {

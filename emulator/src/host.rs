@@ -30,7 +30,7 @@
 //! ```
 
 use std::collections::VecDeque;
-use std::io::{BufRead as _, BufReader};
+use std::io::{BufRead, BufReader};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -44,6 +44,7 @@ use crate::av::AvInfo;
 use crate::control::client::{CallError, Client};
 use crate::control::{GameSave, Reply, Request, WireError, MAX_FRAME_LEN};
 use crate::pacing::PacingMode;
+use crate::sandbox::{Mode, DEFAULT_MEMORY_MIB};
 use crate::script::InputScript;
 use crate::shm::frame_ring::{Frame, FrameTicket};
 use crate::shm::input::PortInput;
@@ -89,6 +90,10 @@ pub struct EmulatorConfig {
     /// first start; a file larger than the game's battery RAM fails the start-up; a shorter one
     /// fills its start (see [`crate::control::commands::copy_save_ram`]).
     pub sram: Option<PathBuf>,
+    /// How the child sandboxes itself (default [`Mode::Auto`]; docs/sandbox.md).
+    pub sandbox: Mode,
+    /// The child's address-space limit in MiB (default [`DEFAULT_MEMORY_MIB`]; None = none).
+    pub memory_mib: Option<u64>,
 }
 
 impl EmulatorConfig {
@@ -117,6 +122,8 @@ impl EmulatorConfig {
             startup_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(2),
             sram: None,
+            sandbox: Mode::Auto,
+            memory_mib: Some(DEFAULT_MEMORY_MIB),
         }
     }
 
@@ -318,8 +325,38 @@ struct StderrTail {
 }
 
 const STDERR_LINES: usize = 40;
+/// Longer lines are cut here: a child writing without newlines costs the worker no memory.
+const STDERR_LINE_MAX: usize = 1024;
 
 impl StderrTail {
+    /// Reads the child's output to its end, keeping the last lines and logging each (the
+    /// child's warnings at warn level, the rest at debug). Memory stays bounded whatever the
+    /// child writes; a child that floods only slows itself (its pipe fills).
+    fn collect(&self, out: impl std::io::Read, pid: u32) {
+        let mut reader = BufReader::with_capacity(16 << 10, out);
+        let mut line = Vec::with_capacity(STDERR_LINE_MAX);
+        loop {
+            line.clear();
+            match read_line_capped(&mut reader, &mut line, STDERR_LINE_MAX) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim_end_matches(['\n', '\r']);
+            if text.starts_with("retrofarm-emulator: warning:") {
+                tracing::warn!(target: "retrofarm_emulator::child", pid, "{text}");
+            } else {
+                tracing::debug!(target: "retrofarm_emulator::child", pid, "{text}");
+            }
+            let mut l = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+            if l.len() == STDERR_LINES {
+                l.pop_front();
+            }
+            l.push_back(text.to_owned());
+        }
+        self.done.store(true, Ordering::Release);
+    }
+
     fn text(&self) -> String {
         let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
         lines.iter().map(|l| format!("{l}\n")).collect()
@@ -332,6 +369,30 @@ impl StderrTail {
             std::thread::sleep(Duration::from_millis(5));
         }
         self.text()
+    }
+}
+
+/// Reads one line into `line`, keeping at most `max` bytes of it and skipping the rest.
+/// Returns the bytes consumed (0 at the end).
+fn read_line_capped(r: &mut impl BufRead, line: &mut Vec<u8>, max: usize) -> std::io::Result<usize> {
+    let mut consumed = 0;
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(consumed);
+        }
+        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..=i], true),
+            None => (buf, false),
+        };
+        let room = max.saturating_sub(line.len());
+        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let n = chunk.len();
+        r.consume(n);
+        consumed += n;
+        if done {
+            return Ok(consumed);
+        }
     }
 }
 
@@ -395,6 +456,8 @@ impl Emulator {
         args.pcm_capacity = config.pcm_capacity;
         args.input_script = config.input_script.as_ref().map(InputScript::to_text);
         args.options = config.options.clone();
+        args.sandbox = config.sandbox;
+        args.memory_mib = config.memory_mib;
 
         let (out_r, out_w) = std::io::pipe().map_err(io("pipe"))?;
         let out_w2 = out_w.try_clone().map_err(io("pipe"))?;
@@ -410,18 +473,7 @@ impl Emulator {
             let tail = stderr.clone();
             std::thread::Builder::new()
                 .name(format!("emu-{pid}-stderr"))
-                .spawn(move || {
-                    for line in BufReader::new(out_r).lines() {
-                        let Ok(line) = line else { break };
-                        tracing::debug!(target: "retrofarm_emulator::child", pid, "{line}");
-                        let mut l = tail.lines.lock().unwrap_or_else(|e| e.into_inner());
-                        if l.len() == STDERR_LINES {
-                            l.pop_front();
-                        }
-                        l.push_back(line);
-                    }
-                    tail.done.store(true, Ordering::Release);
-                })
+                .spawn(move || tail.collect(out_r, pid))
                 .map_err(io("spawning stderr reader"))?;
         }
         let mut slot = ChildSlot { child, status: None };
@@ -776,6 +828,24 @@ mod tests {
     fn emulator_can_be_shared_between_threads() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Emulator>();
+    }
+
+    #[test]
+    fn long_lines_are_cut_and_the_rest_skipped() {
+        let mut input = vec![b'x'; 5000];
+        input.extend_from_slice(b"\nshort\nno newline at the end");
+        let mut r = BufReader::with_capacity(64, &input[..]);
+        let mut line = Vec::new();
+        assert_eq!(read_line_capped(&mut r, &mut line, 100).unwrap(), 5001);
+        assert_eq!(line, vec![b'x'; 100]);
+        line.clear();
+        read_line_capped(&mut r, &mut line, 100).unwrap();
+        assert_eq!(line, b"short\n");
+        line.clear();
+        read_line_capped(&mut r, &mut line, 100).unwrap();
+        assert_eq!(line, b"no newline at the end");
+        line.clear();
+        assert_eq!(read_line_capped(&mut r, &mut line, 100).unwrap(), 0);
     }
 
     #[test]

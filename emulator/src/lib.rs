@@ -8,6 +8,7 @@
 //! - [`pacing`]: the drift-free frame schedule.
 //! - [`libretro`]: loading a core and answering its callbacks.
 //! - [`cores`]: where cores (and test ROMs) are found.
+//! - [`sandbox`]: what the child may touch (files, network, processes, memory).
 //!
 //! Why a process per room, the memory layout and the pacing are explained in
 //! `docs/decisions/emulator.md`.
@@ -21,6 +22,7 @@ pub mod cores;
 pub mod host;
 pub mod libretro;
 pub mod pacing;
+pub mod sandbox;
 pub mod script;
 pub mod shm;
 pub mod synthetic;
