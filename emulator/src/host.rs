@@ -48,7 +48,7 @@ use crate::sandbox::{Mode, DEFAULT_MEMORY_MIB};
 use crate::script::InputScript;
 use crate::shm::frame_ring::{Frame, FrameTicket};
 use crate::shm::input::PortInput;
-use crate::shm::layout::{Layout, WriterState, HEADER_LEN, MAX_PORTS};
+use crate::shm::layout::{Layout, WriterState, HEADER_LEN, MAGIC, MAX_PORTS, VERSION};
 use crate::shm::region::Region;
 use crate::shm::{self, AttachError, Counters, ReaderShm};
 use crate::synthetic::TestPattern;
@@ -230,6 +230,15 @@ pub enum Error {
         pid: u32,
         /// Age of the last heartbeat.
         since: Duration,
+    },
+    /// The child wrote nonsense where the header's fixed fields or its clock live: a broken
+    /// or hostile core scribbling over the shared memory.
+    #[error("emulator process {pid} corrupted its shared memory ({what}); the room must end")]
+    Corrupt {
+        /// Its pid.
+        pid: u32,
+        /// What was found broken.
+        what: &'static str,
     },
     /// Ports are 1..=4.
     #[error("input port {0} outside 1..=4")]
@@ -649,8 +658,18 @@ impl Emulator {
         if state == Some(WriterState::Finished) {
             return Ok(Health::Finished);
         }
+        let h = self.shm.header();
+        if h.magic.load(Ordering::Relaxed) != MAGIC || h.version.load(Ordering::Relaxed) != VERSION {
+            return Err(Error::Corrupt { pid: self.pid, what: "header overwritten" });
+        }
         let beat = self.shm.counters().heartbeat_ns;
-        let age = Duration::from_nanos(sys::monotonic_ns().saturating_sub(beat));
+        let now = sys::monotonic_ns();
+        // The child stamps the heartbeat from the same clock just before we read it: a stamp
+        // from the future is noise.
+        if beat > now + 1_000_000_000 {
+            return Err(Error::Corrupt { pid: self.pid, what: "heartbeat from the future" });
+        }
+        let age = Duration::from_nanos(now.saturating_sub(beat));
         if age > self.stall_timeout {
             return Err(Error::Stalled { pid: self.pid, since: age });
         }

@@ -11,6 +11,7 @@
 #![allow(unsafe_code)]
 
 pub mod marker;
+pub mod misbehave;
 
 use std::ffi::{c_char, c_uint, c_void, CStr};
 use std::sync::Mutex;
@@ -174,6 +175,8 @@ impl Probe {
 pub const STATE_LEN: usize = 16;
 
 static GAME: Mutex<Option<Probe>> = Mutex::new(None);
+/// What the content asked the core to do wrong, if anything ([`misbehave`]).
+static MISBEHAVE: Mutex<Option<misbehave::Misbehaviour>> = Mutex::new(None);
 
 fn frontend() -> Frontend {
     *FRONTEND.lock().unwrap_or_else(|e| e.into_inner())
@@ -333,6 +336,9 @@ pub extern "C" fn retro_run() {
             }
         }
     }
+    if let Some(m) = MISBEHAVE.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        m.frame(g.frame);
+    }
     g.step(buttons);
     if let Some(video) = f.video {
         // SAFETY: `pixels` holds HEIGHT rows of WIDTH XRGB8888 pixels (pitch WIDTH * 4 bytes)
@@ -406,15 +412,45 @@ pub extern "C" fn retro_cheat_reset() {}
 #[no_mangle]
 pub extern "C" fn retro_cheat_set(_index: c_uint, _enabled: bool, _code: *const c_char) {}
 
-/// Starts the probe with any content, or none. Fails only when the frontend refuses XRGB8888.
+/// Starts the probe with any content, or none. Fails only when the frontend refuses XRGB8888
+/// or the content asks for a misbehaviour it cannot parse.
+///
+/// # Safety
+/// `game` is NULL or points at a valid `retro_game_info` whose path is NULL or a C string.
 #[no_mangle]
-pub extern "C" fn retro_load_game(_game: *const GameInfo) -> bool {
+pub unsafe extern "C" fn retro_load_game(game_info: *const GameInfo) -> bool {
     let mut format = PIXEL_FORMAT_XRGB8888;
     if !environment(ENV_SET_PIXEL_FORMAT, (&raw mut format).cast()) {
         return false;
     }
+    // SAFETY: per the contract above.
+    let path = unsafe { game_info.as_ref() }
+        .filter(|g| !g.path.is_null())
+        // SAFETY: a non-null path is a NUL-terminated string (libretro.h).
+        .map(|g| std::path::PathBuf::from(unsafe { CStr::from_ptr(g.path) }.to_string_lossy().into_owned()));
+    let misbehaviour = match &path {
+        Some(p) => match misbehave::Misbehaviour::parse(&content_head(p), p.clone()) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("probe: {e}");
+                return false;
+            }
+        },
+        None => None,
+    };
+    *MISBEHAVE.lock().unwrap_or_else(|e| e.into_inner()) = misbehaviour;
     *game() = Some(Probe::default());
     true
+}
+
+/// The first 4 KiB of the content, as text (where a misbehaviour would be named).
+fn content_head(path: &std::path::Path) -> String {
+    use std::io::Read as _;
+    let mut head = Vec::new();
+    if let Ok(f) = std::fs::File::open(path) {
+        let _ = f.take(4096).read_to_end(&mut head);
+    }
+    String::from_utf8_lossy(&head).into_owned()
 }
 
 /// Special content types are not supported.
