@@ -98,6 +98,12 @@ pub struct Config {
     pub autosave_secs: u64,
     /// Where each room gets its own folder (the core's save directory).
     pub rooms_dir: PathBuf,
+    /// How each emulator process is sandboxed: `auto` (every layer the kernel offers:
+    /// Landlock file and TCP rules, a seccomp filter, resource limits; a warning names what is
+    /// missing), `required` (a game does not start without every layer) or `off`.
+    pub emulator_sandbox: String,
+    /// Address-space limit of each emulator process in MiB; 0: none.
+    pub emulator_memory_mib: u64,
     /// Seconds a room whose last player left keeps running for them to come back (a page
     /// reload, a network change) before it closes and is saved; 0: it closes at once.
     pub room_linger_secs: u64,
@@ -169,6 +175,8 @@ impl Default for Config {
             autosave_secs: 30,
             rooms_dir: std::env::temp_dir().join("retrofarm-rooms"),
             room_linger_secs: 15,
+            emulator_sandbox: "auto".into(),
+            emulator_memory_mib: retrofarm_emulator::sandbox::DEFAULT_MEMORY_MIB,
         }
     }
 }
@@ -212,6 +220,7 @@ impl Config {
                 "public_url is empty: set the URL browsers ping (http(s)://HOST:PORT/ping), or leave it out for the default"
             );
         }
+        self.sandbox_mode()?;
         // A NaN or negative budget would make the capacity silently 0 rooms.
         for (key, cores) in
             [("cpu_budget_cores", self.cpu_budget_cores), ("room_cost_prior", Some(self.room_cost_prior))]
@@ -221,6 +230,16 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The emulator sandbox mode.
+    pub fn sandbox_mode(&self) -> Result<retrofarm_emulator::sandbox::Mode> {
+        self.emulator_sandbox.parse().map_err(|e: String| anyhow::anyhow!("emulator_sandbox: {e}"))
+    }
+
+    /// The emulator address-space limit (None: none).
+    pub fn emulator_memory(&self) -> Option<u64> {
+        Some(self.emulator_memory_mib).filter(|m| *m > 0)
     }
 
     /// The ping URL browsers use.
@@ -284,5 +303,17 @@ mod tests {
         }
         let c: Config = toml::from_str("cpu_budget_cores = 1.5").unwrap();
         c.check().unwrap();
+    }
+
+    #[test]
+    fn the_emulator_sandbox_is_on_by_default_and_its_mode_is_checked() {
+        use retrofarm_emulator::sandbox::Mode;
+        let c = Config::default();
+        assert_eq!((c.sandbox_mode().unwrap(), c.emulator_memory()), (Mode::Auto, Some(1024)));
+        let c: Config = toml::from_str("emulator_sandbox = \"required\"\nemulator_memory_mib = 0").unwrap();
+        assert_eq!((c.sandbox_mode().unwrap(), c.emulator_memory()), (Mode::Required, None));
+        let c: Config = toml::from_str("emulator_sandbox = \"strict\"").unwrap();
+        let e = c.check().unwrap_err().to_string();
+        assert!(e.contains("emulator_sandbox") && e.contains("off, auto or required"), "{e}");
     }
 }

@@ -103,6 +103,12 @@ struct Cli {
     /// Seconds between autosaves; 0: none [default: 30].
     #[arg(long, env = "RETROFARM_AUTOSAVE_SECS")]
     autosave_secs: Option<u64>,
+    /// Emulator sandbox: auto, required or off [default: auto].
+    #[arg(long, env = "RETROFARM_EMULATOR_SANDBOX")]
+    emulator_sandbox: Option<String>,
+    /// Address-space limit of each emulator process, MiB; 0: none [default: 1024].
+    #[arg(long, env = "RETROFARM_EMULATOR_MEMORY_MIB")]
+    emulator_memory_mib: Option<u64>,
     /// Seconds an emptied room waits for its players to come back [default: 15].
     #[arg(long, env = "RETROFARM_ROOM_LINGER_SECS")]
     room_linger_secs: Option<u64>,
@@ -133,7 +139,9 @@ impl Cli {
             nvenc,
             saves,
             autosave_secs,
-            room_linger_secs
+            room_linger_secs,
+            emulator_sandbox,
+            emulator_memory_mib
         );
         if self.nvenc_library.is_some() {
             c.nvenc_library = self.nvenc_library;
@@ -231,6 +239,8 @@ async fn main() -> Result<()> {
             scale: cfg.video_scale,
             canvas: cfg.video_canvas.map(|[w, h]| (w, h)),
             rooms_dir: cfg.rooms_dir.clone(),
+            sandbox: cfg.sandbox_mode()?,
+            memory_mib: cfg.emulator_memory(),
         },
         gpu,
         nvenc,

@@ -58,6 +58,10 @@ pub struct RoomSettings {
     /// Where each room gets its own folder (`<rooms_dir>/<room>`): the core's save directory
     /// and the battery RAM it starts with. Removed when the room stops.
     pub rooms_dir: PathBuf,
+    /// How each emulator process sandboxes itself.
+    pub sandbox: retrofarm_emulator::sandbox::Mode,
+    /// Address-space limit of each emulator process in MiB.
+    pub memory_mib: Option<u64>,
 }
 
 /// When a frame passed each stage, CLOCK_MONOTONIC nanoseconds.
@@ -711,6 +715,11 @@ impl Rooms {
         let mut cfg = EmulatorConfig::core(&core, &rom);
         cfg.options = self.settings.options.clone();
         cfg.save_dir = dir.clone();
+        // No BIOS folder of its own: the core sees only the room's (the sandbox lets it read
+        // and write nothing else).
+        cfg.system_dir = dir.clone();
+        cfg.sandbox = self.settings.sandbox;
+        cfg.memory_mib = self.settings.memory_mib;
         let events = self.events.clone();
         let id = room.clone();
         let core_name = core.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

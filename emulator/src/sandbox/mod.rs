@@ -55,8 +55,8 @@ impl fmt::Display for Mode {
     }
 }
 
-/// Default address-space limit of an emulator child (MiB): a Debian core with its libraries
-/// maps about 150 MiB (docs/sandbox.md).
+/// Default address-space limit of an emulator child (MiB): Debian's nestopia and mgba with
+/// their libraries and rings map 26 and 44 MiB at their peak (docs/sandbox.md).
 pub const DEFAULT_MEMORY_MIB: u64 = 1024;
 /// Largest file a child may write (MiB) besides its shared memory: battery saves are kilobytes.
 const FILE_SIZE_MIB: u64 = 64;
