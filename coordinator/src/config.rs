@@ -29,6 +29,9 @@ pub struct Config {
     pub heartbeat_ms: u64,
     /// Silence after which a worker is dropped, in milliseconds.
     pub heartbeat_timeout_ms: u64,
+    /// How long a dropped worker's players wait for it to come back before they are told it
+    /// is lost, in milliseconds (their games stream straight from it meanwhile); 0: at once.
+    pub worker_grace_ms: u64,
     /// STUN/TURN servers handed to browsers in `init` (workers announce host candidates only).
     pub ice_servers: Vec<IceServer>,
     /// PEM certificate chain (the operator's, e.g. from Let's Encrypt) for `http_listen`: with
@@ -148,6 +151,7 @@ impl Default for Config {
             // A worker that dies is noticed (and its players told) within 2 s.
             heartbeat_ms: 500,
             heartbeat_timeout_ms: 2000,
+            worker_grace_ms: 10_000,
             ice_servers: vec![],
             tls_cert: None,
             tls_key: None,
@@ -214,6 +218,11 @@ impl Config {
     /// Heartbeat timeout.
     pub fn heartbeat_timeout(&self) -> Duration {
         Duration::from_millis(self.heartbeat_timeout_ms)
+    }
+
+    /// How long a dropped worker's players wait for it.
+    pub fn worker_grace(&self) -> Duration {
+        Duration::from_millis(self.worker_grace_ms)
     }
 }
 

@@ -65,6 +65,10 @@ pub struct HubConfig {
     pub heartbeat: Duration,
     /// Silence after which a worker is dropped.
     pub heartbeat_timeout: Duration,
+    /// How long a dropped worker's sessions wait for it to come back (a link that dropped,
+    /// this coordinator restarting on its side) before their players are told it is lost:
+    /// their games stream straight from the worker meanwhile.
+    pub worker_grace: Duration,
 }
 
 /// Counters for observability.
@@ -89,6 +93,8 @@ pub struct Hub {
     cfg: HubConfig,
     registry: Registry,
     sessions: HashMap<SessionId, Session>,
+    /// Workers whose connection ended, until when their sessions wait for them.
+    away: HashMap<WorkerId, (Instant, &'static str)>,
     out: VecDeque<Output>,
     stats: Stats,
 }
@@ -100,6 +106,7 @@ impl Hub {
             registry: Registry::new(cfg.heartbeat_timeout),
             cfg,
             sessions: HashMap::new(),
+            away: HashMap::new(),
             out: VecDeque::new(),
             stats: Stats::default(),
         }
@@ -323,6 +330,9 @@ impl Hub {
                     );
                     return self.refuse(conn, reason);
                 }
+                if self.away.remove(&id).is_some() {
+                    info!(worker = %id, "worker back within its grace period: its sessions go on");
+                }
                 info!(worker = %id, %zone, games = games.len(), rooms = rooms.len(), "worker registered");
                 let reg = Registration { id, zone, ping_url, games, rooms, load };
                 if let Some(old) = self.registry.register(conn, now, reg) {
@@ -377,25 +387,41 @@ impl Hub {
     }
 
     /// A worker connection closed.
-    pub fn worker_disconnected(&mut self, conn: ConnId) {
+    pub fn worker_disconnected(&mut self, conn: ConnId, now: Instant) {
         if let Some(d) = self.registry.remove(conn) {
-            info!(worker = %d.id, "worker disconnected");
-            self.worker_gone(d, "disconnected");
+            info!(worker = %d.id, grace = ?self.cfg.worker_grace, "worker disconnected; its sessions wait for it");
+            self.worker_away(d, now, "disconnected");
         }
     }
 
-    /// Advances time: drops workers whose heartbeats stopped.
+    /// Advances time: drops workers whose heartbeats stopped, and tells the players of
+    /// workers that did not come back in time.
     pub fn tick(&mut self, now: Instant) {
         for d in self.registry.expire(now) {
-            warn!(worker = %d.id, "worker stopped heartbeating");
+            warn!(worker = %d.id, grace = ?self.cfg.worker_grace, "worker stopped heartbeating; its sessions wait for it");
             self.out.push_back(Output::CloseWorker(d.conn, "heartbeat timeout".into()));
-            self.worker_gone(d, "stopped responding");
+            self.worker_away(d, now, "stopped responding");
+        }
+        let gone: Vec<(WorkerId, &str)> =
+            self.away.iter().filter(|(_, (until, _))| *until <= now).map(|(id, (_, how))| (id.clone(), *how)).collect();
+        for (id, how) in gone {
+            self.away.remove(&id);
+            warn!(worker = %id, "worker did not come back: telling its players");
+            self.worker_gone(&id, how);
         }
     }
 
-    fn worker_gone(&mut self, d: Departed, how: &str) {
+    fn worker_away(&mut self, d: Departed, now: Instant, how: &'static str) {
+        if self.cfg.worker_grace.is_zero() {
+            self.worker_gone(&d.id, how);
+        } else {
+            self.away.insert(d.id, (now + self.cfg.worker_grace, how));
+        }
+    }
+
+    fn worker_gone(&mut self, worker: &WorkerId, how: &str) {
         let affected: Vec<SessionId> =
-            self.sessions.iter().filter(|(_, s)| s.worker.as_ref() == Some(&d.id)).map(|(id, _)| id.clone()).collect();
+            self.sessions.iter().filter(|(_, s)| s.worker.as_ref() == Some(worker)).map(|(id, _)| id.clone()).collect();
         for id in affected {
             self.stream_ended(&id);
             if let Some(s) = self.sessions.get_mut(&id) {
@@ -404,7 +430,7 @@ impl Hub {
             self.error(
                 &id,
                 ErrorCode::WorkerLost,
-                format!("the game server {} {how}; reload the page to continue on another one", d.id),
+                format!("the game server {worker} {how}; reload the page to continue on another one"),
             );
         }
     }
@@ -422,6 +448,7 @@ mod tests {
             turn: None,
             heartbeat: Duration::from_secs(1),
             heartbeat_timeout: Duration::from_secs(3),
+            worker_grace: Duration::from_secs(10),
         })
     }
     /// The wall clock of the tests.
@@ -588,8 +615,16 @@ mod tests {
         h.tick(t + Duration::from_secs(4));
         let out = drain(&mut h);
         assert!(out.contains(&Output::CloseWorker(ConnId(1), "heartbeat timeout".into())));
-        assert!(out.iter().any(|o| error_code(o) == Some(ErrorCode::WorkerLost)));
         assert_eq!(h.registry().room_count(), 0);
+        // Its player streams straight from the worker: told only once the grace is over.
+        assert!(!out.iter().any(|o| error_code(o) == Some(ErrorCode::WorkerLost)));
+        h.tick(t + Duration::from_secs(13));
+        assert!(drain(&mut h).is_empty());
+        h.tick(t + Duration::from_secs(14));
+        let out = drain(&mut h);
+        assert!(matches!(&out[..], [o] if error_code(o) == Some(ErrorCode::WorkerLost)), "{out:?}");
+        h.tick(t + Duration::from_secs(30));
+        assert!(drain(&mut h).is_empty(), "told once");
     }
 
     #[test]
@@ -637,8 +672,44 @@ mod tests {
         drain(&mut h);
         h.browser_connected(sid("s"), Some(RoomId::new("r1").unwrap()), None, W);
         drain(&mut h);
-        h.worker_disconnected(ConnId(1));
+        h.worker_disconnected(ConnId(1), t);
+        assert!(drain(&mut h).is_empty());
+        h.tick(t + Duration::from_secs(10));
         assert_eq!(error_code(&drain(&mut h)[0]), Some(ErrorCode::WorkerLost));
+    }
+
+    #[test]
+    fn a_worker_back_within_the_grace_keeps_its_sessions_and_nobody_is_told() {
+        let t = Instant::now();
+        let mut h = hub();
+        register(&mut h, 1, "w1", "eu", 4, &[], t);
+        h.browser_connected(sid("s"), None, None, W);
+        h.browser_message(&sid("s"), ClientMsg::Latency { results: Default::default() }, W);
+        h.browser_message(&sid("s"), ClientMsg::StartGame { game: "Walk".into(), room: None, port: 1 }, W);
+        let room = RoomId::new("r1").unwrap();
+        h.worker_message(
+            ConnId(1),
+            t,
+            WorkerMsg::SessionStarted { session: sid("s"), room: room.clone(), game: "Walk".into(), port: 1 },
+        );
+        drain(&mut h);
+
+        // The link drops; the worker reconnects on a new connection 4 s later with its room.
+        h.worker_disconnected(ConnId(1), t + Duration::from_secs(1));
+        h.tick(t + Duration::from_secs(4));
+        register(&mut h, 2, "w1", "eu", 3, &["r1"], t + Duration::from_secs(5));
+        h.worker_message(ConnId(2), t + Duration::from_secs(10), WorkerMsg::Heartbeat { load: Load::default() });
+        // Past the first connection's grace deadline (t + 11 s).
+        h.tick(t + Duration::from_secs(12));
+        let out = drain(&mut h);
+        assert!(!out.iter().any(|o| matches!(o, Output::Browser(..))), "the player is told nothing: {out:?}");
+        assert_eq!(h.registry().room(&room).map(|(w, _)| w.as_str()), Some("w1"));
+        // The session still belongs to the worker: its messages reach the player, and the
+        // player's quit reaches the worker on its new connection.
+        h.worker_message(ConnId(2), t, WorkerMsg::Ice { session: sid("s"), candidate: None });
+        assert!(matches!(&drain(&mut h)[..], [Output::Browser(s, ServerMsg::Ice { .. })] if *s == sid("s")));
+        h.browser_message(&sid("s"), ClientMsg::Quit, W);
+        assert!(drain(&mut h).contains(&Output::Worker(ConnId(2), CoordMsg::EndSession { session: sid("s") })));
     }
 
     #[test]

@@ -49,6 +49,9 @@ struct RunArgs {
     /// Worker heartbeat timeout in milliseconds [default: 2000].
     #[arg(long, env = "RETROFARM_HEARTBEAT_TIMEOUT_MS")]
     heartbeat_timeout_ms: Option<u64>,
+    /// How long a dropped worker's players wait for it to come back, ms; 0: at once [default: 10000].
+    #[arg(long, env = "RETROFARM_WORKER_GRACE_MS")]
+    worker_grace_ms: Option<u64>,
     /// PEM certificate chain: with --tls-key, browsers get HTTPS/WSS only.
     #[arg(long, env = "RETROFARM_TLS_CERT")]
     tls_cert: Option<PathBuf>,
@@ -125,6 +128,9 @@ impl RunArgs {
         }
         if let Some(v) = self.heartbeat_timeout_ms {
             c.heartbeat_timeout_ms = v;
+        }
+        if let Some(v) = self.worker_grace_ms {
+            c.worker_grace_ms = v;
         }
         if self.tls_cert.is_some() {
             c.tls_cert = self.tls_cert;

@@ -162,6 +162,7 @@ pub async fn serve(cfg: Config, l: Listeners) -> Result<()> {
         turn: cfg.turn.rest(),
         heartbeat: cfg.heartbeat(),
         heartbeat_timeout: cfg.heartbeat_timeout(),
+        worker_grace: cfg.worker_grace(),
     }));
 
     let ticker = shared.clone();
@@ -472,5 +473,5 @@ async fn worker(conn: ConnId, c: quinn::Connection, shared: Shared) {
     }
     writer.abort();
     shared.0.lock().expect("hub lock poisoned").workers.remove(&conn);
-    shared.with(|h| h.worker_disconnected(conn));
+    shared.with(|h| h.worker_disconnected(conn, Instant::now()));
 }

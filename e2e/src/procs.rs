@@ -66,14 +66,19 @@ impl Proc {
 
     /// Waits until the log contains `needle`.
     pub fn wait_log(&self, needle: &str, timeout: Duration) -> Result<()> {
+        self.wait_log_count(needle, 1, timeout)
+    }
+
+    /// Waits until the log contains `needle` at least `count` times.
+    pub fn wait_log_count(&self, needle: &str, count: usize, timeout: Duration) -> Result<()> {
         let end = Instant::now() + timeout;
         while Instant::now() < end {
-            if self.log().contains(needle) {
+            if self.log().matches(needle).count() >= count {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        bail!("{} did not log {needle:?} within {timeout:?}; log:\n{}", self.name, self.log())
+        bail!("{} did not log {needle:?} {count} times within {timeout:?}; log:\n{}", self.name, self.log())
     }
 
     /// A worker's HTTP address (`/ping`, `/healthz`, `/metrics`), from its log line

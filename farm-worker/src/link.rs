@@ -90,9 +90,9 @@ async fn connect_and_serve(
     let (mut send, recv) = conn.open_bi().await?;
     let mut recv = FramedRecv::new(recv);
 
-    // Whatever the engine queued while we were away was for sessions the coordinator no
-    // longer knows; registration reports the current rooms instead.
-    while up.try_recv().is_ok() {}
+    // What the engine queued while the link was down goes out after the registration: a
+    // coordinator that kept our sessions through its grace period needs it (a session that
+    // ended meanwhile); a restarted one drops messages for sessions it does not know.
     let st = status.borrow().clone();
     let register = WorkerMsg::Register {
         protocol: PROTOCOL_VERSION,
