@@ -27,6 +27,13 @@ const state = {
    */
   phase: 'connecting',
   session: null,
+  /**
+   * The signaling WebSocket: `open`, or `reconnecting` while a game plays on without it (the
+   * stream comes straight from the game server; a coordinator restart costs the game nothing).
+   */
+  signaling: 'connecting',
+  /** The signaling session the running game was started in (a reconnection opens a new one). */
+  gameSession: null,
   worker: null, // {id, zone}
   latency: null, // the results sent in `latency`
   games: [],
@@ -233,13 +240,37 @@ function connect() {
   signaling?.close();
   setPhase('connecting');
   setStatus('Connecting…');
+  openSignaling();
+}
+
+/** Delay before the next signaling reconnection while a game plays on (doubles up to 10 s). */
+let reconnectDelayMs = 1000;
+
+function openSignaling() {
   const url = signalingUrl(location, { room: state.room, zone });
   const s = new Signaling(url, {
+    onOpen: () => {
+      if (s !== signaling) return;
+      state.signaling = 'open';
+      reconnectDelayMs = 1000;
+    },
     onMessage: (t, p) => {
       if (s === signaling) handle(t, p ?? {});
     },
     onClose: (_e, byUs) => {
       if (s !== signaling || byUs) return;
+      if (state.phase === 'playing' && peer) {
+        // The game streams straight from its server: play on, and reconnect in the background.
+        state.signaling = 'reconnecting';
+        setStatus(`Playing ${state.game ?? 'the game'} as player ${state.port}. Reconnecting to retrofarm…`);
+        const delay = reconnectDelayMs;
+        reconnectDelayMs = Math.min(reconnectDelayMs * 2, 10_000);
+        setTimeout(() => {
+          if (s === signaling && state.phase === 'playing') openSignaling();
+        }, delay);
+        return;
+      }
+      state.signaling = 'closed';
       endGame();
       setPhase('closed');
       setStatus('Disconnected.');
@@ -273,8 +304,11 @@ async function handle(type, p) {
 }
 
 async function checkLatency(workers) {
-  setPhase('checking');
-  setStatus(`Finding the fastest server (${workers.length} to check)…`);
+  // A reconnection while a game plays: answer without leaving the game.
+  if (state.phase !== 'playing') {
+    setPhase('checking');
+    setStatus(`Finding the fastest server (${workers.length} to check)…`);
+  }
   const results = await measureLatency(workers);
   state.latency = results;
   send(TO_SERVER.LATENCY, { results });
@@ -285,6 +319,11 @@ function onInit(p) {
   state.worker = p.worker ?? null;
   state.games = p.games ?? [];
   iceServers = p.ice_servers ?? [];
+  if (state.phase === 'playing') {
+    // Signaling is back after a reconnection; the game never stopped.
+    setStatus(`Playing ${state.game ?? 'the game'} as player ${state.port}.`);
+    return;
+  }
   if (p.room) state.room = p.room;
   renderGames(state.games);
   setPhase('choosing');
@@ -314,6 +353,7 @@ function startGame(game) {
 }
 
 function onGameStarted(p) {
+  state.gameSession = state.session;
   state.room = p.room;
   state.game = p.game ?? state.game;
   state.port = p.port ?? state.port;
@@ -601,7 +641,10 @@ function forgetRoomInUrl() {
 }
 
 function quit() {
-  if (state.phase === 'starting' || state.phase === 'playing') send(TO_SERVER.QUIT);
+  // After a signaling reconnection the coordinator does not know the game's session: closing
+  // the stream (endGame) is what tells its server then.
+  const known = state.phase === 'starting' || (state.phase === 'playing' && state.gameSession === state.session);
+  if (known) send(TO_SERVER.QUIT);
   forgetRoomInUrl();
   endGame();
   // A share-link player who quits starts over in the lobby with their own games.

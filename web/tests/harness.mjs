@@ -147,10 +147,7 @@ export async function startCluster({ workers = [{ id: 'w1', zone: 'eu' }], coord
   dir ??= fs.mkdtempSync(path.join(os.tmpdir(), 'retrofarm-web-'));
   const pki = path.join(dir, 'pki');
   const [httpPort, quicPort] = [await freeTcpPort(), await freeUdpPort()];
-  const coordinator = new Proc(
-    'coordinator',
-    binary('retrofarm-coordinator'),
-    [
+  const coordinatorArgv = [
       'run',
       '--http-listen', `127.0.0.1:${httpPort}`,
       '--quic-listen', `127.0.0.1:${quicPort}`,
@@ -158,9 +155,9 @@ export async function startCluster({ workers = [{ id: 'w1', zone: 'eu' }], coord
       '--web-root', WEB_ROOT,
       ...(tls ? ['--tls-cert', tls.cert, '--tls-key', tls.key] : []),
       ...coordinatorArgs,
-    ],
-    dir,
-  );
+  ];
+  const coordinator = new Proc('coordinator', binary('retrofarm-coordinator'), coordinatorArgv, dir);
+  let restarts = 0;
   const cluster = {
     dir,
     pki,
@@ -193,9 +190,17 @@ export async function startCluster({ workers = [{ id: 'w1', zone: 'eu' }], coord
       await w.waitLog('registered with the coordinator');
       return w;
     },
+    /** Kills the coordinator and starts it again on the same addresses (same PKI). */
+    async restartCoordinator({ downMs = 0 } = {}) {
+      await cluster.coordinator.kill();
+      await sleep(downMs);
+      restarts += 1;
+      cluster.coordinator = new Proc(`coordinator-${restarts + 1}`, binary('retrofarm-coordinator'), coordinatorArgv, dir);
+      await cluster.coordinator.waitLog('coordinator listening');
+    },
     async stop() {
       await Promise.all([...cluster.workers.values()].map((w) => w.kill()));
-      await coordinator.kill();
+      await cluster.coordinator.kill();
       if (!process.env.RETROFARM_KEEP_LOGS) fs.rmSync(dir, { recursive: true, force: true });
     },
   };
