@@ -567,6 +567,33 @@ fn an_emptied_room_waits_for_its_player_to_come_back_then_closes_once() {
 }
 
 #[test]
+fn a_clock_jump_loses_no_room_and_no_viewer() {
+    // The worker process froze (a VM paused, a stop signal) or its monotonic clock jumped:
+    // 5 s pass at once, with nothing exchanged meanwhile. Nothing may time out spuriously.
+    let mut w = World::new(4);
+    let s = sid(1);
+    w.join(&s, None, 1);
+    let room = w.room();
+    let mut src = Source::new(room.clone());
+    src.play(&mut w, 30);
+    let before = w.browsers[&s].frames[&MediaKind::Video];
+    let (rates_before, rate_before) = (w.rates.len(), last_rate(&w, &room).unwrap());
+    let jump_to = w.now + Duration::from_secs(5);
+    w.advance_to(jump_to);
+    src.play(&mut w, 120);
+    let after = w.browsers[&s].frames[&MediaKind::Video];
+    assert!(after >= before + 100, "the viewer got {} frames after the jump", after - before);
+    assert!(w.stopped.is_empty(), "the room goes on");
+    assert!(w.ended(&s).is_empty(), "the session goes on: {:?}", w.ended(&s));
+    assert_eq!(w.engine.counters().viewers, 1);
+    // Nor is congestion control: after the jump the rate does not fall, and climbs on.
+    let after_jump = &w.rates[rates_before..];
+    assert!(after_jump.iter().all(|r| r.2 >= rate_before), "rates after the jump: {after_jump:?}");
+    src.play(&mut w, 600);
+    assert!(last_rate(&w, &room).unwrap() > rate_before, "the rate stopped climbing: {:?}", w.rates);
+}
+
+#[test]
 fn an_unanswered_offer_times_out() {
     let mut w = World::new(4);
     let s = sid(1);

@@ -51,6 +51,9 @@ pub struct H264Encoder {
     keyframe_requested: bool,
     last_keyframe: Option<Duration>,
     out: Vec<u8>,
+    /// The running OpenH264 instance's highest bitrate (its `iMaxSpatialBitrate`: the
+    /// bitrate it was made with, raised by [`Self::set_rate`] before a target above it).
+    max_bps: u32,
 }
 
 impl std::fmt::Debug for H264Encoder {
@@ -74,6 +77,7 @@ impl H264Encoder {
             keyframe_requested: false,
             last_keyframe: None,
             out: Vec::new(),
+            max_bps: 0,
         })
     }
 
@@ -95,7 +99,7 @@ impl H264Encoder {
         self.config.bitrate_bps = bps;
         self.config.max_fps = fps;
         match &mut self.encoder {
-            Some(encoder) => set_target_rate(encoder, bps, fps),
+            Some(encoder) => set_target_rate(encoder, bps, fps, &mut self.max_bps),
             // Not set up yet: the first frame's configuration carries it.
             None => Ok(()),
         }
@@ -117,6 +121,7 @@ impl H264Encoder {
             Some(ref mut encoder) => encoder,
             None => {
                 let config = self.openh264_config();
+                self.max_bps = self.config.bitrate_bps;
                 self.encoder.insert(Encoder::with_api_config(OpenH264API::from_source(), config)?)
             }
         };
@@ -197,9 +202,11 @@ impl VideoEncoder for H264Encoder {
 /// Sets a running OpenH264 encoder's target bitrate (`ENCODER_OPTION_BITRATE` for all spatial
 /// layers, as WebRTC's own OpenH264 wrapper does on every rate update) and the frame rate its
 /// rate control divides the bitrate by (`ENCODER_OPTION_FRAME_RATE`: in bitrate mode OpenH264
-/// budgets each frame from it, not from the timestamps).
+/// budgets each frame from it, not from the timestamps). OpenH264 refuses a target above the
+/// instance's maximum, which starts as the bitrate it was made with: a higher target raises
+/// the maximum first (`ENCODER_OPTION_MAX_BITRATE`), and `max_bps` follows.
 #[allow(unsafe_code)]
-fn set_target_rate(encoder: &mut Encoder, bps: u32, fps: f32) -> Result<(), H264Error> {
+fn set_target_rate(encoder: &mut Encoder, bps: u32, fps: f32, max_bps: &mut u32) -> Result<(), H264Error> {
     use std::os::raw::{c_int, c_void};
     /// `SBitrateInfo` of codec_app_def.h.
     #[repr(C)]
@@ -211,6 +218,8 @@ fn set_target_rate(encoder: &mut Encoder, bps: u32, fps: f32) -> Result<(), H264
     /// codec_app_def.h.
     const ENCODER_OPTION_FRAME_RATE: c_int = 4;
     const ENCODER_OPTION_BITRATE: c_int = 5;
+    const ENCODER_OPTION_MAX_BITRATE: c_int = 6;
+    const SPATIAL_LAYER_0: c_int = 0;
     const SPATIAL_LAYER_ALL: c_int = 4;
     // Checked by video::check_bitrate: fits in an i32.
     let mut info = BitrateInfo { layer: SPATIAL_LAYER_ALL, bitrate: bps as c_int };
@@ -222,6 +231,15 @@ fn set_target_rate(encoder: &mut Encoder, bps: u32, fps: f32) -> Result<(), H264
     let code = unsafe { encoder.raw_api().set_option(ENCODER_OPTION_FRAME_RATE, (&raw mut fps).cast::<c_void>()) };
     if code != 0 {
         return Err(H264Error::Rate(code));
+    }
+    if bps > *max_bps {
+        let mut max = BitrateInfo { layer: SPATIAL_LAYER_0, bitrate: bps as c_int };
+        // SAFETY: as above; ENCODER_OPTION_MAX_BITRATE reads one SBitrateInfo.
+        let code = unsafe { encoder.raw_api().set_option(ENCODER_OPTION_MAX_BITRATE, (&raw mut max).cast::<c_void>()) };
+        if code != 0 {
+            return Err(H264Error::Rate(code));
+        }
+        *max_bps = bps;
     }
     // SAFETY: as above.
     let code = unsafe { encoder.raw_api().set_option(ENCODER_OPTION_BITRATE, (&raw mut info).cast::<c_void>()) };
@@ -321,6 +339,21 @@ mod tests {
         assert!(matches!(H264Encoder::new(bad), Err(H264Error::Config(_))));
         let bad = VideoConfig { max_fps: f32::NAN, ..VideoConfig::default() };
         assert!(matches!(H264Encoder::new(bad), Err(H264Error::Config(_))));
+    }
+
+    #[test]
+    fn the_rate_rises_above_the_one_the_encoder_was_made_with() {
+        // OpenH264 takes the first bitrate as its maximum: a congestion controller that starts
+        // low (or an encoder remade at a low rate after a resize) must still climb back.
+        let mut e = H264Encoder::new(VideoConfig { bitrate_bps: 300_000, ..VideoConfig::default() }).unwrap();
+        let frame = crate::convert::I420Frame::new(256, 240);
+        for i in 0..10u64 {
+            e.encode(&frame, Duration::from_millis(i * 16)).unwrap();
+        }
+        for (bps, fps) in [(150_000, 30.0), (900_000, 60.0), (2_000_000, 60.0), (4_000_000, 60.0), (500_000, 60.0)] {
+            e.set_rate(bps, fps).unwrap_or_else(|err| panic!("{bps} bit/s at {fps} fps: {err}"));
+            e.encode(&frame, Duration::from_millis(200)).unwrap();
+        }
     }
 
     /// Fails to link, not just to pass, when openh264-sys2 silently built without nasm: its
