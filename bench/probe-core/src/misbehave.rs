@@ -182,7 +182,8 @@ mod tests {
         assert_eq!(Misbehaviour::parse("any game", rom.clone()), Ok(None));
         let m = Misbehaviour::parse("retrofarm-probe misbehave hang after 5\n", rom.clone()).unwrap().unwrap();
         assert_eq!((m.kind, m.after), (Kind::Hang, 5));
-        let m = Misbehaviour::parse("retrofarm-probe misbehave socket target 127.0.0.1:9", rom.clone()).unwrap().unwrap();
+        let m =
+            Misbehaviour::parse("retrofarm-probe misbehave socket target 127.0.0.1:9", rom.clone()).unwrap().unwrap();
         assert_eq!(m.kind, Kind::Socket("127.0.0.1:9".into()));
         assert!(Misbehaviour::parse("retrofarm-probe misbehave files", rom.clone()).unwrap_err().contains("target"));
         assert!(Misbehaviour::parse("retrofarm-probe misbehave dance", rom).unwrap_err().contains("dance"));

@@ -125,7 +125,12 @@ pub struct Enforced {
 pub fn abi_version() -> io::Result<u32> {
     // SAFETY: with this flag the call only returns the version; no memory is passed.
     let r = unsafe {
-        libc::syscall(libc::SYS_landlock_create_ruleset, std::ptr::null::<RulesetAttr>(), 0usize, CREATE_RULESET_VERSION)
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<RulesetAttr>(),
+            0usize,
+            CREATE_RULESET_VERSION,
+        )
     };
     if r < 0 {
         Err(io::Error::last_os_error())

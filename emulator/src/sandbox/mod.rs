@@ -96,7 +96,13 @@ const SYSTEM_READ: &[&str] = &[
 impl Policy {
     /// The policy of a room: its game files (core, ROM, battery save) and the BIOS folder
     /// read-only, the room's own folder read-write.
-    pub fn for_room(mode: Mode, game_files: &[&Path], system_dir: &Path, save_dir: &Path, memory_limit: Option<u64>) -> Self {
+    pub fn for_room(
+        mode: Mode,
+        game_files: &[&Path],
+        system_dir: &Path,
+        save_dir: &Path,
+        memory_limit: Option<u64>,
+    ) -> Self {
         let mut read: Vec<PathBuf> = SYSTEM_READ.iter().map(PathBuf::from).collect();
         read.extend(game_files.iter().map(|p| p.to_path_buf()));
         read.push(system_dir.to_path_buf());
@@ -266,7 +272,10 @@ mod tests {
             memory_limit: Some(512 << 20),
             missing: vec![],
         };
-        assert_eq!(r.to_string(), "landlock ABI 6 (files, TCP, signals), seccomp (no sockets, processes or exec), memory 512 MiB");
+        assert_eq!(
+            r.to_string(),
+            "landlock ABI 6 (files, TCP, signals), seccomp (no sockets, processes or exec), memory 512 MiB"
+        );
         let r = Report { missing: vec!["landlock: not supported".into()], ..Report::default() };
         assert_eq!(r.to_string(), "none; missing: landlock: not supported");
     }

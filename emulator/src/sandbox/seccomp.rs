@@ -114,12 +114,8 @@ fn errno(e: i32) -> u32 {
 /// The filter for a process whose pid is `pid`, for the ABI `arch` (`AUDIT_ARCH_*`).
 pub fn program(arch: u32, pid: u32) -> Vec<Insn> {
     let deny = errno(libc::EPERM);
-    let mut p = vec![
-        stmt(LD_W_ABS, OFF_ARCH),
-        jump(JEQ_K, arch, 1, 0),
-        stmt(RET_K, RET_KILL_PROCESS),
-        stmt(LD_W_ABS, OFF_NR),
-    ];
+    let mut p =
+        vec![stmt(LD_W_ABS, OFF_ARCH), jump(JEQ_K, arch, 1, 0), stmt(RET_K, RET_KILL_PROCESS), stmt(LD_W_ABS, OFF_NR)];
     if cfg!(target_arch = "x86_64") {
         p.push(jump(JSET_K, X32_BIT, 0, 1));
         p.push(stmt(RET_K, RET_KILL_PROCESS));
@@ -210,7 +206,8 @@ mod tests {
 
     #[test]
     fn ordinary_calls_are_allowed() {
-        for nr in [libc::SYS_read, libc::SYS_write, libc::SYS_mmap, libc::SYS_openat, libc::SYS_futex, libc::SYS_socketpair]
+        for nr in
+            [libc::SYS_read, libc::SYS_write, libc::SYS_mmap, libc::SYS_openat, libc::SYS_futex, libc::SYS_socketpair]
         {
             assert_eq!(run(nr, [0; 6]), RET_ALLOW, "syscall {nr}");
         }
