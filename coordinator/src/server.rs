@@ -166,11 +166,19 @@ pub async fn serve(cfg: Config, l: Listeners) -> Result<()> {
     }));
 
     let ticker = shared.clone();
+    // systemd's watchdog is fed from the hub's clock: a hub stuck behind its lock stops it.
+    let watchdog = retrofarm_link::systemd::watchdog_interval();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_millis(250));
+        let mut fed = Instant::now();
         loop {
             every.tick().await;
-            ticker.with(|h| h.tick(Instant::now()));
+            let now = Instant::now();
+            ticker.with(|h| h.tick(now));
+            if watchdog.is_some_and(|w| now.duration_since(fed) >= w) {
+                retrofarm_link::systemd::notify("WATCHDOG=1");
+                fed = now;
+            }
         }
     });
     tokio::spawn(accept_workers(quic, shared.clone()));
@@ -191,6 +199,7 @@ pub async fn serve(cfg: Config, l: Listeners) -> Result<()> {
             connections: Arc::new(Mutex::new(ConnectionLimits::new(cfg.limits.caps()))),
             rate: cfg.limits.rate(),
         });
+    retrofarm_link::systemd::notify("READY=1");
     retrofarm_link::https::serve(http, app, tls).await;
     Ok(())
 }

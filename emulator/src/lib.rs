@@ -43,6 +43,11 @@ pub use synthetic::TestPattern;
 /// and drained without ever blocking.
 pub use sys::{eventfd, eventfd_drain, eventfd_notify};
 
+/// Ignores SIGINT from now on (an emulator child, whose worker decides when it ends).
+pub fn ignore_interrupts() {
+    sys::ignore_sigint();
+}
+
 /// CPU time (user + system) this process has used so far.
 pub fn process_cpu_time() -> std::time::Duration {
     sys::process_cpu_time()

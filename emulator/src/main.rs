@@ -17,6 +17,11 @@ fn main() -> ExitCode {
         }
     };
     let standalone = args.shm_fd.is_none();
+    if !standalone {
+        // A terminal's Ctrl-C reaches the whole process group: the worker saves its rooms as it
+        // stops, which needs their emulators alive. A child ends with its parent anyway.
+        retrofarm_emulator::ignore_interrupts();
+    }
     match retrofarm_emulator::child::run(args) {
         Ok(None) => ExitCode::SUCCESS,
         Ok(Some(s)) => {

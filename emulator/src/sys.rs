@@ -32,6 +32,12 @@ pub fn seal_shrink(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
+/// Sets SIGINT's disposition to ignored.
+pub fn ignore_sigint() {
+    // SAFETY: SIG_IGN is a valid disposition for SIGINT; no handler code runs.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+}
+
 /// Creates a non-blocking, close-on-exec eventfd with counter 0.
 pub fn eventfd() -> io::Result<OwnedFd> {
     // SAFETY: plain system call with valid flags.

@@ -98,6 +98,10 @@ pub struct Config {
     pub autosave_secs: u64,
     /// Where each room gets its own folder (the core's save directory).
     pub rooms_dir: PathBuf,
+    /// Seconds a stopping worker (SIGTERM: an upgrade, a reboot) waits for its running games to
+    /// end by themselves before it closes them, saving each, and tells their players to reload;
+    /// no new room starts meanwhile. Keep it below the unit's `TimeoutStopSec` minus 30 s.
+    pub drain_secs: u64,
     /// How each emulator process is sandboxed: `auto` (every layer the kernel offers:
     /// Landlock file and TCP rules, a seccomp filter, resource limits; a warning names what is
     /// missing), `required` (a game does not start without every layer) or `off`.
@@ -175,6 +179,7 @@ impl Default for Config {
             autosave_secs: 30,
             rooms_dir: std::env::temp_dir().join("retrofarm-rooms"),
             room_linger_secs: 15,
+            drain_secs: 30,
             emulator_sandbox: "auto".into(),
             emulator_memory_mib: retrofarm_emulator::sandbox::DEFAULT_MEMORY_MIB,
         }

@@ -35,6 +35,8 @@ const BATCH: usize = 64;
 const HEALTH: Duration = Duration::from_millis(250);
 /// How often capacity is measured and counters exported.
 const MEASURE: Duration = Duration::from_secs(1);
+/// How long a stopping worker waits for its closing rooms' saves.
+const SHUTDOWN_SAVES: Duration = Duration::from_secs(20);
 
 /// Driver settings.
 #[derive(Debug, Clone)]
@@ -59,6 +61,8 @@ pub struct DriverConfig {
     pub saves: Option<SaveStore>,
     /// How often every room is saved (and each room once more when it closes); `None`: never.
     pub autosave: Option<Duration>,
+    /// How long SIGTERM waits for running games to end before it closes (and saves) them.
+    pub drain: Duration,
 }
 
 impl DriverConfig {
@@ -103,6 +107,8 @@ pub struct Driver {
     done: mpsc::UnboundedReceiver<Done>,
     /// Autosaves found for rooms about to resume, until the engine starts them.
     restores: HashMap<RoomId, SaveFile>,
+    /// The saves of closing rooms, which the worker waits for before it exits.
+    closing: tokio::task::JoinSet<()>,
 }
 
 /// What a save task found or did, for the driver's loop.
@@ -163,19 +169,31 @@ impl Driver {
             done_tx,
             done,
             restores: HashMap::new(),
+            closing: tokio::task::JoinSet::new(),
         })
     }
 
-    /// Runs until `down` (the coordinator's commands) closes.
+    /// Runs until `down` (the coordinator's commands) closes, or until a drain ends: SIGTERM
+    /// stops new rooms and waits up to [`DriverConfig::drain`] for the running games to end,
+    /// SIGINT (or a second signal) ends the wait at once; then every room closes and is saved,
+    /// and `run` returns once the saves are done. Feeds systemd's watchdog from this loop.
     pub async fn run(mut self, mut down: mpsc::Receiver<CoordMsg>) {
+        use tokio::signal::unix::{signal, SignalKind};
         let mut buf = vec![0u8; 2048];
         let mut health = tokio::time::interval(HEALTH);
         let mut measure = tokio::time::interval(MEASURE);
         let mut autosave = tokio::time::interval(self.cfg.autosave.unwrap_or(Duration::from_secs(3600)));
         autosave.tick().await;
+        let watchdog = retrofarm_link::systemd::watchdog_interval();
+        let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+        let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(t), Ok(i)) => (t, i),
+            (Err(e), _) | (_, Err(e)) => return warn!(error = %e, "cannot handle SIGTERM/SIGINT; not starting"),
+        };
+        let mut drain_until: Option<Instant> = None;
         let mut wake = self.flush();
         loop {
-            let sleep = tokio::time::sleep_until(wake.into());
+            let sleep = tokio::time::sleep_until(drain_until.map_or(wake, |d| d.min(wake)).into());
             tokio::select! {
                 cmd = down.recv() => {
                     let Some(cmd) = cmd else { break };
@@ -190,11 +208,55 @@ impl Driver {
                 _ = measure.tick() => self.measure(),
                 _ = autosave.tick(), if self.cfg.autosave.is_some() => self.autosave(),
                 Some(done) = self.done.recv() => self.done(done),
+                _ = watchdog_tick.tick(), if watchdog.is_some() => retrofarm_link::systemd::notify("WATCHDOG=1"),
+                _ = term.recv() => self.drain(&mut drain_until, self.cfg.drain),
+                _ = int.recv() => self.drain(&mut drain_until, Duration::ZERO),
                 _ = sleep => self.engine.handle(Instant::now(), Input::Timeout),
             }
             self.take_ready(&mut buf);
             wake = self.flush();
+            if drain_until.is_some_and(|until| self.engine.room_count() == 0 || Instant::now() >= until) {
+                break;
+            }
         }
+        self.shut_down().await;
+    }
+
+    /// Starts draining, or shortens a drain to `wait`.
+    fn drain(&mut self, until: &mut Option<Instant>, wait: Duration) {
+        let deadline = Instant::now() + if until.is_some() { Duration::ZERO } else { wait };
+        if until.is_none() {
+            let rooms = self.engine.room_count();
+            info!(rooms, wait = ?wait, "stopping: no new rooms; running games may go on for the drain time");
+            retrofarm_link::systemd::notify(&format!("STOPPING=1\nSTATUS=draining: {rooms} rooms, up to {} s", wait.as_secs()));
+            self.engine.handle(Instant::now(), Input::Drain);
+        } else {
+            info!("stopping now");
+        }
+        *until = Some(until.map_or(deadline, |u| u.min(deadline)));
+    }
+
+    /// Closes every room (each is saved as it closes), tells its players, and waits (bounded)
+    /// for the saves.
+    async fn shut_down(&mut self) {
+        let message = match self.cfg.saves {
+            Some(_) => "this game server is shutting down for maintenance; your game was saved: reload the page to continue it on another server",
+            None => "this game server is shutting down for maintenance: reload the page to play on another server",
+        };
+        self.engine.handle(Instant::now(), Input::Shutdown { message: message.into() });
+        self.flush();
+        let saves = self.closing.len();
+        if saves > 0 {
+            info!(rooms = saves, "saving the closing rooms");
+        }
+        let waited = tokio::time::timeout(SHUTDOWN_SAVES, async {
+            while self.closing.join_next().await.is_some() {}
+        })
+        .await;
+        if waited.is_err() {
+            warn!(left = self.closing.len(), "closing rooms' saves did not finish in {SHUTDOWN_SAVES:?}: the last autosave of those rooms remains");
+        }
+        info!("worker stopped");
     }
 
     /// Takes the room events and datagrams that are already waiting, up to [`BATCH`] of each,
@@ -259,7 +321,7 @@ impl Driver {
                 Output::StopRoom(room) => {
                     if let (Some(game), Some(store)) = (self.rooms.stop(&room), self.cfg.saves.clone()) {
                         // The last save; the emulator ends when it is done.
-                        tokio::spawn(async move {
+                        self.closing.spawn(async move {
                             let saved = saving::autosave(&store, &game).await;
                             count_save("close", saved.is_ok());
                             match saved {

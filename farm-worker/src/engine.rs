@@ -123,6 +123,15 @@ pub enum Input<'a> {
         /// The game's name, or the reason for the players.
         game: Result<String, String>,
     },
+    /// The host is going down (SIGTERM, an upgrade): no new rooms from now on (the coordinator
+    /// hears the host is full), rooms nobody plays close at once; running games go on.
+    Drain,
+    /// The drain is over: every room closes (and is saved by the driver), its players are told
+    /// `message` with `worker_lost`, which has their page offer to continue elsewhere.
+    Shutdown {
+        /// What the players read.
+        message: String,
+    },
     /// Only time passed.
     Timeout,
 }
@@ -292,6 +301,8 @@ pub struct Engine {
     rates: HashMap<(RoomId, VideoCodec), GroupRate>,
     /// Each stream's keyframes, at most one per [`KEYFRAME_INTERVAL`].
     keyframes: KeyframeLimit<(RoomId, VideoCodec)>,
+    /// Draining ([`Input::Drain`]): no new rooms.
+    draining: bool,
 }
 
 impl Engine {
@@ -319,6 +330,7 @@ impl Engine {
             commands: HashMap::new(),
             rates: HashMap::new(),
             keyframes: KeyframeLimit::new(KEYFRAME_INTERVAL),
+            draining: false,
         }
     }
 
@@ -329,7 +341,28 @@ impl Engine {
             Input::Command(cmd) => self.command(cmd),
             Input::Media(m) => self.media(m),
             Input::Datagram { source, destination, contents } => self.datagram(source, destination, contents),
-            Input::RoomEnded { room, reason } => self.room_ended(&room, reason),
+            Input::RoomEnded { room, reason } => {
+                if self.close_room(&room, ErrorCode::RoomClosed, reason) {
+                    self.counters.rooms_failed += 1;
+                }
+            }
+            Input::Drain => {
+                if !self.draining {
+                    self.draining = true;
+                    self.status_stale = true;
+                    info!(rooms = self.book.room_count(), "draining: no new rooms; running games go on");
+                    let empty: Vec<RoomId> = self.empty_since.keys().cloned().collect();
+                    for room in empty {
+                        self.close_empty(&room);
+                    }
+                }
+            }
+            Input::Shutdown { message } => {
+                self.draining = true;
+                for room in self.book.room_ids() {
+                    self.close_room(&room, ErrorCode::WorkerLost, message.clone());
+                }
+            }
             Input::Capacity(c) => {
                 self.status_stale |= self.capacity != c;
                 self.capacity = c;
@@ -403,9 +436,15 @@ impl Engine {
         std::mem::take(&mut self.samples)
     }
 
-    /// What the link reports now.
+    /// Rooms open (running, starting or waiting for their players).
+    pub fn room_count(&self) -> usize {
+        self.book.room_count()
+    }
+
+    /// What the coordinator is told: load and rooms.
     pub fn status(&self) -> Status {
-        Status { load: self.book.load(self.capacity), rooms: self.book.infos() }
+        let capacity = if self.draining { 0 } else { self.capacity };
+        Status { load: self.book.load(capacity), rooms: self.book.infos() }
     }
 
     fn send(&mut self, msg: WorkerMsg) {
@@ -483,7 +522,7 @@ impl Engine {
                 }
             },
         };
-        let can_create = (self.book.room_count() as u32) < self.capacity;
+        let can_create = !self.draining && (self.book.room_count() as u32) < self.capacity;
         self.status_stale = true;
         let id = resume.clone().unwrap_or_else(new_room_id);
         let joined = match self.book.join(session.clone(), &game, room.as_ref(), port, id, can_create) {
@@ -529,7 +568,7 @@ impl Engine {
         self.commands.remove(session);
         self.drop_peer(session);
         match self.book.leave(session) {
-            Some((room, true)) if self.cfg.linger.is_zero() => self.close_empty(&room),
+            Some((room, true)) if self.cfg.linger.is_zero() || self.draining => self.close_empty(&room),
             Some((room, true)) => {
                 info!(%room, linger = ?self.cfg.linger, "last player left: the room waits for one to come back");
                 self.empty_since.insert(room.clone(), self.now);
@@ -730,23 +769,25 @@ impl Engine {
         self.keyframes.forget(|(r, _)| r == room);
     }
 
-    /// A room stopped on its own: its players are told why, the coordinator once.
-    fn room_ended(&mut self, room: &RoomId, reason: String) {
+    /// Closes a room with players in it (it stopped on its own, or the host shuts down): its
+    /// players are told why with `code`, the coordinator once. False when it was closed already.
+    fn close_room(&mut self, room: &RoomId, code: ErrorCode, reason: String) -> bool {
         self.empty_since.remove(room);
         let Some(members) = self.book.close(room) else {
             // Already closed (the last player left, or it was reported before).
-            return debug!(%room, "ended room was already closed");
+            debug!(%room, "ended room was already closed");
+            return false;
         };
         self.status_stale = true;
-        self.counters.rooms_failed += 1;
         warn!(%room, %reason, players = members.len(), "room ended");
         for s in members {
             self.drop_peer(&s);
-            self.refuse(s, ErrorCode::RoomClosed, reason.clone());
+            self.refuse(s, code, reason.clone());
         }
         self.queue.push_back(Output::StopRoom(room.clone()));
         self.send(WorkerMsg::RoomClosed { room: room.clone() });
         self.forget_streams(room);
+        true
     }
 
     fn datagram(&mut self, source: SocketAddr, destination: SocketAddr, contents: &[u8]) {

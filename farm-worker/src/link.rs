@@ -59,8 +59,12 @@ pub async fn run(
     loop {
         let started = Instant::now();
         match connect_and_serve(&cfg, &mut up, &down, &status).await {
+            Ok(()) if up.is_closed() => return info!("link closed: the worker is stopping"),
             Ok(()) => info!("coordinator closed the link"),
             Err(e) => warn!(coordinator = %cfg.coordinator, error = %format!("{e:#}"), "coordinator link down"),
+        }
+        if up.is_closed() {
+            return;
         }
         if started.elapsed() > STABLE {
             backoff.reset();
@@ -121,7 +125,15 @@ async fn connect_and_serve(
                 stream::send(&mut send, &WorkerMsg::Heartbeat { load }).await?;
             }
             msg = up.recv() => {
-                let Some(msg) = msg else { return Ok(()) };
+                let Some(msg) = msg else {
+                    // The worker is stopping: what it sent last (its players' farewells) is
+                    // delivered before the connection closes.
+                    let _ = send.finish();
+                    let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
+                    conn.close(0u32.into(), b"worker stopping");
+                    let _ = tokio::time::timeout(Duration::from_secs(2), ep.wait_idle()).await;
+                    return Ok(());
+                };
                 stream::send(&mut send, &msg).await?;
             }
             msg = recv.recv::<CoordMsg>() => {

@@ -103,6 +103,9 @@ struct Cli {
     /// Seconds between autosaves; 0: none [default: 30].
     #[arg(long, env = "RETROFARM_AUTOSAVE_SECS")]
     autosave_secs: Option<u64>,
+    /// Seconds SIGTERM waits for running games to end before closing and saving them [default: 30].
+    #[arg(long, env = "RETROFARM_DRAIN_SECS")]
+    drain_secs: Option<u64>,
     /// Emulator sandbox: auto, required or off [default: auto].
     #[arg(long, env = "RETROFARM_EMULATOR_SANDBOX")]
     emulator_sandbox: Option<String>,
@@ -141,7 +144,8 @@ impl Cli {
             autosave_secs,
             room_linger_secs,
             emulator_sandbox,
-            emulator_memory_mib
+            emulator_memory_mib,
+            drain_secs
         );
         if self.nvenc_library.is_some() {
             c.nvenc_library = self.nvenc_library;
@@ -232,6 +236,7 @@ async fn main() -> Result<()> {
         rooms_health,
         saves,
         autosave: (cfg.autosave_secs > 0).then(|| Duration::from_secs(cfg.autosave_secs)),
+        drain: Duration::from_secs(cfg.drain_secs),
         room: RoomSettings {
             options: cfg.core_options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             video: VideoConfig { bitrate_bps: cfg.video_kbps * 1000, ..VideoConfig::default() },
@@ -264,7 +269,11 @@ async fn main() -> Result<()> {
     // farm full.
     let (status_tx, status_rx) = watch::channel(engine.status());
     let driver = Driver::new(driver_cfg, engine, socket, local, up_tx, status_tx)?;
-    tokio::spawn(link::run(link_cfg, up_rx, down_tx, status_rx));
+    let link = tokio::spawn(link::run(link_cfg, up_rx, down_tx, status_rx));
+    retrofarm_link::systemd::notify("READY=1");
     driver.run(down_rx).await;
+    // The driver is gone, and with it the link's queue: the link delivers what is left and
+    // closes.
+    let _ = tokio::time::timeout(Duration::from_secs(5), link).await;
     Ok(())
 }

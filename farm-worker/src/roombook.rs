@@ -195,6 +195,11 @@ impl RoomBook {
         self.rooms.contains_key(room)
     }
 
+    /// The open rooms' ids.
+    pub fn room_ids(&self) -> Vec<RoomId> {
+        self.rooms.keys().cloned().collect()
+    }
+
     /// Number of rooms.
     pub fn room_count(&self) -> usize {
         self.rooms.len()

@@ -594,6 +594,39 @@ fn a_clock_jump_loses_no_room_and_no_viewer() {
 }
 
 #[test]
+fn a_draining_worker_starts_no_room_lets_games_finish_then_closes_the_rest() {
+    let mut w = World::with(4, Duration::from_secs(20), Duration::from_secs(60));
+    let (a, b) = (sid(1), sid(2));
+    w.join(&a, None, 1);
+    let playing = w.room();
+    w.join(&b, None, 1);
+    let emptied = w.started[1].room.clone();
+    w.command(CoordMsg::EndSession { session: b.clone() });
+    assert!(w.stopped.is_empty(), "the emptied room lingers for its player");
+
+    w.engine.handle(w.now, Input::Drain);
+    w.drain();
+    assert_eq!(w.stopped, vec![emptied], "draining closes the rooms nobody plays at once");
+    assert_eq!(w.status.as_ref().unwrap().load.free, 0, "the coordinator hears the host is full");
+    // No new room; the running game goes on.
+    let refused = sid(3);
+    assert!(w.start(&refused, None, 1).is_none());
+    assert!(matches!(w.ended(&refused)[..], [(ErrorCode::NoFreeWorker, _)]), "{:?}", w.ended(&refused));
+    let mut src = Source::new(playing.clone());
+    src.play(&mut w, 30);
+    assert!(w.browsers[&a].frames.get(&MediaKind::Video).copied().unwrap_or(0) > 20, "the game goes on");
+
+    // The drain time is over: the room closes, its player is told to continue elsewhere.
+    w.engine.handle(w.now, Input::Shutdown { message: "shutting down: reload".into() });
+    w.drain();
+    assert_eq!(w.ended(&a), vec![(ErrorCode::WorkerLost, "shutting down: reload".to_string())]);
+    assert_eq!(w.stopped.last(), Some(&playing));
+    assert_eq!(w.closed(&playing), 1);
+    assert_eq!(w.engine.room_count(), 0);
+    assert_eq!(w.engine.counters().rooms_failed, 0, "a shutdown is not a failure");
+}
+
+#[test]
 fn an_unanswered_offer_times_out() {
     let mut w = World::new(4);
     let s = sid(1);

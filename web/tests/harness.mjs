@@ -124,9 +124,11 @@ export class Proc {
     return `----- ${this.name}: ${status}\n$ ${this.args.join(' ')}\n${this.output}`;
   }
 
-  async kill() {
+  /** Stops the process with `signal` (SIGKILL after 2 s). A worker takes SIGINT: it saves its
+   * rooms and stops at once, where SIGTERM would let its games play on for the drain time. */
+  async kill(signal = 'SIGTERM') {
     if (!this.exit) {
-      this.child.kill('SIGTERM');
+      this.child.kill(signal);
       const done = await Promise.race([this.exited, sleep(2000).then(() => null)]);
       if (!done) {
         this.child.kill('SIGKILL');
@@ -199,7 +201,7 @@ export async function startCluster({ workers = [{ id: 'w1', zone: 'eu' }], coord
       await cluster.coordinator.waitLog('coordinator listening');
     },
     async stop() {
-      await Promise.all([...cluster.workers.values()].map((w) => w.kill()));
+      await Promise.all([...cluster.workers.values()].map((w) => w.kill('SIGINT')));
       await cluster.coordinator.kill();
       if (!process.env.RETROFARM_KEEP_LOGS) fs.rmSync(dir, { recursive: true, force: true });
     },
