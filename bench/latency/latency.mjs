@@ -260,11 +260,11 @@ async function startCluster(dir) {
   fs.writeFileSync(path.join(games, `${GAME}.probe`), 'any content: the probe core never reads it\n');
   const config = path.join(dir, 'worker.toml');
   fs.writeFileSync(config, `[cores]\nprobe = "${path.basename(CORE)}"\n`);
-  const [http, quic, workerHttp] = [await freeTcpPort(), await freeUdpPort(), await freeTcpPort()];
+  const [http, quic, workerMetrics] = [await freeTcpPort(), await freeUdpPort(), await freeTcpPort()];
   const coordinator = new Proc(
     'coordinator',
     path.join(BIN_DIR, 'retrofarm-coordinator'),
-    ['run', '--http-listen', `127.0.0.1:${http}`, '--quic-listen', `127.0.0.1:${quic}`, '--pki-dir', pki,
+    ['run', '--http-listen', `127.0.0.1:${http}`, '--quic-listen', `127.0.0.1:${quic}`, '--metrics-listen', '127.0.0.1:0', '--pki-dir', pki,
       '--web-root', path.join(REPO, 'web')],
     dir,
   );
@@ -273,12 +273,12 @@ async function startCluster(dir) {
     'worker',
     path.join(BIN_DIR, 'retrofarm-worker'),
     ['--config', config, '--id', 'latency', '--zone', 'local', '--coordinator', `127.0.0.1:${quic}`, '--pki-dir', pki,
-      '--http-listen', `127.0.0.1:${workerHttp}`, '--rtc-listen', '127.0.0.1:0', '--games-dir', games,
+      '--http-listen', '127.0.0.1:0', '--metrics-listen', `127.0.0.1:${workerMetrics}`, '--rtc-listen', '127.0.0.1:0', '--games-dir', games,
       '--cores-dir', path.dirname(CORE)],
     dir,
   );
   await worker.waitLog('registered with the coordinator');
-  return { url: `http://127.0.0.1:${http}`, metrics: `127.0.0.1:${workerHttp}`, procs: [worker, coordinator] };
+  return { url: `http://127.0.0.1:${http}`, metrics: `127.0.0.1:${workerMetrics}`, procs: [worker, coordinator] };
 }
 
 /** Plays one room with `codec`; returns null when the codec is unavailable. */

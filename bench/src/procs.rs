@@ -103,8 +103,10 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     /// The coordinator's HTTP/WebSocket address.
     pub http: SocketAddr,
-    /// The worker's HTTP address (`/metrics`, `/ping`).
+    /// The worker's HTTP address (`/ping`, `/healthz`).
     pub worker_http: SocketAddr,
+    /// The worker's `/metrics` address.
+    pub worker_metrics: SocketAddr,
     /// The worker process (the emulators are its children).
     pub worker: Proc,
     /// The coordinator process.
@@ -124,6 +126,7 @@ pub fn coordinator(dir: &Path) -> Result<(Proc, SocketAddr, SocketAddr)> {
             .arg(http.to_string())
             .arg("--quic-listen")
             .arg(quic.to_string())
+            .args(["--metrics-listen", "127.0.0.1:0"])
             .arg("--pki-dir")
             .arg(dir.join("pki"))
             .arg("--web-root")
@@ -143,6 +146,7 @@ impl Cluster {
         let pki = dir.path().join("pki");
         let (coordinator, http, quic) = coordinator(dir.path())?;
         let worker_http = SocketAddr::from(([127, 0, 0, 1], tcp_port()));
+        let worker_metrics = SocketAddr::from(([127, 0, 0, 1], tcp_port()));
         let mut worker = Proc::spawn(
             "worker",
             Command::new(bin("retrofarm-worker")?)
@@ -153,6 +157,8 @@ impl Cluster {
                 .arg(&pki)
                 .arg("--http-listen")
                 .arg(worker_http.to_string())
+                .arg("--metrics-listen")
+                .arg(worker_metrics.to_string())
                 .arg("--games-dir")
                 .arg(games)
                 .arg("--saves")
@@ -161,7 +167,7 @@ impl Cluster {
             dir.path(),
         )?;
         worker.wait_log("registered with the coordinator", Duration::from_secs(20))?;
-        Ok(Self { dir, http, worker_http, worker, coordinator })
+        Ok(Self { dir, http, worker_http, worker_metrics, worker, coordinator })
     }
 
     /// The browser WebSocket URL.

@@ -17,6 +17,9 @@ pub struct Config {
     pub http_listen: SocketAddr,
     /// QUIC listen address (workers), UDP.
     pub quic_listen: SocketAddr,
+    /// Where Prometheus scrapes `/metrics` (plain HTTP): loopback or a private address, never
+    /// the public one.
+    pub metrics_listen: SocketAddr,
     /// Folder of the web client served at `/`.
     pub web_root: PathBuf,
     /// Cluster PKI folder (ca.pem, coordinator.pem/.key).
@@ -143,6 +146,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             http_listen: "0.0.0.0:8000".parse().expect("valid"),
+            metrics_listen: "127.0.0.1:9465".parse().expect("valid"),
             quic_listen: "0.0.0.0:8443".parse().expect("valid"),
             web_root: PathBuf::from("web"),
             pki_dir: PathBuf::from(".retrofarm/pki"),

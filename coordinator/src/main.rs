@@ -34,6 +34,9 @@ struct RunArgs {
     /// HTTP/WebSocket listen address [default: 0.0.0.0:8000].
     #[arg(long, env = "RETROFARM_HTTP_LISTEN")]
     http_listen: Option<SocketAddr>,
+    /// Prometheus /metrics listen address, loopback or private [default: 127.0.0.1:9465].
+    #[arg(long, env = "RETROFARM_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// QUIC listen address for workers [default: 0.0.0.0:8443].
     #[arg(long, env = "RETROFARM_QUIC_LISTEN")]
     quic_listen: Option<SocketAddr>,
@@ -113,6 +116,9 @@ impl RunArgs {
     fn apply(self, c: &mut Config) {
         if let Some(v) = self.http_listen {
             c.http_listen = v;
+        }
+        if let Some(v) = self.metrics_listen {
+            c.metrics_listen = v;
         }
         if let Some(v) = self.quic_listen {
             c.quic_listen = v;

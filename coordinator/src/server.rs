@@ -122,6 +122,8 @@ pub struct Listeners {
     pub http: tokio::net::TcpListener,
     /// Workers.
     pub quic: quinn::Endpoint,
+    /// Prometheus (`/metrics`, plain HTTP).
+    pub metrics: tokio::net::TcpListener,
     /// The operator's certificate for `http`.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
@@ -131,6 +133,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     let listeners = bind(&cfg).await?;
     info!(
         http = %listeners.http.local_addr()?,
+        metrics = %listeners.metrics.local_addr()?,
         quic = %listeners.quic.local_addr()?,
         tls = listeners.tls.is_some(),
         "coordinator listening"
@@ -151,12 +154,15 @@ pub async fn bind(cfg: &Config) -> Result<Listeners> {
     let http = tokio::net::TcpListener::bind(cfg.http_listen)
         .await
         .with_context(|| format!("cannot listen on TCP {}: is the port in use?", cfg.http_listen))?;
-    Ok(Listeners { http, quic, tls })
+    let metrics = tokio::net::TcpListener::bind(cfg.metrics_listen).await.with_context(|| {
+        format!("cannot listen on TCP {} for /metrics: is the port in use? (metrics_listen)", cfg.metrics_listen)
+    })?;
+    Ok(Listeners { http, quic, metrics, tls })
 }
 
 /// Serves browsers on `l.http` (HTTPS with `l.tls`) and workers on `l.quic`.
 pub async fn serve(cfg: Config, l: Listeners) -> Result<()> {
-    let Listeners { http, quic, tls } = l;
+    let Listeners { http, quic, metrics, tls } = l;
     let shared = Shared::new(Hub::new(HubConfig {
         ice_servers: cfg.ice_servers.clone(),
         turn: cfg.turn.rest(),
@@ -182,11 +188,15 @@ pub async fn serve(cfg: Config, l: Listeners) -> Result<()> {
         }
     });
     tokio::spawn(accept_workers(quic, shared.clone()));
+    let scraped = shared.clone();
+    let scrape = retrofarm_link::https::metrics_router(move || {
+        crate::metrics::render(&scraped.0.lock().expect("hub lock poisoned").hub)
+    });
+    tokio::spawn(retrofarm_link::https::serve(metrics, scrape, None));
     tokio::spawn(give_back_memory_after_spikes(shared.clone()));
 
     let app = Router::new()
         .route("/ws", get(ws_handler))
-        .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok" }))
         // Only the client itself: not the tests or node_modules that live beside it.
         .route_service("/", ServeFile::new(cfg.web_root.join("index.html")))
@@ -230,11 +240,6 @@ async fn give_back_memory_after_spikes(shared: Shared) {
 fn trim_heap() {
     // SAFETY: malloc_trim takes no pointers; it only walks glibc's own free lists.
     unsafe { libc::malloc_trim(0) };
-}
-
-async fn metrics_handler(State(shared): State<Shared>) -> impl IntoResponse {
-    let text = crate::metrics::render(&shared.0.lock().expect("hub lock poisoned").hub);
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 /// Whether a message is relayed signaling (its latency is measured).

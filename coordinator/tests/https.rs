@@ -25,6 +25,7 @@ async fn start(dir: &Path) -> std::net::SocketAddr {
     pki::issue(&site, pki::Role::Coordinator, "site", &["localhost".into(), "127.0.0.1".into()]).unwrap();
     let cfg = Config {
         http_listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: "127.0.0.1:0".parse().unwrap(),
         quic_listen: "127.0.0.1:0".parse().unwrap(),
         web_root: Path::new(env!("CARGO_MANIFEST_DIR")).join("../web"),
         pki_dir: dir.join("pki"),
@@ -109,6 +110,7 @@ async fn a_certificate_that_cannot_be_used_stops_the_start_with_its_name() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = Config {
         http_listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: "127.0.0.1:0".parse().unwrap(),
         quic_listen: "127.0.0.1:0".parse().unwrap(),
         pki_dir: dir.path().join("pki"),
         tls_cert: Some(dir.path().join("fullchain.pem")),

@@ -81,7 +81,7 @@ impl Proc {
         bail!("{} did not log {needle:?} {count} times within {timeout:?}; log:\n{}", self.name, self.log())
     }
 
-    /// A worker's HTTP address (`/ping`, `/healthz`, `/metrics`), from its log line
+    /// A worker's HTTP address (`/ping`, `/healthz`), from its log line
     /// "worker listening http=…".
     pub fn http_addr(&self) -> Result<String> {
         let log = self.log();
@@ -90,6 +90,28 @@ impl Proc {
             .and_then(|rest| rest.split_whitespace().next())
             .map(str::to_string)
             .with_context(|| format!("{} has not logged its HTTP address", self.name))
+    }
+
+    /// A worker's or the coordinator's `/metrics` address, from its "… listening … metrics=…"
+    /// log line.
+    pub fn metrics_addr(&self) -> Result<String> {
+        let log = self.log();
+        log.lines()
+            .find(|l| l.contains(" listening "))
+            .and_then(|l| l.split(" metrics=").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_string)
+            .with_context(|| format!("{} has not logged its metrics address", self.name))
+    }
+
+    /// The process's `/metrics` (Prometheus text).
+    pub async fn metrics(&self) -> Result<String> {
+        let url = format!("http://{}/metrics", self.metrics_addr()?);
+        let (status, body) = crate::browser::http_get(&url).await?;
+        if status != 200 {
+            bail!("GET {url}: HTTP {status}: {body}");
+        }
+        Ok(body)
     }
 
     /// GETs `path` from a worker's HTTP endpoint; the body of a 200 answer.
@@ -209,6 +231,8 @@ pub fn coordinator_wrapped(
         .arg(addrs.http.to_string())
         .arg("--quic-listen")
         .arg(addrs.quic.to_string())
+        .arg("--metrics-listen")
+        .arg(SocketAddr::new(addrs.http.ip(), 0).to_string())
         .arg("--pki-dir")
         .arg(pki)
         .arg("--web-root")
@@ -321,7 +345,9 @@ pub fn worker(dir: &Path, coord: CoordinatorAddrs, o: &WorkerOpts) -> Result<Pro
 /// and announced as the ping URL (the worker's default URL names 127.0.0.1).
 fn listen_args(ip: Option<IpAddr>) -> Vec<String> {
     match ip {
-        None => ["--http-listen", "127.0.0.1:0", "--rtc-listen", "127.0.0.1:0"].map(String::from).to_vec(),
+        None => ["--http-listen", "127.0.0.1:0", "--rtc-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"]
+            .map(String::from)
+            .to_vec(),
         Some(ip) => {
             // Free here; in a fresh network namespace every port is free.
             let http = SocketAddr::new(ip, tcp_port());
@@ -331,6 +357,8 @@ fn listen_args(ip: Option<IpAddr>) -> Vec<String> {
                 "--public-url".into(),
                 format!("http://{http}/ping"),
                 "--rtc-listen".into(),
+                SocketAddr::new(ip, 0).to_string(),
+                "--metrics-listen".into(),
                 SocketAddr::new(ip, 0).to_string(),
             ]
         }

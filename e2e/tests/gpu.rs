@@ -81,7 +81,7 @@ async fn a_worker_on_vulkan_streams_upscaled_frames_and_input_moves_them() {
     assert!(x1 - x0 > 90.0, "holding Right moved player 1 from {x0} to {x1} (3x pixels)");
 
     tokio::time::sleep(Duration::from_millis(1200)).await; // counters are exported once a second
-    let metrics = worker.http_get("/metrics").await.unwrap();
+    let metrics = worker.metrics().await.unwrap();
     let converted = metrics
         .lines()
         .find_map(|l| l.strip_prefix("retrofarm_gpu_frames_converted_total{gpu=\"0\"} "))
@@ -139,7 +139,7 @@ async fn a_gpu_that_fails_mid_run_leaves_the_room_streaming_on_the_cpu() {
     assert!(!worker.log().contains("room_closed") && !worker.log().contains("room ended"), "no room ended");
 
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let metrics = worker.http_get("/metrics").await.unwrap();
+    let metrics = worker.metrics().await.unwrap();
     assert!(metrics.contains("retrofarm_gpu_failed{gpu=\"0\"} 1"), "the failure is exported");
     let cpu_frames = metrics
         .lines()

@@ -48,13 +48,13 @@ async fn prometheus_scrapes_and_every_dashboard_and_alert_query_answers() {
     let dir = tempfile::tempdir().unwrap();
     let pki = dir.path().join("pki");
     let addrs = CoordinatorAddrs::fresh();
-    let _coord = procs::coordinator(dir.path(), &pki, addrs, &[]).unwrap();
+    let coord = procs::coordinator(dir.path(), &pki, addrs, &[]).unwrap();
     let worker = procs::worker(dir.path(), addrs, &WorkerOpts::new("w1", "eu", &pki)).unwrap();
     worker.wait_log("registered with the coordinator", T).unwrap();
-    let worker_http = worker.http_addr().unwrap();
+    let (coord_metrics, worker_metrics) = (coord.metrics_addr().unwrap(), worker.metrics_addr().unwrap());
 
     // promtool accepts both exposition endpoints.
-    for target in [format!("http://{}/metrics", addrs.http), format!("http://{worker_http}/metrics")] {
+    for target in [format!("http://{coord_metrics}/metrics"), format!("http://{worker_metrics}/metrics")] {
         let text = get(&target).await;
         let mut child = Command::new("promtool")
             .args(["check", "metrics"])
@@ -87,8 +87,8 @@ async fn prometheus_scrapes_and_every_dashboard_and_alert_query_answers() {
         format!(
             "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: ['{}']\nscrape_configs:\n  - job_name: retrofarm-coordinator\n    static_configs: [{{targets: ['{}']}}]\n  - job_name: retrofarm-worker\n    static_configs: [{{targets: ['{}'], labels: {{zone: eu}}}}]\n",
             rules.display(),
-            addrs.http,
-            worker_http
+            coord_metrics,
+            worker_metrics
         ),
     )
     .unwrap();

@@ -98,7 +98,7 @@ async fn rooms_stream_through_nvenc_with_low_latency_settings_and_idr_on_request
     assert!(forced > before, "the PLI forced an IDR ({before} → {forced})");
 
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let metrics = worker.http_get("/metrics").await.unwrap();
+    let metrics = worker.metrics().await.unwrap();
     assert!(metrics.contains("retrofarm_nvenc_sessions 3"), "three sessions open");
     assert!(encoded(&metrics, "nvenc") > 150, "frames counted under encoder=\"nvenc\"");
 }
@@ -129,7 +129,7 @@ async fn beyond_the_drivers_sessions_rooms_use_openh264_and_a_lost_device_keeps_
     }
     assert!(!named(&events(&record), "device_lost").is_empty());
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let metrics = worker.http_get("/metrics").await.unwrap();
+    let metrics = worker.metrics().await.unwrap();
     assert!(encoded(&metrics, "openh264") > 100, "the rooms now encode with openh264");
     assert!(metrics.contains("retrofarm_nvenc_sessions 0"), "the lost sessions are given back");
     let health = worker.http_get("/healthz").await.unwrap();
@@ -180,7 +180,7 @@ async fn on_the_gpu_path_nvenc_reads_each_rooms_slot_in_place() {
     assert!(maps >= in_place && maps - unmaps <= 2, "{maps} maps, {unmaps} unmaps, {in_place} pictures");
 
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let metrics = worker.http_get("/metrics").await.unwrap();
+    let metrics = worker.metrics().await.unwrap();
     let zero_copy = metrics
         .lines()
         .find_map(|l| l.strip_prefix("retrofarm_nvenc_zero_copy_frames_total ")?.parse::<u64>().ok())
@@ -245,7 +245,7 @@ async fn with_nvidias_real_libraries_and_no_gpu_the_worker_streams_on_openh264_a
     let (video, _, pic) = p.watch(Duration::from_secs(2)).await;
     assert!(video >= 60 && pic.is_some(), "streams on the CPU path: {video} frames");
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let metrics = worker.http_get("/metrics").await.unwrap();
+    let metrics = worker.metrics().await.unwrap();
     assert!(encoded(&metrics, "openh264") > 60 && encoded(&metrics, "nvenc") == 0);
     drop(worker);
     assert_eq!(nvidia_nodes(), nodes_before, "no NVIDIA device node was created on the host");

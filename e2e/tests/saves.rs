@@ -85,7 +85,7 @@ async fn a_saved_game_loads_back_for_every_viewer_and_reset_restarts_it() {
     let x = block_x(&mut guest).await;
     assert!((x - start).abs() < 2.0, "reset puts the block back at {start} (x {x})");
     assert!(worker.log().contains("game command"), "commands are logged");
-    let metrics = worker.http_get("/metrics").await.unwrap();
+    let metrics = worker.metrics().await.unwrap();
     for line in [
         r#"retrofarm_saves_total{kind="save",outcome="ok"} 1"#,
         r#"retrofarm_saves_total{kind="load",outcome="ok"} 1"#,

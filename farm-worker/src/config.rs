@@ -28,11 +28,14 @@ pub struct Config {
     pub cert_name: String,
     /// HTTP listen address (latency ping endpoint).
     pub http_listen: SocketAddr,
+    /// Where Prometheus scrapes `/metrics` (plain HTTP): loopback or a private address, never
+    /// the public one.
+    pub metrics_listen: SocketAddr,
     /// URL browsers ping; defaults to `http://127.0.0.1:<http port>/ping` (`https://` with
     /// `tls_cert`).
     pub public_url: Option<String>,
     /// PEM certificate chain: with `tls_key`, the HTTP listener (`/ping`, `/healthz`,
-    /// `/metrics`) speaks HTTPS only, so that pages served over HTTPS can ping it.
+    /// `/healthz`) speaks HTTPS only, so that pages served over HTTPS can ping it.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
@@ -148,6 +151,7 @@ impl Default for Config {
             pki_dir: PathBuf::from(".retrofarm/pki"),
             cert_name: "worker".into(),
             http_listen: "0.0.0.0:9000".parse().expect("valid"),
+            metrics_listen: "127.0.0.1:9464".parse().expect("valid"),
             public_url: None,
             tls_cert: None,
             tls_key: None,

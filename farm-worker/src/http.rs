@@ -1,6 +1,7 @@
-//! The worker's HTTP endpoint: `/ping` for the browsers' latency check (CORS open, never
-//! cached), `/healthz`, `/metrics` (Prometheus); over HTTPS with the operator's certificate
-//! when `tls_cert` and `tls_key` are set, so that pages served over HTTPS can ping it.
+//! The worker's public HTTP endpoint: `/ping` for the browsers' latency check (CORS open, never
+//! cached) and `/healthz`; over HTTPS with the operator's certificate when `tls_cert` and
+//! `tls_key` are set, so that pages served over HTTPS can ping it. `/metrics` has a listener of
+//! its own (`metrics_listen`), out of the browsers' reach.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -65,12 +66,6 @@ pub fn router(delay: Duration, capabilities: Vec<String>, rooms: RoomsHealth) ->
             }),
         )
         .route("/healthz", get(move || async move { health + &rooms.get() }))
-        .route(
-            "/metrics",
-            get(|| async {
-                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::metrics().render())
-            }),
-        )
 }
 
 #[cfg(test)]

@@ -46,10 +46,13 @@ struct Cli {
     /// HTTP (ping) listen address [default: 0.0.0.0:9000].
     #[arg(long, env = "RETROFARM_WORKER_HTTP_LISTEN")]
     http_listen: Option<SocketAddr>,
+    /// Prometheus /metrics listen address, loopback or private [default: 127.0.0.1:9464].
+    #[arg(long, env = "RETROFARM_WORKER_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// URL browsers ping [default: http://127.0.0.1:<port>/ping].
     #[arg(long, env = "RETROFARM_PUBLIC_URL")]
     public_url: Option<String>,
-    /// PEM certificate chain: with --tls-key, /ping, /healthz and /metrics speak HTTPS only.
+    /// PEM certificate chain: with --tls-key, /ping and /healthz speak HTTPS only.
     #[arg(long, env = "RETROFARM_WORKER_TLS_CERT")]
     tls_cert: Option<PathBuf>,
     /// PEM private key of --tls-cert.
@@ -129,6 +132,7 @@ impl Cli {
             pki_dir,
             cert_name,
             http_listen,
+            metrics_listen,
             ping_delay_ms,
             rtc_listen,
             games_dir,
@@ -202,13 +206,19 @@ async fn main() -> Result<()> {
     );
     let tls = retrofarm_link::https::from_settings(cfg.tls_cert.as_deref(), cfg.tls_key.as_deref())?;
     tokio::spawn(retrofarm_link::https::serve(http, router, tls));
+    let metrics = tokio::net::TcpListener::bind(cfg.metrics_listen).await.with_context(|| {
+        format!("cannot listen on TCP {} for /metrics: is the port in use? (metrics_listen)", cfg.metrics_listen)
+    })?;
+    let metrics_addr = metrics.local_addr()?;
+    let scrape = retrofarm_link::https::metrics_router(|| farm_worker::metrics::metrics().render());
+    tokio::spawn(retrofarm_link::https::serve(metrics, scrape, None));
 
     let socket = tokio::net::UdpSocket::bind(cfg.rtc_listen)
         .await
         .with_context(|| format!("cannot bind the WebRTC UDP socket {}: is the port in use?", cfg.rtc_listen))?;
     let bound = socket.local_addr()?;
     let candidates = cfg.candidate_addrs(bound);
-    info!(http = %http_addr, rtc = ?candidates, "worker listening");
+    info!(http = %http_addr, metrics = %metrics_addr, rtc = ?candidates, "worker listening");
 
     let (up_tx, up_rx) = mpsc::channel(1024);
     let (down_tx, down_rx) = mpsc::channel(1024);

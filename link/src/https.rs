@@ -19,6 +19,21 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// at a time is cut off instead of holding a connection for ever).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A router with only `GET /metrics`, answering `render()` in Prometheus' text format: both
+/// services serve it on their own `metrics_listen` address, apart from what browsers reach.
+pub fn metrics_router<F>(render: F) -> axum::Router
+where
+    F: Fn() -> String + Clone + Send + Sync + 'static,
+{
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let render = render.clone();
+            async move { ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], render()) }
+        }),
+    )
+}
+
 /// Serves `app` on `listener`: HTTP/1.1 with upgrades (WebSockets), inside TLS when `tls` is
 /// set, with deadlines for the handshake and for each request's headers. Handlers can take the
 /// client's address as `axum::extract::ConnectInfo<SocketAddr>`.

@@ -90,7 +90,9 @@ scenario('a worker converting on Vulkan streams an upscaled picture', { timeout:
   }
 
   await sleep(1200); // the worker exports its counters once a second
-  const metrics = await (await fetch(`http://${http}/metrics`)).text();
+  const metricsAddr = / metrics=(\S+)/.exec(worker.output)?.[1];
+  assert.ok(metricsAddr, 'the worker logs its metrics address');
+  const metrics = await (await fetch(`http://${metricsAddr}/metrics`)).text();
   const converted = /retrofarm_gpu_frames_converted_total\{gpu="(\d+)"\} (\d+)/.exec(metrics);
   assert.ok(converted && Number(converted[2]) > 0, 'frames are counted as converted on the GPU');
   assert.match(metrics, new RegExp(`retrofarm_gpu_info\\{device="llvmpipe[^"]*",gpu="${converted[1]}"\\} 1`));

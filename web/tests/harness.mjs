@@ -152,6 +152,7 @@ export async function startCluster({ workers = [{ id: 'w1', zone: 'eu' }], coord
   const coordinatorArgv = [
       'run',
       '--http-listen', `127.0.0.1:${httpPort}`,
+      '--metrics-listen', '127.0.0.1:0',
       '--quic-listen', `127.0.0.1:${quicPort}`,
       '--pki-dir', pki,
       '--web-root', WEB_ROOT,
@@ -179,6 +180,7 @@ export async function startCluster({ workers = [{ id: 'w1', zone: 'eu' }], coord
           '--coordinator', cluster.quic,
           '--pki-dir', pki,
           '--http-listen', '127.0.0.1:0',
+          '--metrics-listen', '127.0.0.1:0',
           '--rtc-listen', '127.0.0.1:0',
           '--games-dir', GAMES_DIR,
           '--skip-repeated-frames', String(skipRepeatedFrames),

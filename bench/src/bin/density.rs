@@ -168,7 +168,7 @@ impl Snapshot {
         let pid = cluster.worker.pid();
         Ok(Self {
             at: Instant::now(),
-            metrics: prom::fetch(cluster.worker_http)?,
+            metrics: prom::fetch(cluster.worker_metrics)?,
             worker_cpu: sysstat::cpu(pid).context("worker is gone")?,
             children: sysstat::children(pid).into_iter().filter_map(|c| Some((c, sysstat::cpu(c)?))).collect(),
             self_cpu: sysstat::self_cpu(),
@@ -372,7 +372,7 @@ async fn worker_ramp(plan: &Plan, rom: &std::path::Path) -> Result<(Vec<Step>, u
         }
     }
     let cluster = Cluster::start(games_dir.path(), &extra)?;
-    println!("worker pid {}, metrics on http://{}/metrics", cluster.worker.pid(), cluster.worker_http);
+    println!("worker pid {}, metrics on http://{}/metrics", cluster.worker.pid(), cluster.worker_metrics);
     print_worker_header();
     let mut viewers: Vec<Viewer> = vec![];
     let mut steps = vec![];
@@ -403,7 +403,7 @@ async fn worker_ramp(plan: &Plan, rom: &std::path::Path) -> Result<(Vec<Step>, u
         }
         held = n;
     }
-    let scrape = prom::fetch(cluster.worker_http)?;
+    let scrape = prom::fetch(cluster.worker_metrics)?;
     let gpu_frames = scrape.sum("retrofarm_gpu_frames_converted_total", &[]);
     if gpu_frames > 0.0 {
         let batches = scrape.sum("retrofarm_gpu_batches_total", &[]);
