@@ -382,6 +382,14 @@ impl Driver {
         for rtt in samples.rtt {
             m.peer_rtt.observe(rtt.as_secs_f64());
         }
+        for r in samples.viewer_reports {
+            let secs = f64::from(r.ms) / 1000.0;
+            m.viewer_frames.inc_by(u64::from(r.frames));
+            m.viewer_seconds.inc_by(secs);
+            m.viewer_freezes.inc_by(u64::from(r.freezes));
+            m.viewer_freeze_seconds.inc_by(f64::from(r.freeze_ms) / 1000.0);
+            m.viewer_fps.observe(f64::from(r.frames) / secs);
+        }
         wake
     }
 
@@ -555,6 +563,8 @@ impl Driver {
         m.video_rate_changes.with_label_values(&["down"]).inc_by(c.rate_decreases.saturating_sub(prev.rate_decreases));
         m.video_rate_changes.with_label_values(&["up"]).inc_by(c.rate_increases.saturating_sub(prev.rate_increases));
         m.keyframes_deferred.inc_by(c.keyframes_deferred.saturating_sub(prev.keyframes_deferred));
+        m.peer_packets_sent.inc_by(c.packets_sent.saturating_sub(prev.packets_sent));
+        m.peer_packets_lost.inc_by(c.packets_lost.saturating_sub(prev.packets_lost));
         m.peer_loss.set(c.peer_loss);
         m.rooms.set(c.rooms as i64);
         m.viewers.set(c.viewers as i64);

@@ -234,6 +234,23 @@ pub struct Counters {
     pub rate_increases: u64,
     /// Keyframe requests held back to the interval's end (a PLI burst).
     pub keyframes_deferred: u64,
+    /// RTP packets sent to viewers, retransmissions included (str0m's egress stats).
+    pub packets_sent: u64,
+    /// Packets the viewers reported lost (RTCP receiver reports, cumulative).
+    pub packets_lost: u64,
+}
+
+/// What a viewer's page measured of its stream ([`GameCommand::Report`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ViewerReport {
+    /// Video frames decoded.
+    pub frames: u32,
+    /// Over this many milliseconds.
+    pub ms: u32,
+    /// Freezes.
+    pub freezes: u32,
+    /// Their total length in milliseconds.
+    pub freeze_ms: u32,
 }
 
 /// Measurements that come one by one, for the driver's histograms.
@@ -244,6 +261,8 @@ pub struct Samples {
     /// Emulated-at stamps (CLOCK_MONOTONIC ns) of video frames written to peers since the
     /// last call: they leave with the transmits the driver sends next.
     pub sent_emulated_ns: Vec<u64>,
+    /// What viewers' pages measured.
+    pub viewer_reports: Vec<ViewerReport>,
 }
 
 /// One browser session on this worker.
@@ -254,6 +273,8 @@ struct Session {
     source: Option<SocketAddr>,
     /// The bandwidth estimate of its link (str0m's TWCC estimator), once there is one.
     estimate: Option<u64>,
+    /// Per media line, the cumulative packets sent and lost at the last egress stats.
+    egress: HashMap<str0m::media::Mid, (u64, u64)>,
 }
 
 /// Something learned while polling a peer, acted on afterwards.
@@ -545,7 +566,7 @@ impl Engine {
             info!(room = %joined.room, "a player came back to the waiting room");
         }
         info!(%session, room = %joined.room, game = %joined.game, port, created = joined.created, "session started");
-        self.sessions.insert(session.clone(), Session { peer, source: None, estimate: None });
+        self.sessions.insert(session.clone(), Session { peer, source: None, estimate: None, egress: HashMap::new() });
         self.polls.touch(&session);
         self.send(WorkerMsg::SessionStarted { session: session.clone(), room: joined.room, game: joined.game, port });
         self.send(WorkerMsg::Offer { session: session.clone(), sdp });
@@ -853,6 +874,12 @@ impl Engine {
                             Ok(pad) => actions.push(Action::Input(id.clone(), pad)),
                             Err(e) => debug!(session = %id, error = %e, "ignoring bad input packet"),
                         },
+                        Event::MediaEgressStats(st) => {
+                            let lost = st.remote.as_ref().map_or(0, |r| r.packets_lost);
+                            let (sent0, lost0) = s.egress.insert(st.mid, (st.packets, lost)).unwrap_or((0, 0));
+                            self.counters.packets_sent += st.packets.saturating_sub(sent0);
+                            self.counters.packets_lost += lost.saturating_sub(lost0);
+                        }
                         Event::PeerStats(st) => {
                             if let Some(rtt) = st.rtt {
                                 self.samples.rtt.push(rtt);
@@ -958,6 +985,11 @@ impl Engine {
             }
             Action::Game(id, bytes) => {
                 let entry = match GameCommand::decode(&bytes) {
+                    Ok(GameCommand::Report { frames, ms, freezes, freeze_ms }) => {
+                        // Measurements, not a command: counted, never answered or queued.
+                        let report = ViewerReport { frames, ms, freezes, freeze_ms };
+                        return self.samples.viewer_reports.push(report);
+                    }
                     Err(e) => {
                         Err(GameReply::Failed { command: "unknown".into(), message: format!("bad command: {e}") })
                     }

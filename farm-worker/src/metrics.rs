@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    exponential_buckets, Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -45,6 +45,20 @@ pub struct Metrics {
     pub peer_rtt: Histogram,
     /// Mean fraction of packets the peers lost (RTCP).
     pub peer_loss: Gauge,
+    /// RTP packets sent to viewers.
+    pub peer_packets_sent: IntCounter,
+    /// Packets viewers reported lost (RTCP receiver reports).
+    pub peer_packets_lost: IntCounter,
+    /// Video frames the viewers' browsers decoded, as their pages report.
+    pub viewer_frames: IntCounter,
+    /// Seconds of viewing those reports cover.
+    pub viewer_seconds: prometheus::Counter,
+    /// Freezes the viewers' browsers counted.
+    pub viewer_freezes: IntCounter,
+    /// Their total length in seconds.
+    pub viewer_freeze_seconds: prometheus::Counter,
+    /// Frames per second each viewer received, one observation per report.
+    pub viewer_fps: Histogram,
     /// Emulator processes that died.
     pub emulator_crashes: IntCounter,
     /// Congestion control's bitrate changes, by direction.
@@ -73,14 +87,24 @@ pub struct Metrics {
     pub nvenc_zero_copy: IntCounter,
 }
 
-fn h(name: &str, help: &str, buckets: Vec<f64>) -> HistogramOpts {
-    HistogramOpts::new(name, help).buckets(buckets)
+fn h(name: &str, help: &str, buckets: &[f64]) -> HistogramOpts {
+    HistogramOpts::new(name, help).buckets(buckets.to_vec())
 }
+
+/// Edges of the frame-latency histograms (seconds): fine up to one frame at 60 fps (16.7 ms,
+/// the budget), with an edge at every threshold the alerts use (encode p99 above 8 ms), so
+/// that `histogram_quantile` is exact where it matters.
+pub const LATENCY_BUCKETS: [f64; 18] =
+    [0.0005, 0.001, 0.002, 0.004, 0.006, 0.008, 0.010, 0.0125, 0.0167, 0.025, 0.0333, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0];
+/// Edges of the round-trip-time histogram (seconds), with one at the viewer-RTT alert's 100 ms.
+pub const RTT_BUCKETS: [f64; 13] = [0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0];
+/// Edges of the viewers' received frame rate (frames per second): 60 is smooth, 30 a halved
+/// stream (a slow link's frame-rate step), below 25 visibly choppy.
+pub const FPS_BUCKETS: [f64; 10] = [5.0, 15.0, 25.0, 30.0, 40.0, 50.0, 55.0, 58.0, 59.5, 61.0];
 
 impl Metrics {
     fn new() -> Self {
         let registry = Registry::new();
-        let ms = exponential_buckets(0.0001, 2.0, 16).expect("valid buckets"); // 100 µs … 3.3 s
         let m = Self {
             frames_emulated: IntCounterVec::new(
                 Opts::new("retrofarm_frames_emulated_total", "Frames produced by the emulators."),
@@ -114,13 +138,13 @@ impl Metrics {
                 h(
                     "retrofarm_stage_latency_seconds",
                     "Time from a frame being emulated to reaching a stage (converted, encoded, sent).",
-                    ms.clone(),
+                    &LATENCY_BUCKETS,
                 ),
                 &["stage"],
             )
             .unwrap(),
             encode_duration: HistogramVec::new(
-                h("retrofarm_encode_duration_seconds", "Encoder time per video frame.", ms.clone()),
+                h("retrofarm_encode_duration_seconds", "Encoder time per video frame.", &LATENCY_BUCKETS),
                 &["encoder"],
             )
             .unwrap(),
@@ -145,11 +169,47 @@ impl Metrics {
             peer_rtt: Histogram::with_opts(h(
                 "retrofarm_peer_rtt_seconds",
                 "Round-trip time to viewers from RTCP.",
-                ms,
+                &RTT_BUCKETS,
             ))
             .unwrap(),
             peer_loss: Gauge::new("retrofarm_peer_loss_ratio", "Mean fraction of packets lost by viewers, from RTCP.")
                 .unwrap(),
+            peer_packets_sent: IntCounter::new(
+                "retrofarm_peer_packets_sent_total",
+                "RTP packets sent to viewers, retransmissions included.",
+            )
+            .unwrap(),
+            peer_packets_lost: IntCounter::new(
+                "retrofarm_peer_packets_lost_total",
+                "Packets viewers reported lost in their RTCP receiver reports.",
+            )
+            .unwrap(),
+            viewer_frames: IntCounter::new(
+                "retrofarm_viewer_frames_decoded_total",
+                "Video frames the viewers' browsers decoded, as their pages report every few seconds.",
+            )
+            .unwrap(),
+            viewer_seconds: prometheus::Counter::new(
+                "retrofarm_viewer_report_seconds_total",
+                "Seconds of viewing the pages' reports cover (divide frames by it for the received fps).",
+            )
+            .unwrap(),
+            viewer_freezes: IntCounter::new(
+                "retrofarm_viewer_freezes_total",
+                "Video freezes the viewers' browsers counted (WebRTC freezeCount).",
+            )
+            .unwrap(),
+            viewer_freeze_seconds: prometheus::Counter::new(
+                "retrofarm_viewer_freeze_seconds_total",
+                "Total length of those freezes.",
+            )
+            .unwrap(),
+            viewer_fps: Histogram::with_opts(h(
+                "retrofarm_viewer_fps",
+                "Frames per second a viewer's browser decoded, one observation per page report.",
+                &FPS_BUCKETS,
+            ))
+            .unwrap(),
             emulator_crashes: IntCounter::new("retrofarm_emulator_crashes_total", "Emulator processes that died.")
                 .unwrap(),
             video_rate_changes: IntCounterVec::new(
@@ -245,6 +305,13 @@ impl Metrics {
         r.register(Box::new(m.sent_bytes.clone())).unwrap();
         r.register(Box::new(m.peer_rtt.clone())).unwrap();
         r.register(Box::new(m.peer_loss.clone())).unwrap();
+        r.register(Box::new(m.peer_packets_sent.clone())).unwrap();
+        r.register(Box::new(m.peer_packets_lost.clone())).unwrap();
+        r.register(Box::new(m.viewer_frames.clone())).unwrap();
+        r.register(Box::new(m.viewer_seconds.clone())).unwrap();
+        r.register(Box::new(m.viewer_freezes.clone())).unwrap();
+        r.register(Box::new(m.viewer_freeze_seconds.clone())).unwrap();
+        r.register(Box::new(m.viewer_fps.clone())).unwrap();
         r.register(Box::new(m.emulator_crashes.clone())).unwrap();
         r.register(Box::new(m.video_rate_changes.clone())).unwrap();
         r.register(Box::new(m.keyframes_deferred.clone())).unwrap();
@@ -324,6 +391,13 @@ mod tests {
             "retrofarm_sent_bytes_total",
             "retrofarm_peer_rtt_seconds_bucket",
             "retrofarm_peer_loss_ratio",
+            "retrofarm_peer_packets_sent_total",
+            "retrofarm_peer_packets_lost_total",
+            "retrofarm_viewer_frames_decoded_total",
+            "retrofarm_viewer_report_seconds_total",
+            "retrofarm_viewer_freezes_total",
+            "retrofarm_viewer_freeze_seconds_total",
+            "retrofarm_viewer_fps_bucket",
             "retrofarm_emulator_crashes_total",
             "retrofarm_video_rate_changes_total",
             "retrofarm_keyframes_deferred_total",
@@ -332,5 +406,22 @@ mod tests {
             assert!(text.contains(name), "{name} missing");
         }
         assert!(!text.contains("room=") && !text.contains("session="));
+    }
+
+    #[test]
+    fn bucket_edges_sit_on_the_frame_budget_and_the_alert_thresholds() {
+        // One frame at 60 fps, and the encode-time alert (p99 above 8 ms).
+        for edge in [0.0167, 0.008] {
+            assert!(LATENCY_BUCKETS.contains(&edge), "{edge} s is not a latency bucket edge");
+        }
+        // The viewer round-trip alert (p50 above 100 ms).
+        assert!(RTT_BUCKETS.contains(&0.1));
+        // A full-rate and a halved stream.
+        assert!(FPS_BUCKETS.contains(&30.0) && FPS_BUCKETS.iter().any(|e| (59.0..61.0).contains(e)));
+        for b in [&LATENCY_BUCKETS[..], &RTT_BUCKETS[..], &FPS_BUCKETS[..]] {
+            assert!(b.windows(2).all(|w| w[0] < w[1]), "edges must increase: {b:?}");
+        }
+        let alerts = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../monitoring/alerts.yml")).unwrap();
+        assert!(alerts.contains("> 0.008") && alerts.contains("> 0.1"), "the alert thresholds moved: update the buckets");
     }
 }

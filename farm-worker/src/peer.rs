@@ -92,6 +92,9 @@ impl std::fmt::Debug for Peer {
     }
 }
 
+/// How often str0m reports a peer's statistics.
+const STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Peer {
     /// Creates a peer whose host candidates are `candidates` and returns it with its SDP offer.
     /// With congestion control on, its bandwidth estimator (transport-wide congestion control
@@ -104,7 +107,10 @@ impl Peer {
             .enable_h264(true)
             .enable_vp8(true)
             .enable_opus(true, false)
-            .set_extension(PLAYOUT_DELAY_ID, Extension::PlayoutDelay);
+            .set_extension(PLAYOUT_DELAY_ID, Extension::PlayoutDelay)
+            // Once a second: the viewer's round trip and loss (RTCP) for congestion control
+            // and the metrics, and the packets sent and lost.
+            .set_stats_interval(Some(STATS_INTERVAL));
         if rate.enabled {
             builder = builder.enable_bwe(Some(Bitrate::bps(u64::from(rate.initial_estimate_bps))));
         }

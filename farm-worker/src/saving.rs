@@ -36,8 +36,9 @@ pub async fn command(store: Option<&SaveStore>, room: RoomGame, command: GameCom
         (GameCommand::Reset, _) => {
             blocking(room.emulator.clone(), |e| e.reset(EMULATOR_TIMEOUT)).await.map(|()| GameReply::Reset)
         }
-        // The engine switches ports itself; it never hands this here.
+        // The engine switches ports and counts reports itself; it never hands these here.
         (GameCommand::Port { .. }, _) => Err("ports are switched by the worker's engine".to_string()),
+        (GameCommand::Report { .. }, _) => Err("reports are counted by the worker's engine".to_string()),
         (_, None) => Err("this server keeps no saves".to_string()),
         (GameCommand::Save { user, slot }, Some(store)) => {
             let key = SaveKey::Slot { user, game: room.game.clone(), slot };

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use farm_worker::congestion::RateConfig;
-use farm_worker::engine::{Engine, EngineConfig, Input, Media, Output, RoomStart};
+use farm_worker::engine::{Engine, EngineConfig, Input, Media, Output, RoomStart, ViewerReport};
 use farm_worker::library::{default_cores, Library};
 use farm_worker::link::Status;
 use retrofarm_media::{
@@ -758,6 +758,37 @@ fn game_commands_travel_on_the_control_channel_and_are_answered_there() {
     w.drain();
     w.run_until(Duration::from_secs(1), |w| w.browsers[&s].replies.len() == 3);
     assert!(w.ended(&s).is_empty());
+}
+
+#[test]
+fn viewers_report_what_they_received_and_their_losses_are_counted() {
+    let mut w = World::new(4);
+    let s = sid(1);
+    w.join(&s, None, 1);
+    w.run_until(Duration::from_secs(2), |w| w.browsers[&s].control.is_some());
+    let mut src = Source::new(w.room());
+    src.play(&mut w, 180);
+    // str0m's egress stats (once a second) count the packets sent; the link loses none.
+    let c = w.engine.counters();
+    assert!(c.packets_sent > 100, "packets sent: {}", c.packets_sent);
+    assert_eq!(c.packets_lost, 0);
+
+    // A page's report is counted, never answered, and does not wait behind a command.
+    let save = GameCommand::Save { user: "player-0001".into(), slot: 1 };
+    w.send_control(&s, &save.encode());
+    let report = GameCommand::Report { frames: 290, ms: 5000, freezes: 1, freeze_ms: 120 };
+    w.send_control(&s, &report.encode());
+    w.send_control(&s, r#"{"t":"report","p":{"frames":99999,"ms":5000,"freezes":0,"freeze_ms":0}}"#);
+    w.run_for(Duration::from_millis(200));
+    let samples = w.engine.take_samples();
+    assert_eq!(samples.viewer_reports, vec![ViewerReport { frames: 290, ms: 5000, freezes: 1, freeze_ms: 120 }]);
+    assert_eq!(w.games.len(), 1, "only the save reached the driver");
+    w.engine.handle(w.now, Input::GameReply { session: s.clone(), reply: GameReply::Saved { slot: 1 } });
+    w.drain();
+    w.run_until(Duration::from_secs(1), |w| w.browsers[&s].replies.len() == 2);
+    let replies: Vec<GameReply> = w.browsers[&s].replies.iter().map(|r| GameReply::decode(r).unwrap()).collect();
+    assert_eq!(replies[0], GameReply::Saved { slot: 1 });
+    assert!(matches!(&replies[1], GameReply::Failed { command, .. } if command == "unknown"), "{replies:?}");
 }
 
 #[test]

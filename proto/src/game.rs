@@ -43,7 +43,22 @@ pub enum GameCommand {
         /// 0..=4.
         port: u8,
     },
+    /// What the viewer's page measured of the stream over the last `ms` milliseconds (its
+    /// `inbound-rtp` video stats): not answered, and not queued behind other commands.
+    Report {
+        /// Video frames decoded.
+        frames: u32,
+        /// The interval, 1..=[`MAX_REPORT_MS`].
+        ms: u32,
+        /// Freezes the browser counted (`freezeCount`).
+        freezes: u32,
+        /// Their total length (`totalFreezesDuration`), at most `ms`.
+        freeze_ms: u32,
+    },
 }
+
+/// The longest interval a [`GameCommand::Report`] may cover.
+pub const MAX_REPORT_MS: u32 = 60_000;
 
 /// One saved slot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,7 +105,7 @@ pub enum GameReply {
     },
 }
 
-const COMMAND_TYPES: &[&str] = &["save", "load", "slots", "reset", "port"];
+const COMMAND_TYPES: &[&str] = &["save", "load", "slots", "reset", "port", "report"];
 const REPLY_TYPES: &[&str] = &["saved", "loaded", "slots", "reset", "port", "failed"];
 
 impl GameCommand {
@@ -102,6 +117,7 @@ impl GameCommand {
             GameCommand::Slots { .. } => "slots",
             GameCommand::Reset => "reset",
             GameCommand::Port { .. } => "port",
+            GameCommand::Report { .. } => "report",
         }
     }
 
@@ -126,6 +142,19 @@ impl GameCommand {
                 return Err(DecodeError::Malformed(format!("port {port} is not in 0..={}", crate::browser::MAX_PORT)));
             }
             GameCommand::Port { .. } => {}
+            GameCommand::Report { frames, ms, freezes, freeze_ms } => {
+                // At most 500 fps, and freezes of at least one frame each: anything else is not
+                // a browser's measurement.
+                let plausible = (1..=MAX_REPORT_MS).contains(ms)
+                    && *frames <= ms / 2
+                    && *freeze_ms <= *ms
+                    && *freezes <= ms / 16 + 1;
+                if !plausible {
+                    return Err(DecodeError::Malformed(format!(
+                        "report of {frames} frames, {freezes} freezes ({freeze_ms} ms) in {ms} ms is not plausible"
+                    )));
+                }
+            }
         }
         Ok(cmd)
     }
@@ -173,6 +202,7 @@ mod tests {
             GameCommand::Reset,
             GameCommand::Port { port: 0 },
             GameCommand::Port { port: 4 },
+            GameCommand::Report { frames: 300, ms: 5000, freezes: 1, freeze_ms: 180 },
         ] {
             assert_eq!(GameCommand::decode(cmd.encode().as_bytes()).unwrap(), cmd);
         }
@@ -191,7 +221,11 @@ mod tests {
 
     #[test]
     fn bad_commands_are_refused_with_the_reason() {
-        let cases: [(&[u8], &str); 9] = [
+        let cases: [(&[u8], &str); 13] = [
+            (br#"{"t":"report","p":{"frames":1,"ms":0,"freezes":0,"freeze_ms":0}}"#, "not plausible"),
+            (br#"{"t":"report","p":{"frames":5000,"ms":5000,"freezes":0,"freeze_ms":0}}"#, "not plausible"),
+            (br#"{"t":"report","p":{"frames":300,"ms":5000,"freezes":1,"freeze_ms":6000}}"#, "not plausible"),
+            (br#"{"t":"report","p":{"frames":300,"ms":5000,"freezes":-1,"freeze_ms":0}}"#, "invalid value"),
             (br#"{"t":"port","p":{"port":5}}"#, "port 5"),
             (br#"{"t":"save","p":{"user":"u-12345678","slot":0}}"#, "slot 0"),
             (br#"{"t":"load","p":{"user":"u-12345678","slot":5}}"#, "slot 5"),

@@ -5,7 +5,7 @@ import { Signaling, signalingUrl, FROM_SERVER, TO_SERVER } from './signaling.js'
 import { measureLatency } from './latency.js';
 import { GamePeer, sdpCodecs } from './rtc.js';
 import { PadInput, KEYMAP } from './input.js';
-import { StatsSampler, emptyStats } from './stats.js';
+import { REPORT_INTERVAL_MS, StatsSampler, emptyStats, viewerReport } from './stats.js';
 import { describeError, COMMAND_ERRORS } from './errors.js';
 import { GameControl, SLOTS, formatSavedAt, playerId } from './saves.js';
 
@@ -72,8 +72,17 @@ let signaling = null;
 let peer = null;
 let iceServers = [];
 
+/** The sample the last `report` to the game server went up to. */
+let reported = null;
+
 const stats = new StatsSampler($('stats-list'), (s) => {
   window.retrofarm.stats = s;
+  // What this player received, for the operators' dashboards (frames per second, freezes).
+  if (!reported || s.framesDecoded < reported.framesDecoded) reported = s;
+  else if (s.at - reported.at >= REPORT_INTERVAL_MS) {
+    const r = viewerReport(reported, s);
+    if (r && control.report(r)) reported = s;
+  }
 });
 
 const control = new GameControl({

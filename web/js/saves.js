@@ -152,6 +152,20 @@ export class GameControl {
     return this.send('reset');
   }
 
+  /**
+   * Sends a `report` (what the page received) at once: it is not answered, so it neither waits
+   * in the queue nor holds it up. Returns false when the channel is not open.
+   */
+  report(payload) {
+    if (!this.ready) return false;
+    try {
+      this.channel.send(JSON.stringify({ t: 'report', p: payload }));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   /** Queues a command (`payload` undefined for `reset`); resolves with its reply. */
   send(t, payload) {
     const msg = payload === undefined ? { t } : { t, p: payload };

@@ -20,6 +20,30 @@ export function emptyStats() {
     audioLevel: null,
     bytesReceived: 0,
     packetsLost: 0,
+    freezes: 0,
+    freezeMs: 0,
+  };
+}
+
+/** How often the page tells the game server what it received (a `report` on `control`). */
+export const REPORT_INTERVAL_MS = 5000;
+
+/**
+ * The `report` game command for what was decoded between samples `from` and `to`: frames,
+ * milliseconds, freezes and their length, within the bounds the server accepts
+ * (docs/protocol.md); null when there is nothing to report (no interval, a restarted stream).
+ */
+export function viewerReport(from, to) {
+  const ms = Math.round(to.at - from.at);
+  const frames = to.framesDecoded - from.framesDecoded;
+  const freezes = to.freezes - from.freezes;
+  const freezeMs = Math.round(to.freezeMs - from.freezeMs);
+  if (!(from.at > 0) || ms < 1 || ms > 60_000 || frames < 0 || freezes < 0 || freezeMs < 0) return null;
+  return {
+    frames: Math.min(frames, Math.floor(ms / 2)),
+    ms,
+    freezes: Math.min(freezes, Math.floor(ms / 16) + 1),
+    freeze_ms: Math.min(freezeMs, ms),
   };
 }
 
@@ -36,6 +60,8 @@ export function summarize(report, prev, now = performance.now()) {
     if (r.type === 'inbound-rtp' && r.kind === 'video') {
       s.framesDecoded = r.framesDecoded ?? 0;
       s.framesDropped = r.framesDropped ?? 0;
+      s.freezes = r.freezeCount ?? 0;
+      s.freezeMs = (r.totalFreezesDuration ?? 0) * 1000;
       s.width = r.frameWidth ?? 0;
       s.height = r.frameHeight ?? 0;
       s.fps = r.framesPerSecond ?? null;

@@ -219,3 +219,30 @@ scenario('?codec=vp8 streams VP8, and an H264 viewer in the same room plays too'
     await context.close();
   }
 });
+
+scenario('the page reports what it decoded, and the worker exports it', async () => {
+  const { page, context } = await openPage(browser, `${cluster.url}/`, { name: 'reporting player' });
+  try {
+    const metricsAddr = / metrics=(\S+)/.exec(cluster.workers.get('w1').output)?.[1];
+    assert.ok(metricsAddr, 'the worker logs its metrics address');
+    const read = async () => {
+      const text = await (await fetch(`http://${metricsAddr}/metrics`)).text();
+      const value = (name) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+      return { frames: value('retrofarm_viewer_frames_decoded_total'), secs: value('retrofarm_viewer_report_seconds_total') };
+    };
+    const before = await read();
+    await page.getByRole('button', { name: new RegExp(GAME) }).click();
+    await waitForMedia(page, { frames: 30, startedAt: Date.now(), who: 'reporting player' });
+    // The first report goes out 5 s after the first stats sample.
+    await page.waitForTimeout(7000);
+    const after = await read();
+    const secs = after.secs - before.secs;
+    const fps = (after.frames - before.frames) / secs;
+    assert.ok(secs >= 4, `the worker counted ${secs} s of reports`);
+    // The page decodes every frame the homebrew game sends (about 60 fps, repeats included
+    // in this cluster); a floor, not a timing assertion.
+    assert.ok(fps >= 20, `reported ${fps.toFixed(1)} fps`);
+  } finally {
+    await context.close();
+  }
+});

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { BUTTON, GAMEPAD_BUTTONS, KEYMAP, encodeInput, readGamepad } from '../js/input.js';
-import { summarize } from '../js/stats.js';
+import { summarize, viewerReport } from '../js/stats.js';
 import { iceTransportPolicy, preferredVideoCodecs, sdpCodecs } from '../js/rtc.js';
 import { describeError, ERRORS, COMMAND_ERRORS } from '../js/errors.js';
 import { signalingUrl } from '../js/signaling.js';
@@ -72,6 +72,22 @@ test('stats summary: codec, frames, audio packets, rates, RTT', () => {
   assert.equal(s.audioPackets, 50);
   assert.equal(s.rttMs, 4);
   assert.equal(s.width, 256);
+});
+
+test('the page reports frames and freezes between two samples, within the bounds the server accepts', () => {
+  const at = (t, framesDecoded, freezes, freezeMs) => ({ at: t, framesDecoded, freezes, freezeMs });
+  assert.deepEqual(viewerReport(at(1000, 100, 0, 0), at(6000, 400, 2, 250.4)), {
+    frames: 300,
+    ms: 5000,
+    freezes: 2,
+    freeze_ms: 250,
+  });
+  // Nothing to report: no earlier sample, no time, a restarted stream (counters went back).
+  assert.equal(viewerReport(at(0, 0, 0, 0), at(5000, 10, 0, 0)), null);
+  assert.equal(viewerReport(at(1000, 0, 0, 0), at(1000, 10, 0, 0)), null);
+  assert.equal(viewerReport(at(1000, 500, 0, 0), at(6000, 20, 0, 0)), null);
+  // Clamped to what a browser can measure (the server refuses the rest).
+  assert.deepEqual(viewerReport(at(1000, 0, 0, 0), at(2000, 9000, 0, 5000)), { frames: 500, ms: 1000, freezes: 0, freeze_ms: 1000 });
 });
 
 test('codec preference keeps only the wanted codec and rtx', () => {
