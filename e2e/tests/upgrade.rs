@@ -36,10 +36,8 @@ async fn sigterm_drains_the_worker_and_the_game_resumes_on_the_next_one() {
     let notifications = listen(UnixDatagram::bind(&notify_path).unwrap());
     let mut opts = WorkerOpts::new("w1", "local", &pki);
     opts.extra = vec!["--drain-secs".into(), "3".into()];
-    opts.env = vec![
-        ("NOTIFY_SOCKET".into(), notify_path.display().to_string()),
-        ("WATCHDOG_USEC".into(), "400000".into()),
-    ];
+    opts.env =
+        vec![("NOTIFY_SOCKET".into(), notify_path.display().to_string()), ("WATCHDOG_USEC".into(), "400000".into())];
     let mut w1 = procs::worker(dir.path(), addrs, &opts).unwrap();
     w1.wait_log("registered with the coordinator", Duration::from_secs(20)).unwrap();
     let mut player = Player::join(addrs, None, 1).await;

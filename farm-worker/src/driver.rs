@@ -228,7 +228,10 @@ impl Driver {
         if until.is_none() {
             let rooms = self.engine.room_count();
             info!(rooms, wait = ?wait, "stopping: no new rooms; running games may go on for the drain time");
-            retrofarm_link::systemd::notify(&format!("STOPPING=1\nSTATUS=draining: {rooms} rooms, up to {} s", wait.as_secs()));
+            retrofarm_link::systemd::notify(&format!(
+                "STOPPING=1\nSTATUS=draining: {rooms} rooms, up to {} s",
+                wait.as_secs()
+            ));
             self.engine.handle(Instant::now(), Input::Drain);
         } else {
             info!("stopping now");
@@ -249,12 +252,13 @@ impl Driver {
         if saves > 0 {
             info!(rooms = saves, "saving the closing rooms");
         }
-        let waited = tokio::time::timeout(SHUTDOWN_SAVES, async {
-            while self.closing.join_next().await.is_some() {}
-        })
-        .await;
+        let waited =
+            tokio::time::timeout(SHUTDOWN_SAVES, async { while self.closing.join_next().await.is_some() {} }).await;
         if waited.is_err() {
-            warn!(left = self.closing.len(), "closing rooms' saves did not finish in {SHUTDOWN_SAVES:?}: the last autosave of those rooms remains");
+            warn!(
+                left = self.closing.len(),
+                "closing rooms' saves did not finish in {SHUTDOWN_SAVES:?}: the last autosave of those rooms remains"
+            );
         }
         info!("worker stopped");
     }

@@ -5,8 +5,8 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// The label value for frames handled without a GPU.
@@ -94,8 +94,10 @@ fn h(name: &str, help: &str, buckets: &[f64]) -> HistogramOpts {
 /// Edges of the frame-latency histograms (seconds): fine up to one frame at 60 fps (16.7 ms,
 /// the budget), with an edge at every threshold the alerts use (encode p99 above 8 ms), so
 /// that `histogram_quantile` is exact where it matters.
-pub const LATENCY_BUCKETS: [f64; 18] =
-    [0.0005, 0.001, 0.002, 0.004, 0.006, 0.008, 0.010, 0.0125, 0.0167, 0.025, 0.0333, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0];
+pub const LATENCY_BUCKETS: [f64; 18] = [
+    0.0005, 0.001, 0.002, 0.004, 0.006, 0.008, 0.010, 0.0125, 0.0167, 0.025, 0.0333, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5,
+    1.0,
+];
 /// Edges of the round-trip-time histogram (seconds), with one at the viewer-RTT alert's 100 ms.
 pub const RTT_BUCKETS: [f64; 13] = [0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0];
 /// Edges of the viewers' received frame rate (frames per second): 60 is smooth, 30 a halved
@@ -422,6 +424,9 @@ mod tests {
             assert!(b.windows(2).all(|w| w[0] < w[1]), "edges must increase: {b:?}");
         }
         let alerts = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../monitoring/alerts.yml")).unwrap();
-        assert!(alerts.contains("> 0.008") && alerts.contains("> 0.1"), "the alert thresholds moved: update the buckets");
+        assert!(
+            alerts.contains("> 0.008") && alerts.contains("> 0.1"),
+            "the alert thresholds moved: update the buckets"
+        );
     }
 }

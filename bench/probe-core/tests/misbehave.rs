@@ -74,8 +74,7 @@ fn a_misbehaving_core_loses_only_its_own_room_and_cannot_escape() {
     let misbehave = |kind: &str, target: Option<String>| {
         format!("retrofarm-probe misbehave {kind}{}", target.map(|t| format!(" target {t}")).unwrap_or_default())
     };
-    let mut healthy =
-        vec![room(base.path(), "healthy-1", "a game", mode), room(base.path(), "healthy-2", "a game", mode)];
+    let mut healthy = [room(base.path(), "healthy-1", "a game", mode), room(base.path(), "healthy-2", "a game", mode)];
     // Rooms that must end.
     let mut fatal = vec![
         room(base.path(), "crash", &misbehave("crash", None), mode),
