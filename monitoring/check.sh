@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Offline checks of retrofarm's monitoring: alert rules, their unit tests, the Grafana dashboards
+# Offline checks of retrofarm's monitoring: alert rules, their unit tests and runbooks, the Grafana dashboards
 # (Grafana's JSON schema plus this project's rules) and every dashboard query (PromQL syntax, and
 # data from a synthetic scrape shaped like the real exporters, evaluated by promtool and by a
-# real Prometheus on loopback through queries.py). No Grafana or retrofarm process is needed. Installs promtool (Debian's `prometheus`) and python3-jsonschema when missing.
+# real Prometheus on loopback through queries.py), and alert delivery (a real Prometheus and
+# Alertmanager, configured by the monitoring role's templates, notifying a webhook and an SMTP
+# sink on loopback). No Grafana or retrofarm process is needed. Installs promtool (Debian's
+# `prometheus`), prometheus-alertmanager, ansible and python3-jsonschema when missing.
 #
 #   monitoring/check.sh
 #
@@ -27,6 +30,15 @@ apt_install() {
 
 if ! command -v promtool >/dev/null 2>&1; then
     apt_install prometheus || { echo "check: cannot install promtool" >&2; exit 1; }
+fi
+# The alert delivery test: a real Alertmanager, its configuration rendered by Ansible.
+need=()
+command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+# Debian's full `ansible` (ansible-core and the collections): ansible/test.sh, which runs later,
+# needs its community.general and only installs it when ansible-playbook is missing.
+command -v ansible-playbook >/dev/null 2>&1 || need+=(ansible)
+if [ "${#need[@]}" -gt 0 ]; then
+    apt_install "${need[@]}" || { echo "check: cannot install ${need[*]}" >&2; exit 1; }
 fi
 
 # A python3 with jsonschema and PyYAML: the one on PATH, else Debian's.
@@ -65,6 +77,7 @@ step() {
 
 step "promtool check rules alerts.yml" promtool check rules alerts.yml
 step "promtool test rules tests/*_test.yml" promtool test rules tests/*_test.yml
+step "every alert: runbook_url to a runbook in docs/runbooks/, a test that fires it" "$py" check_runbooks.py
 step "dashboards match dashboards/build.py" "$py" dashboards/build.py --check
 step "dashboards against Grafana's schema" "$py" validate_dashboards.py
 step "dashboard and alert queries: PromQL syntax" \
@@ -73,6 +86,8 @@ step "dashboard and alert queries: data from tests/series.yml" \
     bash -c '"$0" queries.py promtool-test tests/series.yml "$1/queries_test.yml" && promtool test rules "$1/queries_test.yml"' "$py" "$work"
 step "queries.py run against a real Prometheus (loopback, static exporter)" \
     "$py" tests/live_selftest.py
+step "alerts reach someone: Prometheus -> Alertmanager (the role's config) -> webhook and e-mail" \
+    "$py" tests/alert_delivery.py
 
 echo
 if [ "$failed" -ne 0 ]; then

@@ -20,6 +20,9 @@ if [ "$mode" != "--run" ]; then
     # Browser tests: Debian's Chromium driven by playwright-core (node and npm from Debian
     # unless the machine already has them).
     packages+=(chromium prometheus python3-yaml)
+    # The monitoring tests: node_exporter scraped next to the services (e2e/tests/monitoring.rs),
+    # Alertmanager delivering alerts (monitoring/check.sh).
+    packages+=(prometheus-node-exporter prometheus-alertmanager)
     # The TURN relay test (web/tests/edge.test.mjs) runs a real coturn on loopback.
     packages+=(coturn)
     # The GPU path's tests run on Mesa's lavapipe (Vulkan on the CPU) and need the loader.

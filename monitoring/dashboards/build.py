@@ -21,6 +21,11 @@ SCHEMA_VERSION = 42  # Grafana 13.2 (see monitoring/schema/)
 DS = {"type": "prometheus", "uid": "${datasource}"}
 ENCODE_BUDGET_S = 0.008  # same budget as the RetrofarmEncodeSlow alert
 LATE_RATIO_LIMIT = 0.01  # same limit as the RetrofarmLateFrames alert
+RTT_LIMIT_S = 0.1  # RetrofarmViewerRttHigh: a host's median viewer round trip
+LOSS_LIMIT = 0.10  # RetrofarmViewerLossHigh: a host's mean viewer packet loss
+GPU_TEMP_LIMIT_C = 85  # RetrofarmGpuHot
+# Interfaces that are not the host's own link: loopback, containers' and VMs' virtual ones.
+VIRTUAL_NICS = "lo|veth.*|docker.*|br-.*|virbr.*|cni.*|flannel.*|ifb.*"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -384,7 +389,8 @@ def overview():
                 [
                     timeseries(
                         "Round-trip time by zone",
-                        "WebRTC round-trip time between workers and browsers (RTCP), median and 95th percentile per zone.",
+                        "WebRTC round-trip time between workers and browsers (RTCP), median and 95th percentile per zone. "
+                        "Alert: a host's median above 100 ms for 10 minutes (hosts with 3 viewers or more).",
                         targets(
                             (
                                 f"histogram_quantile(0.5, sum by (le, zone) (rate(retrofarm_peer_rtt_seconds_bucket{Z}[$__rate_interval])))",
@@ -396,21 +402,26 @@ def overview():
                             ),
                         ),
                         "s",
+                        limit=RTT_LIMIT_S,
                     ),
                     timeseries(
                         "Packet loss by zone",
-                        "Fraction of packets lost on the way to browsers, weighted by each worker's viewers.",
+                        "Packets the browsers reported lost (RTCP) over packets sent to them, per zone. "
+                        "Alert: a host above 10% for 10 minutes (hosts with 3 viewers or more).",
                         targets(
                             (
-                                f"sum by (zone) (retrofarm_peer_loss_ratio{Z} * retrofarm_viewers{Z})\n/\nsum by (zone) (retrofarm_viewers{Z})",
+                                f"sum by (zone) (rate(retrofarm_peer_packets_lost_total{Z}[$__rate_interval]))\n/\n"
+                                f"sum by (zone) (rate(retrofarm_peer_packets_sent_total{Z}[$__rate_interval]))",
                                 "{{zone}}",
                             )
                         ),
                         "percentunit",
+                        limit=LOSS_LIMIT,
                     ),
                     timeseries(
                         "Placements by outcome",
-                        "Coordinator decisions on join/start requests: placed, no_capacity, unknown_room, unknown_game.",
+                        "Coordinator decisions on join/start requests: placed, no_capacity, unknown_room, unknown_game. "
+                        "Alert: no_capacity refusals going on for 5 minutes.",
                         targets(
                             (
                                 "sum by (outcome) (rate(retrofarm_coordinator_placements_total[$__rate_interval]))",
@@ -485,6 +496,8 @@ def overview():
 
 I = '{instance=~"$instance"}'
 IG = '{instance=~"$instance", gpu=~"$gpu"}'
+# node_exporter (job "node"), same `instance` as the host's worker.
+N = '{job="node", instance=~"$instance"}'
 
 
 def worker():
@@ -494,9 +507,11 @@ def worker():
     encode = lambda q: (  # noqa: E731
         f"histogram_quantile({q}, sum by (le, encoder) (rate(retrofarm_encode_duration_seconds_bucket{I}[$__rate_interval])))"
     )
+    idle = f'{{job="node", instance=~"$instance", mode="idle"}}'
+    nics = f'{{job="node", instance=~"$instance", device!~"{VIRTUAL_NICS}"}}'
     panels = layout(
         [
-            row("Host"),
+            row("Summary"),
             (
                 4,
                 [
@@ -627,12 +642,61 @@ def worker():
                     ),
                     timeseries(
                         "Packet loss and crashes",
-                        "Mean packet loss over peers, and emulator processes that crashed.",
+                        "Packets the viewers reported lost over packets sent to them (alert: above 10% for 10 "
+                        "minutes with 3 viewers or more), and emulator processes that crashed.",
                         targets(
-                            (f"retrofarm_peer_loss_ratio{I}", "loss {{instance}}"),
+                            (
+                                f"sum by (instance) (rate(retrofarm_peer_packets_lost_total{I}[$__rate_interval]))\n/\n"
+                                f"sum by (instance) (rate(retrofarm_peer_packets_sent_total{I}[$__rate_interval]))",
+                                "loss {{instance}}",
+                            ),
                             (f"increase(retrofarm_emulator_crashes_total{I}[$__rate_interval])", "crashes {{instance}}"),
                         ),
                         "short",
+                    ),
+                ],
+            ),
+            row("Host (node_exporter)"),
+            (
+                8,
+                [
+                    timeseries(
+                        "CPU busy",
+                        "Share of the host's CPU time not idle (node_cpu_seconds_total), and the share the rooms "
+                        "use by their measured cost (cores per room × rooms ÷ cores). Busy well above the rooms' "
+                        "share: something else runs on the host.",
+                        targets(
+                            (f"1 - avg by (instance) (rate(node_cpu_seconds_total{idle}[$__rate_interval]))", "busy {{instance}}"),
+                            (
+                                f"sum by (instance) (retrofarm_room_cpu_ratio{I} * retrofarm_rooms{I})\n/\n"
+                                f"count by (instance) (node_cpu_seconds_total{idle})",
+                                "rooms {{instance}}",
+                            ),
+                        ),
+                        "percentunit",
+                        max_=1,
+                    ),
+                    timeseries(
+                        "Network out",
+                        "Bits per second the host sends on its own interfaces (node_network_transmit_bytes_total, "
+                        "loopback and virtual interfaces left out), and the media payload the worker sends "
+                        "(the difference is RTP/SRTP/UDP headers, retransmissions, and everything else).",
+                        targets(
+                            (f"sum by (instance) (rate(node_network_transmit_bytes_total{nics}[$__rate_interval])) * 8", "host {{instance}}"),
+                            (f"sum by (instance) (rate(retrofarm_sent_bytes_total{I}[$__rate_interval])) * 8", "media {{instance}}"),
+                        ),
+                        "bps",
+                    ),
+                    timeseries(
+                        "Memory used",
+                        "Host memory in use (MemTotal − MemAvailable) against the total, and the worker process's "
+                        "resident memory (its emulators are separate processes, counted in the host's figure).",
+                        targets(
+                            (f"node_memory_MemTotal_bytes{N} - node_memory_MemAvailable_bytes{N}", "used {{instance}}"),
+                            (f"node_memory_MemTotal_bytes{N}", "total {{instance}}"),
+                            (f'process_resident_memory_bytes{{job="retrofarm-worker", instance=~"$instance"}}', "retrofarm-worker {{instance}}"),
+                        ),
+                        "bytes",
                     ),
                 ],
             ),
@@ -685,6 +749,43 @@ def worker():
                     ),
                 ],
             ),
+            (
+                8,
+                [
+                    timeseries(
+                        "GPU temperature",
+                        "DCGM_FI_DEV_GPU_TEMP. Alert: above 85 °C for 10 minutes; near its slowdown temperature "
+                        "(nvidia-smi -q -d TEMPERATURE) the GPU lowers its clocks.",
+                        targets((f"DCGM_FI_DEV_GPU_TEMP{IG}", "gpu {{gpu}} {{instance}}")),
+                        "celsius",
+                        min0=False,
+                        limit=GPU_TEMP_LIMIT_C,
+                    ),
+                    timeseries(
+                        "SM clock",
+                        "DCGM_FI_DEV_SM_CLOCK: a clock that falls under load while the temperature or power is "
+                        "high is the GPU throttling.",
+                        targets((f"DCGM_FI_DEV_SM_CLOCK{IG} * 1000000", "gpu {{gpu}} {{instance}}")),
+                        "hertz",
+                    ),
+                    timeseries(
+                        "Decoder (NVDEC) utilisation",
+                        "DCGM_FI_DEV_DEC_UTIL: retrofarm decodes no video, so anything here is another process "
+                        "using this GPU's decoders.",
+                        targets((f"DCGM_FI_DEV_DEC_UTIL{IG}", "gpu {{gpu}} {{instance}}")),
+                        "percent",
+                        max_=100,
+                    ),
+                    timeseries(
+                        "Last XID error",
+                        "DCGM_FI_DEV_XID_ERRORS: the code of the last XID error the NVIDIA driver reported for "
+                        "the GPU, 0 for none. Any other value fires RetrofarmGpuXidError; "
+                        "docs/runbooks/gpu-xid-error.md says what the common codes mean.",
+                        targets((f"DCGM_FI_DEV_XID_ERRORS{IG}", "gpu {{gpu}} {{instance}}")),
+                        "none",
+                    ),
+                ],
+            ),
         ]
     )
     variables = [
@@ -696,7 +797,8 @@ def worker():
         "retrofarm-worker",
         "retrofarm / Worker and GPU detail",
         "One or more worker hosts: frame pipeline latency per stage, encoders, drops, room CPU cost, "
-        "and the NVIDIA GPUs (DCGM exporter) including NVENC utilisation.",
+        "the host's CPU, network and memory (node_exporter), and the NVIDIA GPUs (DCGM exporter) "
+        "including NVENC utilisation, temperature, clocks and XID errors.",
         variables,
         panels,
         [link_to("Farm overview", "Back to the whole farm")],
