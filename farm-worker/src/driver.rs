@@ -569,7 +569,6 @@ impl Driver {
         m.keyframes_deferred.inc_by(c.keyframes_deferred.saturating_sub(prev.keyframes_deferred));
         m.peer_packets_sent.inc_by(c.packets_sent.saturating_sub(prev.packets_sent));
         m.peer_packets_lost.inc_by(c.packets_lost.saturating_sub(prev.packets_lost));
-        m.peer_loss.set(c.peer_loss);
         m.rooms.set(c.rooms as i64);
         m.viewers.set(c.viewers as i64);
         m.capacity_rooms.set(i64::from(capacity));

@@ -226,8 +226,6 @@ pub struct Counters {
     pub viewers: usize,
     /// Rooms running now.
     pub rooms: usize,
-    /// Mean fraction of packets the viewers lost, from their latest reports.
-    pub peer_loss: f64,
     /// Times a room's bitrate was lowered to its viewers' links.
     pub rate_decreases: u64,
     /// Times it was raised again.
@@ -447,9 +445,7 @@ impl Engine {
     /// Counters for the driver to export.
     pub fn counters(&self) -> Counters {
         let viewers = self.sessions.values().filter(|s| s.peer.payloads.is_some()).count();
-        let peer_loss =
-            if self.losses.is_empty() { 0.0 } else { self.losses.values().sum::<f64>() / self.losses.len() as f64 };
-        Counters { viewers, rooms: self.book.room_count(), peer_loss, ..self.counters }
+        Counters { viewers, rooms: self.book.room_count(), ..self.counters }
     }
 
     /// Takes the samples gathered since the last call.

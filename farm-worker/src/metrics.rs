@@ -37,14 +37,12 @@ pub struct Metrics {
     pub capacity_rooms: IntGauge,
     /// Rooms it can still take.
     pub capacity_free: IntGauge,
-    /// Measured CPU cost of one room, in cores.
+    /// Measured CPU cost of one room, in cores (not a 0–1 ratio).
     pub room_cpu: Gauge,
     /// Media payload bytes sent, by kind.
     pub sent_bytes: IntCounterVec,
     /// Round-trip time to peers (RTCP).
     pub peer_rtt: Histogram,
-    /// Mean fraction of packets the peers lost (RTCP).
-    pub peer_loss: Gauge,
     /// RTP packets sent to viewers.
     pub peer_packets_sent: IntCounter,
     /// Packets viewers reported lost (RTCP receiver reports).
@@ -159,7 +157,7 @@ impl Metrics {
             .unwrap(),
             capacity_free: IntGauge::new("retrofarm_capacity_free_rooms", "Rooms this host can still start.").unwrap(),
             room_cpu: Gauge::new(
-                "retrofarm_room_cpu_ratio",
+                "retrofarm_room_cpu_cores",
                 "Measured CPU cost of one room, in cores (of a room encoding on NVENC where some do).",
             )
             .unwrap(),
@@ -174,8 +172,6 @@ impl Metrics {
                 &RTT_BUCKETS,
             ))
             .unwrap(),
-            peer_loss: Gauge::new("retrofarm_peer_loss_ratio", "Mean fraction of packets lost by viewers, from RTCP.")
-                .unwrap(),
             peer_packets_sent: IntCounter::new(
                 "retrofarm_peer_packets_sent_total",
                 "RTP packets sent to viewers, retransmissions included.",
@@ -306,7 +302,6 @@ impl Metrics {
         r.register(Box::new(m.room_cpu.clone())).unwrap();
         r.register(Box::new(m.sent_bytes.clone())).unwrap();
         r.register(Box::new(m.peer_rtt.clone())).unwrap();
-        r.register(Box::new(m.peer_loss.clone())).unwrap();
         r.register(Box::new(m.peer_packets_sent.clone())).unwrap();
         r.register(Box::new(m.peer_packets_lost.clone())).unwrap();
         r.register(Box::new(m.viewer_frames.clone())).unwrap();
@@ -389,10 +384,9 @@ mod tests {
             "retrofarm_viewers",
             "retrofarm_capacity_rooms",
             "retrofarm_capacity_free_rooms",
-            "retrofarm_room_cpu_ratio",
+            "retrofarm_room_cpu_cores",
             "retrofarm_sent_bytes_total",
             "retrofarm_peer_rtt_seconds_bucket",
-            "retrofarm_peer_loss_ratio",
             "retrofarm_peer_packets_sent_total",
             "retrofarm_peer_packets_lost_total",
             "retrofarm_viewer_frames_decoded_total",

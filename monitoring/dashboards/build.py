@@ -527,7 +527,7 @@ def worker():
                     stat(
                         "CPU per room",
                         "Measured CPU cost of one room (emulation, conversion, encoding, sending), in cores.",
-                        f"avg(retrofarm_room_cpu_ratio{I})",
+                        f"avg(retrofarm_room_cpu_cores{I})",
                         "percentunit",
                         decimals=1,
                     ),
@@ -607,8 +607,8 @@ def worker():
                         "Room CPU cost",
                         "Measured CPU per room (cores) and the rooms this host runs; CPU per room × rooms ≈ cores in use.",
                         targets(
-                            (f"retrofarm_room_cpu_ratio{I}", "cores per room {{instance}}"),
-                            (f"retrofarm_room_cpu_ratio{I} * retrofarm_rooms{I}", "cores for rooms {{instance}}"),
+                            (f"retrofarm_room_cpu_cores{I}", "cores per room {{instance}}"),
+                            (f"retrofarm_room_cpu_cores{I} * retrofarm_rooms{I}", "cores for rooms {{instance}}"),
                         ),
                         "short",
                     ),
@@ -654,6 +654,28 @@ def worker():
                         ),
                         "short",
                     ),
+                    timeseries(
+                        "What the players see",
+                        "Frames per second the viewers' browsers decoded, as their pages report every 5 s "
+                        "(all viewers together, and the slowest 5% of reports: 60 is smooth, 30 a stream "
+                        "halved for a slow link), and the freezes their browsers counted per minute.",
+                        targets(
+                            (
+                                f"sum by (instance) (rate(retrofarm_viewer_frames_decoded_total{I}[$__rate_interval]))\n/\n"
+                                f"sum by (instance) (rate(retrofarm_viewer_report_seconds_total{I}[$__rate_interval]))",
+                                "fps {{instance}}",
+                            ),
+                            (
+                                f"histogram_quantile(0.05, sum by (le) (rate(retrofarm_viewer_fps_bucket{I}[$__rate_interval])))",
+                                "fps, slowest 5%",
+                            ),
+                            (
+                                f"sum by (instance) (rate(retrofarm_viewer_freezes_total{I}[$__rate_interval])) * 60",
+                                "freezes/min {{instance}}",
+                            ),
+                        ),
+                        "short",
+                    ),
                 ],
             ),
             row("Host (node_exporter)"),
@@ -668,7 +690,7 @@ def worker():
                         targets(
                             (f"1 - avg by (instance) (rate(node_cpu_seconds_total{idle}[$__rate_interval]))", "busy {{instance}}"),
                             (
-                                f"sum by (instance) (retrofarm_room_cpu_ratio{I} * retrofarm_rooms{I})\n/\n"
+                                f"sum by (instance) (retrofarm_room_cpu_cores{I} * retrofarm_rooms{I})\n/\n"
                                 f"count by (instance) (node_cpu_seconds_total{idle})",
                                 "rooms {{instance}}",
                             ),
