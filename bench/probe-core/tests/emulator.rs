@@ -5,22 +5,12 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::core_path;
 use retrofarm_emulator::{Emulator, EmulatorConfig, PixelFormat};
 use retrofarm_probe_core::marker::{self, Marker, HEIGHT, WIDTH};
 use retrofarm_probe_core::Probe;
-
-/// The built core: next to this test (deps/) or one level up (target/<profile>/).
-fn core_path() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    let candidates =
-        [deps.join("libretrofarm_probe_core.so"), deps.parent().unwrap().join("libretrofarm_probe_core.so")];
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .unwrap_or_else(|| panic!("probe core not built; looked at {candidates:?}"))
-}
 
 fn spawn() -> Emulator {
     // Any file will do as content: the core never reads it.

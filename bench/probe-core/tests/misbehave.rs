@@ -8,21 +8,11 @@ use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::core_path;
 use retrofarm_emulator::sandbox::{landlock, Mode};
 use retrofarm_emulator::{Emulator, EmulatorConfig, Error};
-
-/// The built core: next to this test (deps/) or one level up (target/<profile>/).
-fn core_path() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    let candidates =
-        [deps.join("libretrofarm_probe_core.so"), deps.parent().unwrap().join("libretrofarm_probe_core.so")];
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .unwrap_or_else(|| panic!("probe core not built; looked at {candidates:?}"))
-}
 
 /// A room: its own folder (the save folder the sandbox lets it write), its content file.
 struct Room {
