@@ -1,25 +1,27 @@
 //! Hostile load on a coordinator, shared by the `hostile` benchmark (bench/src/bin/hostile.rs)
 //! and its short form in CI (coordinator/tests/hostile.rs, which includes this file): good
-//! browser sessions that measure a request/response round trip while hostile clients of each
-//! kind (slow headers, half-open TCP, oversized messages, malformed JSON, floods, connections
-//! beyond the per-address limit) do their worst, and the coordinator's CPU and memory, read from
-//! /proc. Loopback only; every client has a deadline.
+//! browser sessions that measure signaling round trips while hostile clients of each kind (slow
+//! headers, half-open TCP, oversized messages, malformed JSON, floods, connections beyond the
+//! per-address limit) do their worst, and the coordinator's CPU and memory, read from /proc.
+//! With simulated workers registered (workers.rs) the good sessions go through the whole
+//! signaling flow to a worker and back; without, they time the coordinator's `no_free_worker`
+//! answer. Loopback only; every client has a deadline.
 //!
-//! Self-contained on purpose (tokio, tokio-tungstenite, futures-util, retrofarm-proto, anyhow,
-//! libc): both crates include it with `#[path]`.
+//! Needs only tokio, tokio-tungstenite, futures-util, retrofarm-proto, anyhow and libc: both
+//! crates include it with `#[path]`.
 
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use futures_util::{SinkExt, StreamExt};
-use retrofarm_proto::browser::{ClientMsg, ServerMsg};
+use retrofarm_proto::browser::{ClientMsg, IceCandidate, ServerMsg};
 use retrofarm_proto::ErrorCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -40,7 +42,15 @@ pub struct Plan {
     pub per_ip_limit: usize,
     /// Good sessions per source address (127.1.x.y), under `per_ip_limit`.
     pub good_per_ip: usize,
+    /// Whether workers are registered: the good sessions then expect the whole signaling flow
+    /// (latency check, `init`, a game started on a worker) instead of `no_free_worker`.
+    pub workers: bool,
+    /// Zones the good sessions ask for (`/ws?zone=`), round robin; empty: none.
+    pub zones: Vec<String>,
 }
+
+/// The game the good sessions start.
+pub const GAME: &str = "walk";
 
 /// The hostile kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -84,10 +94,15 @@ pub enum Outcome {
 pub struct GoodFigures {
     /// Sessions that connected and held their WebSocket to the end.
     pub held: usize,
-    /// Round trips in microseconds.
+    /// The measured round trips in microseconds: with workers, an ICE candidate relayed to the
+    /// worker and the worker's relayed back; without, `start_game` to `no_free_worker`.
     pub rtt_us: Vec<u64>,
-    /// Anything unexpected: connection failures, error codes other than the documented
-    /// answer of a coordinator with no worker, closes.
+    /// With workers: `latency` to `init` (the coordinator chooses a worker), in microseconds.
+    pub init_us: Vec<u64>,
+    /// With workers: `start_game` to `game_started` (through the worker), in microseconds.
+    pub start_us: Vec<u64>,
+    /// Anything unexpected: connection failures, error codes (other than `no_free_worker`
+    /// from a coordinator with no worker), closes, messages out of order.
     pub errors: Vec<String>,
 }
 
@@ -168,8 +183,12 @@ pub struct Coordinator {
     child: Child,
     /// Its HTTP/WebSocket address.
     pub http: SocketAddr,
+    /// Its QUIC address for workers.
+    pub quic: SocketAddr,
+    /// Its cluster PKI folder (created by the coordinator: it holds the CA's key).
+    pub pki: PathBuf,
     /// Its log file.
-    pub log: std::path::PathBuf,
+    pub log: PathBuf,
 }
 
 impl Coordinator {
@@ -186,12 +205,14 @@ impl Coordinator {
         let http = SocketAddr::from(([127, 0, 0, 1], free(false)?));
         let quic = SocketAddr::from(([127, 0, 0, 1], free(true)?));
         let log = dir.join("coordinator.log");
+        let pki = dir.join("pki");
         let out = std::fs::File::create(&log)?;
         let child = Command::new(bin)
             .arg("run")
             .args(["--http-listen", &http.to_string(), "--quic-listen", &quic.to_string()])
+            .args(["--metrics-listen", "127.0.0.1:0"])
             .arg("--pki-dir")
-            .arg(dir.join("pki"))
+            .arg(&pki)
             .args(extra)
             .env("RETROFARM_LOG", "warn")
             .env("NO_COLOR", "1")
@@ -200,7 +221,7 @@ impl Coordinator {
             .stderr(out)
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        let mut c = Self { child, http, log };
+        let mut c = Self { child, http, quic, pki, log };
         let end = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(http).is_err() {
             if let Some(status) = c.child.try_wait()? {
@@ -236,10 +257,11 @@ async fn tcp_from(from: Ipv4Addr, addr: SocketAddr) -> std::io::Result<TcpStream
     s.connect(addr).await
 }
 
-/// Opens `/ws` from `from`: the WebSocket, or the HTTP status that refused it.
-async fn ws_from(from: Ipv4Addr, addr: SocketAddr) -> Result<std::result::Result<Ws, u16>> {
+/// Opens `path` (`/ws`, maybe with a query) from `from`: the WebSocket, or the HTTP status that
+/// refused it.
+async fn ws_from(from: Ipv4Addr, addr: SocketAddr, path: &str) -> Result<std::result::Result<Ws, u16>> {
     let tcp = tcp_from(from, addr).await?;
-    match tokio_tungstenite::client_async(format!("ws://{addr}/ws"), MaybeTlsStream::Plain(tcp)).await {
+    match tokio_tungstenite::client_async(format!("ws://{addr}{path}"), MaybeTlsStream::Plain(tcp)).await {
         Ok((ws, _)) => Ok(Ok(ws)),
         Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Ok(Err(r.status().as_u16())),
         Err(e) => Err(e.into()),
@@ -265,52 +287,171 @@ fn is_expected(m: &ServerMsg) -> bool {
     matches!(m, ServerMsg::Error { code: ErrorCode::NoFreeWorker, .. } | ServerMsg::CheckLatency { .. })
 }
 
-/// One good session: connects, reads the coordinator's first message (with no worker, the
-/// `no_free_worker` error), then `rounds` times a second asks to start a game and times the
-/// answer; then holds the WebSocket until `release` fires.
-async fn good_session(
+/// One good session's parameters.
+struct Good {
+    /// Its index (seeds the latencies it reports).
+    index: usize,
     from: Ipv4Addr,
     addr: SocketAddr,
     rounds: usize,
+    workers: bool,
+    zone: Option<String>,
+}
+
+/// One good session: connects, goes through the first steps (holding a `connect` permit
+/// meanwhile, which spreads the connection ramp), measures its round trips, then holds the
+/// WebSocket until `release` fires. Anything unexpected ends it with an error.
+async fn good_session(
+    s: Good,
     figures: Arc<Mutex<GoodFigures>>,
     connect: Arc<tokio::sync::Semaphore>,
     mut release: tokio::sync::watch::Receiver<bool>,
 ) {
-    let err = |e: String| figures.lock().unwrap().errors.push(e);
+    let err = |e: String| {
+        // A `check_latency` or `init` out of place is long: the start of it says enough.
+        let cut = e.char_indices().nth(300).map_or(e.len(), |(i, _)| i);
+        figures.lock().unwrap().errors.push(e[..cut].to_string());
+    };
     let permit = connect.acquire().await;
-    let mut ws = match ws_from(from, addr).await {
+    let path = match &s.zone {
+        Some(z) => format!("/ws?zone={z}"),
+        None => "/ws".into(),
+    };
+    let mut ws = match ws_from(s.from, s.addr, &path).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(status)) => return err(format!("upgrade refused with {status}")),
         Err(e) => return err(format!("connect: {e:#}")),
     };
-    match next_msg(&mut ws, Duration::from_secs(20)).await {
-        Ok(m) if is_expected(&m) => {}
-        Ok(m) => return err(format!("first message: {m:?}")),
-        Err(e) => return err(format!("first message: {e:#}")),
-    }
-    drop(permit);
-    let ask = ClientMsg::StartGame { game: "walk".into(), room: None, port: 1 }.encode();
-    for _ in 0..rounds {
-        tokio::time::sleep(Duration::from_millis(500 + rand_ms(1000))).await;
-        let t = Instant::now();
-        if let Err(e) = ws.send(Message::Text(ask.clone().into())).await {
-            return err(format!("send: {e}"));
-        }
-        match next_msg(&mut ws, Duration::from_secs(20)).await {
-            Ok(m) if is_expected(&m) => figures.lock().unwrap().rtt_us.push(t.elapsed().as_micros() as u64),
-            Ok(m) => return err(format!("answer: {m:?}")),
-            Err(e) => return err(format!("answer: {e:#}")),
-        }
+    let measured = if s.workers {
+        with_workers(&mut ws, &s, &figures, permit).await
+    } else {
+        without_workers(&mut ws, &s, &figures, permit).await
+    };
+    if let Err(e) = measured {
+        return err(format!("{e:#}"));
     }
     figures.lock().unwrap().held += 1;
     let _ = release.wait_for(|r| *r).await;
-    // Anything that came meanwhile (nothing should) counts as an error.
+    // Anything that came meanwhile (nothing should: a lost worker would say `worker_lost`)
+    // counts as an error.
     while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_millis(1), ws.next()).await {
         if let Message::Text(t) = m {
             err(format!("unasked message: {t}"));
         }
     }
     let _ = ws.close(None).await;
+}
+
+/// How long a good session waits for each answer.
+const ANSWER_WITHIN: Duration = Duration::from_secs(20);
+
+/// Sends `msg`.
+async fn send(ws: &mut Ws, msg: &ClientMsg) -> Result<()> {
+    ws.send(Message::Text(msg.encode().into())).await.with_context(|| format!("sending {}", msg.kind()))
+}
+
+/// Half a second to a second and a half: spreads the good sessions' requests.
+async fn pause() {
+    tokio::time::sleep(Duration::from_millis(500 + rand_ms(1000))).await;
+}
+
+/// With no worker: the first message is the `no_free_worker` error; then `rounds` times a
+/// `start_game`, timed to the same answer.
+async fn without_workers(
+    ws: &mut Ws,
+    s: &Good,
+    figures: &Mutex<GoodFigures>,
+    permit: Result<tokio::sync::SemaphorePermit<'_>, tokio::sync::AcquireError>,
+) -> Result<()> {
+    let m = next_msg(ws, ANSWER_WITHIN).await.context("first message")?;
+    if !is_expected(&m) {
+        bail!("first message: {m:?}");
+    }
+    drop(permit);
+    let ask = ClientMsg::StartGame { game: GAME.into(), room: None, port: 1 };
+    for _ in 0..s.rounds {
+        pause().await;
+        let t = Instant::now();
+        send(ws, &ask).await?;
+        let m = next_msg(ws, ANSWER_WITHIN).await.context("answer")?;
+        if !is_expected(&m) {
+            bail!("answer: {m:?}");
+        }
+        figures.lock().unwrap().rtt_us.push(t.elapsed().as_micros() as u64);
+    }
+    Ok(())
+}
+
+/// With workers, what a page does: answers the latency check (with made-up latencies: nothing
+/// is pinged), gets `init` (timed), starts a game (timed to `game_started`, relayed from the
+/// worker), reads the worker's offer and end of candidates, answers the offer, then `rounds`
+/// times trickles an ICE candidate, timed to the worker's candidate relayed back.
+async fn with_workers(
+    ws: &mut Ws,
+    s: &Good,
+    figures: &Mutex<GoodFigures>,
+    permit: Result<tokio::sync::SemaphorePermit<'_>, tokio::sync::AcquireError>,
+) -> Result<()> {
+    let targets = match next_msg(ws, ANSWER_WITHIN).await.context("first message")? {
+        ServerMsg::CheckLatency { workers } => workers,
+        m => bail!("first message: check_latency expected, got {m:?}"),
+    };
+    let results = targets
+        .iter()
+        .enumerate()
+        .map(|(j, t)| (t.id.clone(), 5 + (mix((s.index as u64) << 20 | j as u64) % 50) as u32))
+        .collect();
+    let t = Instant::now();
+    send(ws, &ClientMsg::Latency { results }).await?;
+    match next_msg(ws, ANSWER_WITHIN).await.context("init")? {
+        ServerMsg::Init { games, .. } if games.iter().any(|g| g.name == GAME) => {}
+        m => bail!("init offering {GAME:?} expected, got {m:?}"),
+    }
+    figures.lock().unwrap().init_us.push(t.elapsed().as_micros() as u64);
+    drop(permit);
+
+    pause().await;
+    let t = Instant::now();
+    send(ws, &ClientMsg::StartGame { game: GAME.into(), room: None, port: 1 }).await?;
+    match next_msg(ws, ANSWER_WITHIN).await.context("game_started")? {
+        ServerMsg::GameStarted { .. } => {}
+        m => bail!("game_started expected, got {m:?}"),
+    }
+    figures.lock().unwrap().start_us.push(t.elapsed().as_micros() as u64);
+    match next_msg(ws, ANSWER_WITHIN).await.context("offer")? {
+        ServerMsg::Offer { .. } => {}
+        m => bail!("offer expected, got {m:?}"),
+    }
+    match next_msg(ws, ANSWER_WITHIN).await.context("end of candidates")? {
+        ServerMsg::Ice { candidate: None } => {}
+        m => bail!("the worker's end of candidates expected, got {m:?}"),
+    }
+    send(ws, &ClientMsg::Answer { sdp: "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n".into() }).await?;
+
+    let candidate = IceCandidate {
+        candidate: format!("candidate:1 1 udp 2130706431 {} 9 typ host", s.from),
+        sdp_mid: Some("0".into()),
+        sdp_m_line_index: Some(0),
+    };
+    for _ in 0..s.rounds {
+        pause().await;
+        let t = Instant::now();
+        send(ws, &ClientMsg::Ice { candidate: Some(candidate.clone()) }).await?;
+        match next_msg(ws, ANSWER_WITHIN).await.context("the worker's candidate")? {
+            ServerMsg::Ice { candidate: Some(_) } => {}
+            m => bail!("the worker's candidate expected, got {m:?}"),
+        }
+        figures.lock().unwrap().rtt_us.push(t.elapsed().as_micros() as u64);
+    }
+    Ok(())
+}
+
+/// splitmix64: a well-spread pseudo-random number from `x`.
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// A pseudo-random number of milliseconds under `max` (spreads the good sessions' requests).
@@ -380,7 +521,7 @@ async fn hostile(kind: Kind, from: Ipv4Addr, addr: SocketAddr) -> Outcome {
     let deadline = Duration::from_secs(20);
     let start = Instant::now();
     let ws = |from| async move {
-        match ws_from(from, addr).await {
+        match ws_from(from, addr, "/ws").await {
             Ok(Ok(ws)) => Ok(ws),
             Ok(Err(status)) => Err(Outcome::Refused { status }),
             Err(e) => Err(Outcome::Failed(format!("{e:#}"))),
@@ -487,7 +628,7 @@ pub async fn run(plan: &Plan, addr: SocketAddr, pid: u32) -> Result<Report> {
     let mut held = Vec::new();
     if plan.hostile_per_kind > 0 {
         for _ in 0..plan.per_ip_limit {
-            match ws_from(OVER_LIMIT_SOURCE, addr).await? {
+            match ws_from(OVER_LIMIT_SOURCE, addr, "/ws").await? {
                 Ok(ws) => held.push(ws),
                 Err(status) => bail!("the over-limit client was refused before the limit ({status}): is the coordinator's --max-connections-per-ip {}?", plan.per_ip_limit),
             }
@@ -508,8 +649,15 @@ pub async fn run(plan: &Plan, addr: SocketAddr, pid: u32) -> Result<Report> {
     let (release, released) = tokio::sync::watch::channel(false);
     let good: Vec<_> = (0..plan.good)
         .map(|i| {
-            let from = good_source(i, plan.good_per_ip);
-            tokio::spawn(good_session(from, addr, plan.rounds, figures.clone(), connect.clone(), released.clone()))
+            let s = Good {
+                index: i,
+                from: good_source(i, plan.good_per_ip),
+                addr,
+                rounds: plan.rounds,
+                workers: plan.workers,
+                zone: (!plan.zones.is_empty()).then(|| plan.zones[i % plan.zones.len()].clone()),
+            };
+            tokio::spawn(good_session(s, figures.clone(), connect.clone(), released.clone()))
         })
         .collect();
 
@@ -585,19 +733,26 @@ pub fn describe(kind: Kind, outcomes: &[Outcome]) -> String {
     line
 }
 
+/// `what`'s samples (microseconds) as one line: count, p50, p99, max.
+fn timing(what: &str, v: &mut [u64]) -> String {
+    let ms = |us: u64| us as f64 / 1000.0;
+    let (p50, p99, max) = (percentile(v, 50.0), percentile(v, 99.0), percentile(v, 100.0));
+    format!("{what}, {} samples: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n", v.len(), ms(p50), ms(p99), ms(max))
+}
+
 /// The whole report as text.
 pub fn render(plan: &Plan, r: &mut Report) -> String {
     let c = r.coordinator;
     let mut s =
         format!("== hostile: {} good sessions, {} hostile clients of each kind\n", plan.good, plan.hostile_per_kind);
     s += &format!("good sessions held: {} of {}\n", r.good.held, plan.good);
-    let (p50, p99) = (percentile(&mut r.good.rtt_us, 50.0), percentile(&mut r.good.rtt_us, 99.0));
-    s += &format!(
-        "good round trip (start_game -> answer), {} samples: p50 {:.2} ms, p99 {:.2} ms\n",
-        r.good.rtt_us.len(),
-        p50 as f64 / 1000.0,
-        p99 as f64 / 1000.0
-    );
+    if plan.workers {
+        s += &timing("good relay round trip (ice -> the worker's ice)", &mut r.good.rtt_us);
+        s += &timing("good start (start_game -> game_started, through a worker)", &mut r.good.start_us);
+        s += &timing("good placement (latency -> init)", &mut r.good.init_us);
+    } else {
+        s += &timing("good round trip (start_game -> no_free_worker)", &mut r.good.rtt_us);
+    }
     s += &format!("errors seen by good sessions: {}\n", r.good.errors.len());
     for e in r.good.errors.iter().take(5) {
         s += &format!("  {e}\n");
@@ -610,6 +765,10 @@ pub fn render(plan: &Plan, r: &mut Report) -> String {
         c.cpu_s,
         c.wall_s,
         100.0 * c.cpu_s / c.wall_s.max(0.001)
+    );
+    s += &format!(
+        "coordinator RSS per good session: {:.1} KiB ((peak - before) / good sessions; the peak also holds hostile connections)\n",
+        c.rss_peak.saturating_sub(c.rss_before) as f64 / plan.good.max(1) as f64
     );
     for (kind, outcomes) in &r.hostile {
         s += &format!("{}\n", describe(*kind, outcomes));
