@@ -53,6 +53,20 @@ struct Session {
     resume: Option<RoomId>,
 }
 
+/// A worker whose connection ended, while its sessions wait for it to come back.
+#[derive(Debug)]
+struct Away {
+    /// When its players are told it is lost.
+    until: Instant,
+    /// What happened, for them.
+    how: &'static str,
+    /// What its sessions' browsers sent it meanwhile (a quit), delivered when it is back.
+    pending: Vec<CoordMsg>,
+}
+
+/// Most messages kept for a worker that is away.
+const MAX_PENDING: usize = 1024;
+
 /// Coordinator settings the hub needs.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -94,7 +108,7 @@ pub struct Hub {
     registry: Registry,
     sessions: HashMap<SessionId, Session>,
     /// Workers whose connection ended, until when their sessions wait for them.
-    away: HashMap<WorkerId, (Instant, &'static str)>,
+    away: HashMap<WorkerId, Away>,
     out: VecDeque<Output>,
     stats: Stats,
 }
@@ -252,9 +266,13 @@ impl Hub {
         }
     }
 
+    /// Sends to the worker serving a session; to one that is away, when it comes back.
     fn send_worker_of(&mut self, id: &SessionId, worker: Option<WorkerId>, msg: impl FnOnce(SessionId) -> CoordMsg) {
-        if let Some(conn) = worker.and_then(|w| self.registry.get(&w).map(|w| w.conn)) {
-            self.out.push_back(Output::Worker(conn, msg(id.clone())));
+        let Some(worker) = worker else { return };
+        if let Some(w) = self.registry.get(&worker) {
+            self.out.push_back(Output::Worker(w.conn, msg(id.clone())));
+        } else if let Some(away) = self.away.get_mut(&worker).filter(|a| a.pending.len() < MAX_PENDING) {
+            away.pending.push(msg(id.clone()));
         }
     }
 
@@ -330,9 +348,13 @@ impl Hub {
                     );
                     return self.refuse(conn, reason);
                 }
-                if self.away.remove(&id).is_some() {
-                    info!(worker = %id, "worker back within its grace period: its sessions go on");
-                }
+                let pending = match self.away.remove(&id) {
+                    Some(away) => {
+                        info!(worker = %id, "worker back within its grace period: its sessions go on");
+                        away.pending
+                    }
+                    None => Vec::new(),
+                };
                 info!(worker = %id, %zone, games = games.len(), rooms = rooms.len(), "worker registered");
                 let reg = Registration { id, zone, ping_url, games, rooms, load };
                 if let Some(old) = self.registry.register(conn, now, reg) {
@@ -340,6 +362,7 @@ impl Hub {
                 }
                 let heartbeat_ms = self.cfg.heartbeat.as_millis() as u64;
                 self.out.push_back(Output::Worker(conn, CoordMsg::Registered { heartbeat_ms }));
+                self.out.extend(pending.into_iter().map(|m| Output::Worker(conn, m)));
             }
             (WorkerMsg::Register { .. }, Some(_)) => self.refuse(conn, "registered twice on one connection".into()),
             (_, None) => self.refuse(conn, "the first message must be register".into()),
@@ -402,36 +425,42 @@ impl Hub {
             self.out.push_back(Output::CloseWorker(d.conn, "heartbeat timeout".into()));
             self.worker_away(d, now, "stopped responding");
         }
-        let gone: Vec<(WorkerId, &str)> =
-            self.away.iter().filter(|(_, (until, _))| *until <= now).map(|(id, (_, how))| (id.clone(), *how)).collect();
-        for (id, how) in gone {
-            self.away.remove(&id);
+        let gone: Vec<WorkerId> = self.away.iter().filter(|(_, a)| a.until <= now).map(|(id, _)| id.clone()).collect();
+        for id in gone {
+            let Some(away) = self.away.remove(&id) else { continue };
             warn!(worker = %id, "worker did not come back: telling its players");
-            self.worker_gone(&id, how);
+            self.worker_gone(&id, |_| true, &format!("the game server {id} {}; reload the page to continue on another one", away.how));
         }
     }
 
+    /// A worker's connection ended. Sessions whose game had not started yet are told at once
+    /// (no stream plays for them, and what the worker sends about them now is lost); playing
+    /// ones wait out the grace period.
     fn worker_away(&mut self, d: Departed, now: Instant, how: &'static str) {
+        let id = d.id;
+        let message = format!("the game server {id} {how}; reload the page to continue on another one");
         if self.cfg.worker_grace.is_zero() {
-            self.worker_gone(&d.id, how);
-        } else {
-            self.away.insert(d.id, (now + self.cfg.worker_grace, how));
+            return self.worker_gone(&id, |_| true, &message);
         }
+        let early = format!("the game server {id} {how} before your game started; please start it again");
+        self.worker_gone(&id, |p| *p == Phase::Starting, &early);
+        self.away.insert(id, Away { until: now + self.cfg.worker_grace, how, pending: Vec::new() });
     }
 
-    fn worker_gone(&mut self, worker: &WorkerId, how: &str) {
-        let affected: Vec<SessionId> =
-            self.sessions.iter().filter(|(_, s)| s.worker.as_ref() == Some(worker)).map(|(id, _)| id.clone()).collect();
+    /// Tells the sessions of `worker` in a phase `which` accepts that it is lost.
+    fn worker_gone(&mut self, worker: &WorkerId, which: impl Fn(&Phase) -> bool, message: &str) {
+        let affected: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.worker.as_ref() == Some(worker) && which(&s.phase))
+            .map(|(id, _)| id.clone())
+            .collect();
         for id in affected {
             self.stream_ended(&id);
             if let Some(s) = self.sessions.get_mut(&id) {
                 s.worker = None;
             }
-            self.error(
-                &id,
-                ErrorCode::WorkerLost,
-                format!("the game server {worker} {how}; reload the page to continue on another one"),
-            );
+            self.error(&id, ErrorCode::WorkerLost, message.to_string());
         }
     }
 }
@@ -685,12 +714,12 @@ mod tests {
         register(&mut h, 1, "w1", "eu", 4, &[], t);
         h.browser_connected(sid("s"), None, None, W);
         h.browser_message(&sid("s"), ClientMsg::Latency { results: Default::default() }, W);
-        h.browser_message(&sid("s"), ClientMsg::StartGame { game: "Walk".into(), room: None, port: 1 }, W);
+        h.browser_message(&sid("s"), ClientMsg::StartGame { game: "walk".into(), room: None, port: 1 }, W);
         let room = RoomId::new("r1").unwrap();
         h.worker_message(
             ConnId(1),
             t,
-            WorkerMsg::SessionStarted { session: sid("s"), room: room.clone(), game: "Walk".into(), port: 1 },
+            WorkerMsg::SessionStarted { session: sid("s"), room: room.clone(), game: "walk".into(), port: 1 },
         );
         drain(&mut h);
 
@@ -710,6 +739,43 @@ mod tests {
         assert!(matches!(&drain(&mut h)[..], [Output::Browser(s, ServerMsg::Ice { .. })] if *s == sid("s")));
         h.browser_message(&sid("s"), ClientMsg::Quit, W);
         assert!(drain(&mut h).contains(&Output::Worker(ConnId(2), CoordMsg::EndSession { session: sid("s") })));
+    }
+
+    #[test]
+    fn a_game_not_started_yet_is_told_at_once_and_a_quit_waits_for_the_worker() {
+        let t = Instant::now();
+        let mut h = hub();
+        register(&mut h, 1, "w1", "eu", 4, &[], t);
+        for s in ["starting", "playing"] {
+            h.browser_connected(sid(s), None, None, W);
+            h.browser_message(&sid(s), ClientMsg::Latency { results: Default::default() }, W);
+            h.browser_message(&sid(s), ClientMsg::StartGame { game: "walk".into(), room: None, port: 1 }, W);
+        }
+        let room = RoomId::new("r1").unwrap();
+        let started = WorkerMsg::SessionStarted { session: sid("playing"), room, game: "walk".into(), port: 1 };
+        h.worker_message(ConnId(1), t, started);
+        drain(&mut h);
+
+        // The link drops while "starting" waits for its game: its game_started would be lost.
+        h.worker_disconnected(ConnId(1), t);
+        let out = drain(&mut h);
+        let told: Vec<&SessionId> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Browser(s, ServerMsg::Error { code: ErrorCode::WorkerLost, message }) => {
+                    assert!(message.contains("before your game started"), "{message}");
+                    Some(s)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(told, [&sid("starting")], "{out:?}");
+        // "playing" quits while the worker is away: the worker hears it when it is back.
+        h.browser_message(&sid("playing"), ClientMsg::Quit, W);
+        assert!(drain(&mut h).is_empty());
+        register(&mut h, 2, "w1", "eu", 4, &["r1"], t + Duration::from_secs(3));
+        let out = drain(&mut h);
+        assert!(out.contains(&Output::Worker(ConnId(2), CoordMsg::EndSession { session: sid("playing") })), "{out:?}");
     }
 
     #[test]

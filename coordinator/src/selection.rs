@@ -1,6 +1,7 @@
 //! Worker selection, as the streaming flow describes it: a room id routes to the worker that
 //! hosts it; otherwise the candidates are the workers of the requested zone (all zones when none
-//! is given) with free capacity, the browser pings each, and the fastest wins.
+//! is given) with free capacity, the browser pings up to [`MAX_PING_TARGETS`] of them (every zone
+//! represented, the emptiest workers first), and the fastest wins.
 //!
 //! Pure functions over a snapshot of the registry.
 
@@ -42,12 +43,35 @@ fn no_free_message(zone: Option<&str>) -> String {
     }
 }
 
-/// Workers the browser should ping: those in `zone` (any zone when `None`) with free capacity.
+/// Most workers a browser is asked to ping: a farm of hundreds would otherwise have every page
+/// open ping them all (and every `check_latency` message grow with the farm).
+pub const MAX_PING_TARGETS: usize = 12;
+
+/// Workers the browser should ping: those in `zone` (any zone when `None`) with free capacity,
+/// at most [`MAX_PING_TARGETS`]: taken a zone at a time in turn (so that every zone is measured
+/// when there are fewer zones than targets), within a zone the ones with the most free rooms.
 pub fn ping_targets(workers: &[Candidate], zone: Option<&str>) -> Result<Vec<PingTarget>, SelectError> {
-    let targets: Vec<PingTarget> =
-        eligible(workers, zone).map(|c| PingTarget { id: c.id.clone(), ping_url: c.ping_url.clone() }).collect();
-    if targets.is_empty() {
+    let mut zones: BTreeMap<&str, Vec<&Candidate>> = BTreeMap::new();
+    for c in eligible(workers, zone) {
+        zones.entry(c.zone.as_str()).or_default().push(c);
+    }
+    if zones.is_empty() {
         return Err(SelectError::NoFreeWorker { zone: zone.map(str::to_string) });
+    }
+    for list in zones.values_mut() {
+        list.sort_by_key(|c| (std::cmp::Reverse(c.free), &c.id));
+    }
+    let mut targets = Vec::new();
+    for round in 0.. {
+        let before = targets.len();
+        for list in zones.values() {
+            if let Some(c) = list.get(round).filter(|_| targets.len() < MAX_PING_TARGETS) {
+                targets.push(PingTarget { id: c.id.clone(), ping_url: c.ping_url.clone() });
+            }
+        }
+        if targets.len() == before || targets.len() == MAX_PING_TARGETS {
+            break;
+        }
     }
     Ok(targets)
 }
@@ -90,6 +114,22 @@ mod tests {
         assert_eq!(ping_targets(&ws, None).unwrap().len(), 3);
         // The fastest worker overall is in another zone: the zone still decides.
         assert_eq!(choose(&ws, Some("eu"), &pings(&[("b", 1), ("a", 50), ("c", 30)])).unwrap().as_str(), "c");
+    }
+
+    #[test]
+    fn a_large_farm_is_sampled_every_zone_and_the_emptiest_first() {
+        let ws: Vec<Candidate> =
+            (0..1000).map(|i| w(&format!("w{i:04}"), &format!("z{}", i % 10), 1 + (i % 7) as u32)).collect();
+        let targets = ping_targets(&ws, None).unwrap();
+        assert_eq!(targets.len(), MAX_PING_TARGETS);
+        let zones: std::collections::BTreeSet<&str> =
+            targets.iter().map(|t| ws.iter().find(|c| c.id == t.id).unwrap().zone.as_str()).collect();
+        assert_eq!(zones.len(), 10, "every zone is measured");
+        assert!(targets.iter().all(|t| ws.iter().find(|c| c.id == t.id).unwrap().free == 7), "the emptiest first");
+        // One zone: its emptiest workers, in a stable order.
+        let eu = ping_targets(&ws, Some("z3")).unwrap();
+        assert_eq!(eu.len(), MAX_PING_TARGETS);
+        assert_eq!(eu, ping_targets(&ws, Some("z3")).unwrap());
     }
 
     #[test]

@@ -23,13 +23,12 @@ pub enum RecvError {
 pub struct FramedRecv {
     recv: quinn::RecvStream,
     decoder: FrameDecoder,
-    buf: Vec<u8>,
 }
 
 impl FramedRecv {
     /// Wraps a receive stream.
     pub fn new(recv: quinn::RecvStream) -> Self {
-        Self { recv, decoder: FrameDecoder::new(), buf: vec![0; 64 * 1024] }
+        Self { recv, decoder: FrameDecoder::new() }
     }
 
     /// The next message.
@@ -38,8 +37,10 @@ impl FramedRecv {
             if let Some(m) = self.decoder.decode_next::<M>()? {
                 return Ok(m);
             }
-            match self.recv.read(&mut self.buf).await? {
-                Some(n) => self.decoder.push(&self.buf[..n]),
+            // quinn's own buffers, chunk by chunk: no read buffer of our own per connection
+            // (a coordinator holds one per worker).
+            match self.recv.read_chunk(usize::MAX, true).await? {
+                Some(chunk) => self.decoder.push(&chunk.bytes),
                 None => return Err(RecvError::Finished),
             }
         }
