@@ -154,7 +154,7 @@ impl Default for Config {
             server_names: vec!["localhost".into(), "127.0.0.1".into()],
             // A worker that dies is noticed (and its players told) within 2 s.
             heartbeat_ms: 500,
-            heartbeat_timeout_ms: 2000,
+            heartbeat_timeout_ms: 5000,
             worker_grace_ms: 10_000,
             ice_servers: vec![],
             tls_cert: None,

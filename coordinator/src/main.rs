@@ -49,7 +49,7 @@ struct RunArgs {
     /// Never create a local CA; require `pki init` to have been run.
     #[arg(long, env = "RETROFARM_NO_AUTO_PKI")]
     no_auto_pki: bool,
-    /// Worker heartbeat timeout in milliseconds [default: 2000].
+    /// Worker heartbeat timeout in milliseconds [default: 5000].
     #[arg(long, env = "RETROFARM_HEARTBEAT_TIMEOUT_MS")]
     heartbeat_timeout_ms: Option<u64>,
     /// How long a dropped worker's players wait for it to come back, ms; 0: at once [default: 10000].

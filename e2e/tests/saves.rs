@@ -118,7 +118,10 @@ async fn a_room_whose_worker_died_resumes_on_another_worker_from_its_autosave() 
     let dir = tempfile::tempdir().unwrap();
     let pki = dir.path().join("pki");
     let addrs = CoordinatorAddrs::fresh();
-    let _coord = procs::coordinator(dir.path(), &pki, addrs, &["--heartbeat-timeout-ms", "1500"]).unwrap();
+    // Players hear at once when the worker goes silent (no grace for it to come back: the
+    // default 10 s would make the test wait).
+    let flags = ["--heartbeat-timeout-ms", "1500", "--worker-grace-ms", "0"];
+    let _coord = procs::coordinator(dir.path(), &pki, addrs, &flags).unwrap();
     let mut workers = Vec::new();
     for id in ["w1", "w2"] {
         let mut o = WorkerOpts::new(id, "local", &pki);
