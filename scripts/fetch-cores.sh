@@ -1,19 +1,32 @@
 #!/usr/bin/env bash
-# Fetch the libretro cores the tests and workers use (Debian's nestopia and mgba) into
-# <repo>/.deps/cores without `apt-get install libretro-*`, which would drag in RetroArch and
-# ~120 desktop packages. Idempotent: a core already extracted is left alone.
+# Fetch the libretro cores the tests and workers use (every core of docs/systems.md that Debian 12
+# ships: nestopia, mgba, gambatte, bsnes-mercury, beetle-psx, beetle-pce-fast, beetle-wswan,
+# beetle-vb, desmume) into <repo>/.deps/cores without `apt-get install libretro-*`, which would
+# drag in RetroArch and ~120 desktop packages. Idempotent: a core already extracted is left alone.
 #
 #   scripts/fetch-cores.sh            # fetch into .deps/cores
 #   CORES_DIR=/elsewhere scripts/fetch-cores.sh
 #
-# Result: .deps/cores/usr/lib/x86_64-linux-gnu/libretro/{nestopia,mgba}_libretro.so
-# Missing shared-library dependencies of the cores (seen with ldd) are installed with apt-get.
+# Result: .deps/cores/usr/lib/x86_64-linux-gnu/libretro/<core>_libretro.so (see so_name below).
+# Missing shared-library dependencies of the cores (seen with ldd) are installed with apt-get,
+# preferring the package the core's own Depends names (desmume: libtinyxml2.6.2v5, beetle-psx:
+# libtrio2).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cores_dir="${CORES_DIR:-$repo_root/.deps/cores}"
 lib_dir="$cores_dir/usr/lib/x86_64-linux-gnu/libretro"
-packages=(libretro-nestopia libretro-mgba)
+packages=(
+    libretro-nestopia                  # NES
+    libretro-mgba                      # GBA
+    libretro-gambatte                  # Game Boy, Game Boy Color
+    libretro-bsnes-mercury-performance # SNES (the fastest of Debian's three bsnes-mercury builds)
+    libretro-beetle-psx                # PlayStation (software renderer)
+    libretro-beetle-pce-fast           # PC Engine / TurboGrafx-16
+    libretro-beetle-wswan              # WonderSwan, WonderSwan Color
+    libretro-beetle-vb                 # Virtual Boy
+    libretro-desmume                   # Nintendo DS
+)
 apt_opts=(-o DPkg::Lock::Timeout=900)
 
 sudo_cmd=()
@@ -25,18 +38,33 @@ so_name() {
     case "$1" in
         libretro-nestopia) echo nestopia_libretro.so ;;
         libretro-mgba) echo mgba_libretro.so ;;
+        libretro-gambatte) echo gambatte_libretro.so ;;
+        libretro-bsnes-mercury-performance) echo bsnes_mercury_performance_libretro.so ;;
+        libretro-beetle-psx) echo mednafen_psx_libretro.so ;;
+        libretro-beetle-pce-fast) echo mednafen_pce_fast_libretro.so ;;
+        libretro-beetle-wswan) echo mednafen_wswan_libretro.so ;;
+        libretro-beetle-vb) echo mednafen_vb_libretro.so ;;
+        libretro-desmume) echo desmume_libretro.so ;;
         *) echo "unknown package $1" >&2; return 1 ;;
     esac
 }
 
-# The Debian package that ships a shared library: by the naming convention first
-# (libfoo.so.1 -> libfoo1, libfoo2.so.0 -> libfoo2-0), then by searching names, preferring
-# runtime packages over -dev/-dbg ones.
+# The Debian package that ships shared library $1 for core package $2: a package of the core's
+# own Depends whose name starts with the library's (libtinyxml.so.2.6.2 -> libtinyxml2.6.2v5),
+# then by the naming convention (libfoo.so.1 -> libfoo1, libfoo2.so.0 -> libfoo2-0), then by
+# searching names, preferring runtime packages over -dev/-dbg ones.
 package_for_lib() {
-    local lib="$1" base ver cand
+    local lib="$1" pkg="$2" base ver cand
     base="${lib%%.so*}"
     ver="${lib##*.so.}"
     ver="${ver%%.*}"
+    if [ -f "$depends_dir/$pkg" ]; then
+        for cand in $(tr ',|' '\n\n' <"$depends_dir/$pkg" | sed 's/(.*//; s/^ *//; s/ *$//'); do
+            case "$cand" in
+                "$base"*) echo "$cand"; return ;;
+            esac
+        done
+    fi
     for cand in "$base$ver" "$base-$ver" "${base}t64" "$base$ver"t64; do
         if apt-cache show "$cand" >/dev/null 2>&1; then
             echo "$cand"
@@ -47,7 +75,9 @@ package_for_lib() {
         | awk '{print $1}' | { grep -vE -- '-(dev|dbg|doc)$' || true; } | head -n1
 }
 
-mkdir -p "$cores_dir"
+# Each core package's Depends line, kept after its .deb is gone (for package_for_lib).
+depends_dir="$cores_dir/depends"
+mkdir -p "$cores_dir" "$depends_dir"
 apt_updated=0
 apt_update_once() {
     if [ "$apt_updated" -eq 0 ]; then
@@ -70,6 +100,7 @@ for pkg in "${packages[@]}"; do
     fi
     deb="$(ls "$work"/*.deb)"
     dpkg-deb -x "$deb" "$cores_dir"
+    dpkg-deb -f "$deb" Depends >"$depends_dir/$pkg"
     rm -rf "$work"
     echo "fetch-cores: extracted $pkg -> $lib_dir/$so"
 done
@@ -81,7 +112,7 @@ for pkg in "${packages[@]}"; do
     missing="$(ldd "$so" | awk '/not found/ {print $1}')"
     for lib in $missing; do
         apt_update_once
-        dep="$(package_for_lib "$lib")"
+        dep="$(package_for_lib "$lib" "$pkg")"
         if [ -z "$dep" ]; then
             echo "fetch-cores: no package found for $lib (needed by $so)" >&2
             exit 1

@@ -312,11 +312,14 @@ pub fn run(args: ChildArgs) -> anyhow::Result<Option<Summary>> {
 /// Sandboxes this process before the core is loaded (its constructors run inside), and says
 /// on stderr what was enforced.
 fn sandbox(args: &ChildArgs) -> anyhow::Result<()> {
-    let mut files: Vec<&std::path::Path> = Vec::new();
+    let mut owned: Vec<std::path::PathBuf> = Vec::new();
     if let SourceSpec::Core { core, rom } = &args.source {
-        files.extend([core.as_path(), rom.as_path()]);
+        owned.extend([core.clone(), rom.clone()]);
+        // A disc image's other files (a cue's tracks, an m3u's discs).
+        owned.extend(crate::libretro::content::companion_files(rom));
     }
-    files.extend(args.sram.as_deref());
+    owned.extend(args.sram.clone());
+    let files: Vec<&std::path::Path> = owned.iter().map(std::path::PathBuf::as_path).collect();
     let memory = args.memory_mib.map(|m| m << 20);
     let policy = sandbox::Policy::for_room(args.sandbox, &files, &args.system_dir, &args.save_dir, memory);
     let report = sandbox::apply(&policy).context("sandboxing the emulator")?;

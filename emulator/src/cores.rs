@@ -1,10 +1,64 @@
-//! Finding libretro cores (and, for tests, the shared ROMs).
+//! The systems we run and their cores ([`SYSTEMS`]), finding libretro cores (and, for tests,
+//! the shared ROMs).
 //!
 //! Search order for a core: an explicit directory, `$RETROFARM_CORES_DIR`, the repository's
 //! `.deps/cores/usr/lib/x86_64-linux-gnu/libretro` (filled by `scripts/fetch-cores.sh`), then
 //! Debian's `/usr/lib/x86_64-linux-gnu/libretro`.
 
 use std::path::{Path, PathBuf};
+
+/// A system workers run, with the core that runs it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct System {
+    /// What players know it as.
+    pub name: &'static str,
+    /// The core: its file is `<core>_libretro.so`.
+    pub core: &'static str,
+    /// The Debian 12 package that ships the core (`scripts/fetch-cores.sh` fetches it).
+    pub package: &'static str,
+    /// Lower-case ROM extensions mapped to the core by default (the worker's `cores`).
+    pub extensions: &'static [&'static str],
+}
+
+/// Every system of docs/systems.md: each libretro core Debian 12 ships for a console we run.
+/// An extension appears once: `.cue` sheets are PlayStation discs (PC Engine CD games need
+/// their own mapping), `.bin` is mapped to nothing (DS, Virtual Boy and CD tracks all use it).
+pub const SYSTEMS: &[System] = &[
+    System { name: "NES / Famicom", core: "nestopia", package: "libretro-nestopia", extensions: &["nes", "fds"] },
+    System { name: "Game Boy Advance", core: "mgba", package: "libretro-mgba", extensions: &["gba"] },
+    System {
+        name: "Game Boy / Game Boy Color",
+        core: "gambatte",
+        package: "libretro-gambatte",
+        extensions: &["gb", "gbc"],
+    },
+    System {
+        name: "Super NES / Super Famicom",
+        core: "bsnes_mercury_performance",
+        package: "libretro-bsnes-mercury-performance",
+        extensions: &["sfc", "smc"],
+    },
+    System {
+        name: "PlayStation",
+        core: "mednafen_psx",
+        package: "libretro-beetle-psx",
+        extensions: &["cue", "ccd", "toc", "m3u"],
+    },
+    System {
+        name: "PC Engine / TurboGrafx-16",
+        core: "mednafen_pce_fast",
+        package: "libretro-beetle-pce-fast",
+        extensions: &["pce"],
+    },
+    System {
+        name: "WonderSwan / WonderSwan Color",
+        core: "mednafen_wswan",
+        package: "libretro-beetle-wswan",
+        extensions: &["ws", "wsc"],
+    },
+    System { name: "Virtual Boy", core: "mednafen_vb", package: "libretro-beetle-vb", extensions: &["vb", "vboy"] },
+    System { name: "Nintendo DS", core: "desmume", package: "libretro-desmume", extensions: &["nds"] },
+];
 
 /// Environment variable naming a directory of `*_libretro.so` files.
 pub const CORES_DIR_ENV: &str = "RETROFARM_CORES_DIR";
@@ -81,6 +135,22 @@ mod tests {
         assert_eq!(core_dirs(Some(&dir))[0], dir);
         assert!(core_dirs(None).last().unwrap().ends_with("libretro"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn every_system_is_fetched_and_extensions_are_unique() {
+        let script = std::fs::read_to_string(repo_root().join("scripts/fetch-cores.sh")).unwrap();
+        let fetched = script.split_once("packages=(").unwrap().1.split_once("\n)").unwrap().0;
+        let mut seen = Vec::new();
+        for s in SYSTEMS {
+            assert!(fetched.lines().any(|l| l.split_whitespace().next() == Some(s.package)), "{s:?}");
+            assert!(script.contains(&format!("{}) echo {}", s.package, core_file_name(s.core))), "{s:?}");
+            for e in s.extensions {
+                assert_eq!(*e, e.to_ascii_lowercase());
+                assert!(!seen.contains(e), "{e} is mapped twice");
+                seen.push(e);
+            }
+        }
     }
 
     #[test]

@@ -53,8 +53,16 @@ pub struct Config {
     pub cores_dir: Option<PathBuf>,
     /// ROM extension → core file name.
     pub cores: BTreeMap<String, String>,
-    /// Core options for every room (libretro variables), e.g. `nestopia_audio_type = "stereo"`.
-    pub core_options: BTreeMap<String, String>,
+    /// Core options (libretro variables): keys set in every room, e.g.
+    /// `nestopia_audio_type = "stereo"`, and tables of them for one core
+    /// (`[core_options.mednafen_psx]`).
+    pub core_options: CoreOptions,
+    /// Core options for one game, by its name (`[game_options."Retrofarm Walk"]`); they win over
+    /// `core_options`.
+    pub game_options: BTreeMap<String, BTreeMap<String, String>>,
+    /// Folder of BIOS files, every room's system directory (read-only to the emulator); unset:
+    /// each room's own folder, where no BIOS is.
+    pub bios_dir: Option<PathBuf>,
     /// Highest video bitrate of each of a room's streams (H264, VP8), kbit/s; the bitrate too
     /// when congestion control is off.
     pub video_kbps: u32,
@@ -162,7 +170,12 @@ impl Default for Config {
             cores_dir: None,
             cores: crate::library::default_cores(),
             // nestopia outputs sound on the left channel only unless told otherwise.
-            core_options: [("nestopia_audio_type".to_string(), "stereo".to_string())].into_iter().collect(),
+            core_options: CoreOptions {
+                all: [("nestopia_audio_type".to_string(), "stereo".to_string())].into_iter().collect(),
+                per_core: BTreeMap::new(),
+            },
+            game_options: BTreeMap::new(),
+            bios_dir: None,
             // GBA scenes full of detail stay above 35 dB PSNR at 2 Mbps; 256x240 needs no more.
             video_kbps: 2000,
             video_min_kbps: 150,
@@ -230,6 +243,12 @@ impl Config {
             );
         }
         self.sandbox_mode()?;
+        if let Some(dir) = self.bios_dir.as_ref().filter(|d| !d.is_dir()) {
+            anyhow::bail!(
+                "bios_dir {} is not a folder: create it and put the BIOS files there, or leave bios_dir out",
+                dir.display()
+            );
+        }
         // A NaN or negative budget would make the capacity silently 0 rooms.
         for (key, cores) in
             [("cpu_budget_cores", self.cpu_budget_cores), ("room_cost_prior", Some(self.room_cost_prior))]
@@ -239,6 +258,17 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// What decides each room's core options (`core_options`, `game_options`).
+    pub fn room_options(&self) -> RoomOptions {
+        RoomOptions { core: self.core_options.clone(), games: self.game_options.clone() }
+    }
+
+    /// `[core_options.X]` tables whose X is no core of `cores` (a typo, or a core no longer used).
+    pub fn unused_core_option_tables(&self) -> Vec<String> {
+        let used: Vec<&str> = self.cores.values().map(|c| core_key(c)).collect();
+        self.core_options.per_core.keys().filter(|k| !used.contains(&core_key(k))).cloned().collect()
     }
 
     /// The emulator sandbox mode.
@@ -267,6 +297,96 @@ impl Config {
     }
 }
 
+/// A core's name as option tables are keyed: `mednafen_psx_libretro.so`, `mednafen_psx_libretro`
+/// and `mednafen_psx` are all `mednafen_psx`.
+pub fn core_key(core: &str) -> &str {
+    let stem = core.strip_suffix(".so").unwrap_or(core);
+    stem.strip_suffix("_libretro").unwrap_or(stem)
+}
+
+/// The `core_options` table: plain keys are set in every room; a table is for one core.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CoreOptions {
+    /// Set in every room.
+    pub all: BTreeMap<String, String>,
+    /// By core ([`core_key`]): set in the rooms of that core, over `all`.
+    pub per_core: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// The options every room gets (not the per-core tables): what tools running one known core
+/// want (`bench`).
+impl IntoIterator for CoreOptions {
+    type Item = (String, String);
+    type IntoIter = std::collections::btree_map::IntoIter<String, String>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.all.into_iter()
+    }
+}
+
+impl<'de> Deserialize<'de> for CoreOptions {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// One entry of the table: a value, or a core's table.
+        enum Entry {
+            Value(String),
+            Table(BTreeMap<String, String>),
+        }
+        impl<'de> Deserialize<'de> for Entry {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = Entry;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("a core option's value (a string), or a table of them for one core")
+                    }
+                    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Entry, E> {
+                        Ok(Entry::Value(v.to_string()))
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Entry, A::Error> {
+                        Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Entry::Table)
+                    }
+                }
+                d.deserialize_any(V)
+            }
+        }
+        let mut out = CoreOptions::default();
+        for (key, entry) in BTreeMap::<String, Entry>::deserialize(d)? {
+            match entry {
+                Entry::Value(v) => {
+                    out.all.insert(key, v);
+                }
+                Entry::Table(t) => {
+                    out.per_core.insert(core_key(&key).to_string(), t);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What decides a room's core options: `core_options` and `game_options`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoomOptions {
+    /// Every room's and each core's.
+    pub core: CoreOptions,
+    /// Each game's, by name.
+    pub games: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl RoomOptions {
+    /// The options of a room running `game` on `core` (file name or short name): every room's,
+    /// then the core's, then the game's, a later one replacing an earlier one's value.
+    pub fn for_room(&self, core: &str, game: &str) -> Vec<(String, String)> {
+        let mut options = self.core.all.clone();
+        if let Some(t) = self.core.per_core.get(core_key(core)) {
+            options.extend(t.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        if let Some(t) = self.games.get(game) {
+            options.extend(t.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        options.into_iter().collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,6 +407,77 @@ mod tests {
         assert_eq!((c.gpu, c.video_scale, c.video_canvas), (GpuMode::Vulkan, 2, Some([640, 480])));
         assert_eq!(Config::default().gpu, GpuMode::Auto);
         assert!(toml::from_str::<Config>("gpu = \"cuda\"").is_err());
+    }
+
+    #[test]
+    fn core_options_apply_to_every_room_then_per_core_then_per_game() {
+        let c: Config = toml::from_str(
+            r#"
+            [cores]
+            cue = "mednafen_psx"
+            nes = "nestopia_libretro.so"
+            [core_options]
+            nestopia_audio_type = "stereo"
+            shared = "all"
+            [core_options.mednafen_psx]
+            shared = "psx"
+            beetle_psx_analog_toggle = "enabled"
+            [core_options.nestopia_libretro]
+            nestopia_overscan_v = "disabled"
+            [core_options.old_core]
+            x = "y"
+            [game_options."Retrofarm Walk"]
+            nestopia_overscan_v = "enabled"
+            shared = "walk"
+            "#,
+        )
+        .unwrap();
+        c.check().unwrap();
+        assert_eq!(c.core_options.all.len(), 2);
+        assert_eq!(c.core_options.per_core.keys().collect::<Vec<_>>(), ["mednafen_psx", "nestopia", "old_core"]);
+        let o = c.room_options();
+        let get = |opts: Vec<(String, String)>, k: &str| opts.into_iter().find(|(key, _)| key == k).map(|(_, v)| v);
+        let psx = o.for_room("mednafen_psx_libretro.so", "Some Disc");
+        assert_eq!(get(psx.clone(), "shared").as_deref(), Some("psx"));
+        assert_eq!(get(psx.clone(), "beetle_psx_analog_toggle").as_deref(), Some("enabled"));
+        assert_eq!(get(psx, "nestopia_audio_type").as_deref(), Some("stereo"), "every room's keys too");
+        let walk = o.for_room("nestopia_libretro.so", "Retrofarm Walk");
+        assert_eq!(get(walk.clone(), "nestopia_overscan_v").as_deref(), Some("enabled"), "the game's wins");
+        assert_eq!(get(walk.clone(), "shared").as_deref(), Some("walk"));
+        assert_eq!(walk.len(), 3, "one value per key: {walk:?}");
+        let other = o.for_room("nestopia_libretro.so", "Another");
+        assert_eq!(get(other.clone(), "nestopia_overscan_v").as_deref(), Some("disabled"));
+        assert_eq!(get(other, "shared").as_deref(), Some("all"));
+        let gba = o.for_room("mgba_libretro.so", "Sushi");
+        assert_eq!(gba.len(), 2, "no table for mgba: {gba:?}");
+        assert_eq!(c.unused_core_option_tables(), vec!["old_core".to_string()]);
+    }
+
+    #[test]
+    fn existing_core_option_files_still_load() {
+        // A configuration written before per-core tables: a flat table, as before.
+        let c: Config = toml::from_str("[core_options]\nnestopia_audio_type = \"mono\"\n").unwrap();
+        assert_eq!(c.core_options.all.get("nestopia_audio_type").map(String::as_str), Some("mono"));
+        assert!(c.core_options.per_core.is_empty() && c.game_options.is_empty() && c.bios_dir.is_none());
+        // What tools taking every room's options get.
+        let every: Vec<(String, String)> = Config::default().core_options.into_iter().collect();
+        assert_eq!(every, vec![("nestopia_audio_type".to_string(), "stereo".to_string())]);
+        // A value must be a string or a table.
+        let e = toml::from_str::<Config>("[core_options]\nx = 1\n").unwrap_err().to_string();
+        assert!(e.contains("a core option's value (a string), or a table of them for one core"), "{e}");
+        let e = toml::from_str::<Config>("[game_options]\nWalk = \"x\"\n").unwrap_err().to_string();
+        assert!(e.contains("expected a map"), "{e}");
+    }
+
+    #[test]
+    fn bios_dir_must_be_a_folder() {
+        let c: Config = toml::from_str("bios_dir = \"/nonexistent/bios\"").unwrap();
+        let e = c.check().unwrap_err().to_string();
+        assert!(e.contains("bios_dir /nonexistent/bios is not a folder"), "{e}");
+        let dir = std::env::temp_dir();
+        let c: Config = toml::from_str(&format!("bios_dir = {:?}", dir.display().to_string())).unwrap();
+        c.check().unwrap();
+        assert_eq!(c.bios_dir, Some(dir));
     }
 
     #[test]

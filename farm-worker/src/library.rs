@@ -91,12 +91,11 @@ impl Library {
     }
 }
 
-/// The default extension → core mapping (Debian's libretro-nestopia and libretro-mgba).
+/// The default extension → core mapping: every system of docs/systems.md on its Debian core
+/// ([`retrofarm_emulator::cores::SYSTEMS`]).
 pub fn default_cores() -> BTreeMap<String, String> {
-    [("nes", "nestopia_libretro.so"), ("gba", "mgba_libretro.so")]
-        .into_iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect()
+    use retrofarm_emulator::cores::{core_file_name, SYSTEMS};
+    SYSTEMS.iter().flat_map(|s| s.extensions.iter().map(|e| (e.to_string(), core_file_name(s.core)))).collect()
 }
 
 #[cfg(test)]
@@ -114,6 +113,36 @@ mod tests {
         assert_eq!(lib.get("Walk").unwrap().rom, PathBuf::from("g/Walk.nes"));
         assert_eq!(lib.get("Sushi").unwrap().info.system, "gba");
         assert!(lib.get("readme").is_none());
+    }
+
+    #[test]
+    fn every_system_is_mapped_by_default() {
+        let cores = default_cores();
+        for (ext, core) in [
+            ("nes", "nestopia_libretro.so"),
+            ("gba", "mgba_libretro.so"),
+            ("gb", "gambatte_libretro.so"),
+            ("gbc", "gambatte_libretro.so"),
+            ("sfc", "bsnes_mercury_performance_libretro.so"),
+            ("smc", "bsnes_mercury_performance_libretro.so"),
+            ("cue", "mednafen_psx_libretro.so"),
+            ("m3u", "mednafen_psx_libretro.so"),
+            ("pce", "mednafen_pce_fast_libretro.so"),
+            ("ws", "mednafen_wswan_libretro.so"),
+            ("wsc", "mednafen_wswan_libretro.so"),
+            ("vb", "mednafen_vb_libretro.so"),
+            ("nds", "desmume_libretro.so"),
+        ] {
+            assert_eq!(cores.get(ext).map(String::as_str), Some(core), "{ext}");
+        }
+        // Ambiguous: DS and Virtual Boy dumps and CD tracks.
+        assert!(!cores.contains_key("bin"));
+        let lib = Library::from_paths(
+            ["g/Disc.cue", "g/Disc.bin", "g/Pocket.gbc", "g/Hudson.pce"].map(PathBuf::from),
+            &cores,
+        );
+        assert_eq!(lib.len(), 3, "a disc's track is not a game of its own");
+        assert_eq!(lib.get("Disc").unwrap().info.system, "cue");
     }
 
     #[test]

@@ -70,6 +70,9 @@ struct Cli {
     /// libretro cores folder.
     #[arg(long, env = "RETROFARM_CORES_DIR")]
     cores_dir: Option<PathBuf>,
+    /// BIOS files folder, every room's system directory [default: none].
+    #[arg(long, env = "RETROFARM_BIOS_DIR")]
+    bios_dir: Option<PathBuf>,
     /// CPU cores rooms may use [default: 90% of the cores].
     #[arg(long, env = "RETROFARM_CPU_BUDGET_CORES")]
     cpu_budget_cores: Option<f64>,
@@ -169,6 +172,9 @@ impl Cli {
         if self.cores_dir.is_some() {
             c.cores_dir = self.cores_dir;
         }
+        if self.bios_dir.is_some() {
+            c.bios_dir = self.bios_dir;
+        }
     }
 }
 
@@ -190,6 +196,16 @@ async fn main() -> Result<()> {
         warn!(%core, "libretro core not found: its games will be refused (run scripts/fetch-cores.sh or set cores_dir)");
     }
     info!(games = library.len(), dir = %cfg.games_dir.display(), "game library loaded");
+    for table in cfg.unused_core_option_tables() {
+        warn!(%table, "[core_options.{table}] names no core of `cores`: its options are never used");
+    }
+    for game in cfg.game_options.keys().filter(|g| library.get(g).is_none()) {
+        warn!(%game, "[game_options] names a game that is not in the games folder");
+    }
+    match &cfg.bios_dir {
+        Some(dir) => info!(dir = %dir.display(), "BIOS files folder (every room's system directory)"),
+        None => info!("no bios_dir: cores that need a BIOS (PlayStation) cannot start their games"),
+    }
 
     let http = tokio::net::TcpListener::bind(cfg.http_listen)
         .await
@@ -248,7 +264,8 @@ async fn main() -> Result<()> {
         autosave: (cfg.autosave_secs > 0).then(|| Duration::from_secs(cfg.autosave_secs)),
         drain: Duration::from_secs(cfg.drain_secs),
         room: RoomSettings {
-            options: cfg.core_options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            options: cfg.room_options(),
+            bios_dir: cfg.bios_dir.clone(),
             video: VideoConfig { bitrate_bps: cfg.video_kbps * 1000, ..VideoConfig::default() },
             skip_repeats: cfg.skip_repeated_frames,
             scale: cfg.video_scale,

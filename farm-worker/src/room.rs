@@ -45,8 +45,11 @@ const MAX_REPEATS: u32 = 5;
 /// What every room runs with, from the worker's configuration.
 #[derive(Debug, Clone)]
 pub struct RoomSettings {
-    /// Core options (libretro variables).
-    pub options: Vec<(String, String)>,
+    /// Core options (libretro variables): every room's, each core's, each game's.
+    pub options: crate::config::RoomOptions,
+    /// The system directory of every room (BIOS files, read-only to the emulator); `None`:
+    /// each room's own folder.
+    pub bios_dir: Option<PathBuf>,
     /// Video encoder settings.
     pub video: VideoConfig,
     /// Frames identical to the one before are not encoded again (see [`MAX_REPEATS`]).
@@ -594,6 +597,26 @@ impl std::fmt::Debug for RoomHandle {
     }
 }
 
+/// The emulator settings of a room whose folder is `dir`, running `game` (`rom`) on `core`.
+fn emulator_config(
+    settings: &RoomSettings,
+    dir: &std::path::Path,
+    core: &std::path::Path,
+    rom: &std::path::Path,
+    game: &str,
+) -> EmulatorConfig {
+    let mut cfg = EmulatorConfig::core(core, rom);
+    let core_name = core.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    cfg.options = settings.options.for_room(&core_name, game);
+    cfg.save_dir = dir.to_owned();
+    // The BIOS folder, which the sandbox lets the emulator read; without one, the room's own
+    // folder (a core needing a BIOS then ends the room, naming the file it lacks).
+    cfg.system_dir = settings.bios_dir.clone().unwrap_or_else(|| dir.to_owned());
+    cfg.sandbox = settings.sandbox;
+    cfg.memory_mib = settings.memory_mib;
+    cfg
+}
+
 /// Spawns a room's emulator in its own folder, restoring `restore` (battery RAM through the
 /// file `sram`, then the state).
 fn start_emulator(
@@ -712,17 +735,10 @@ impl Rooms {
     pub fn start(&mut self, start: RoomStart, restore: Option<SaveFile>) {
         let RoomStart { room, core, rom, game, .. } = start;
         let dir = self.settings.rooms_dir.join(room.as_str());
-        let mut cfg = EmulatorConfig::core(&core, &rom);
-        cfg.options = self.settings.options.clone();
-        cfg.save_dir = dir.clone();
-        // No BIOS folder of its own: the core sees only the room's (the sandbox lets it read
-        // and write nothing else).
-        cfg.system_dir = dir.clone();
-        cfg.sandbox = self.settings.sandbox;
-        cfg.memory_mib = self.settings.memory_mib;
+        let cfg = emulator_config(&self.settings, &dir, &core, &rom, &game);
+        let core_name = core.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let events = self.events.clone();
         let id = room.clone();
-        let core_name = core.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let sram = dir.join("battery.srm");
         tokio::task::spawn_blocking(move || {
             let ev = match start_emulator(cfg, &sram, restore) {
@@ -824,6 +840,79 @@ pub fn check_health(jobs: &[Arc<RoomJob>], events: &mpsc::Sender<RoomEvent>) {
             job.control.stopped.store(true, Ordering::Relaxed);
             let _ = events
                 .blocking_send(RoomEvent::Ended { room: job.id.clone(), reason: format!("the game stopped: {e}") });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn settings(bios_dir: Option<PathBuf>) -> RoomSettings {
+        let cfg: crate::config::Config = toml::from_str(
+            "[core_options]\nnestopia_audio_type = \"stereo\"\n[core_options.mednafen_psx]\nbeetle_psx_analog_toggle = \"enabled\"\n\
+             [game_options.\"Some Disc\"]\nbeetle_psx_analog_toggle = \"disabled\"\n",
+        )
+        .unwrap();
+        RoomSettings {
+            options: cfg.room_options(),
+            bios_dir,
+            video: VideoConfig::default(),
+            skip_repeats: true,
+            scale: 1,
+            canvas: None,
+            rooms_dir: std::env::temp_dir(),
+            sandbox: retrofarm_emulator::sandbox::Mode::Auto,
+            memory_mib: Some(1024),
+        }
+    }
+
+    #[test]
+    fn a_room_gets_its_core_and_game_options_and_the_bios_folder() {
+        let (core, rom) = (Path::new("/cores/mednafen_psx_libretro.so"), Path::new("/games/Some Disc.cue"));
+        let cfg = emulator_config(&settings(None), Path::new("/rooms/r1"), core, rom, "Some Disc");
+        assert_eq!(cfg.system_dir, PathBuf::from("/rooms/r1"), "no bios_dir: the room's own folder");
+        assert_eq!(cfg.save_dir, PathBuf::from("/rooms/r1"));
+        let mut options = cfg.options.clone();
+        options.sort();
+        assert_eq!(
+            options,
+            vec![
+                ("beetle_psx_analog_toggle".to_string(), "disabled".to_string()),
+                ("nestopia_audio_type".to_string(), "stereo".to_string())
+            ]
+        );
+        let bios = settings(Some(PathBuf::from("/srv/bios")));
+        let cfg = emulator_config(&bios, Path::new("/rooms/r2"), core, rom, "Other Disc");
+        assert_eq!((cfg.system_dir, cfg.save_dir), (PathBuf::from("/srv/bios"), PathBuf::from("/rooms/r2")));
+        assert!(cfg.options.contains(&("beetle_psx_analog_toggle".to_string(), "enabled".to_string())));
+    }
+
+    /// With the real PlayStation core and the emulator binary (built by `cargo build`): a room
+    /// whose BIOS folder lacks the BIOS ends with the reason players and the log get.
+    #[test]
+    fn a_room_without_its_bios_ends_naming_the_file_and_the_folder() {
+        let Some(core) = retrofarm_emulator::find_core("mednafen_psx", None) else {
+            eprintln!("SKIP: mednafen_psx not fetched (scripts/fetch-cores.sh)");
+            return;
+        };
+        if retrofarm_emulator::find_binary(None).is_err() {
+            eprintln!("SKIP: the retrofarm-emulator binary is not built (cargo build --workspace --bins)");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let (bios, games, room) = (tmp.path().join("bios"), tmp.path().join("games"), tmp.path().join("room"));
+        for d in [&bios, &games] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let rom = games.join("Some Disc.cue");
+        std::fs::write(&rom, "FILE \"Some Disc.bin\" BINARY\n  TRACK 01 MODE2/2352\n").unwrap();
+        let cfg = emulator_config(&settings(Some(bios.clone())), &room, &core, &rom, "Some Disc");
+        let reason = start_emulator(cfg, &room.join("battery.srm"), None).unwrap_err();
+        assert!(reason.starts_with("the game could not start: "), "{reason}");
+        for needed in ["PlayStation BIOS", "scph5501.bin", &bios.display().to_string(), "bios_dir"] {
+            assert!(reason.contains(needed), "the reason names {needed}: {reason}");
         }
     }
 }

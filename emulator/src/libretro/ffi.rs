@@ -98,10 +98,9 @@ pub const NUM_CORE_OPTION_VALUES_MAX: usize = 128;
 /// `retro_serialize` as it really is: it returns whether it succeeded.
 pub type SerializeFn = unsafe extern "C" fn(data: *mut c_void, size: usize) -> bool;
 
-/// The log callback we hand out. The real `retro_log_printf_t` is variadic, which stable Rust
-/// cannot define; on the SysV x86-64 ABI a non-variadic function with the same fixed
-/// parameters is called correctly (extra arguments are ignored), so we log the format string.
-pub type LogPrintfFn = unsafe extern "C" fn(level: c_uint, fmt: *const c_char);
+/// The log callback we hand out (the real `retro_log_printf_t` is variadic, which stable Rust
+/// cannot define: see [`super::log`]).
+pub use super::log::LogPrintfFn;
 
 /// `struct retro_log_callback`.
 #[repr(C)]

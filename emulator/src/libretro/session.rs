@@ -12,10 +12,13 @@ use std::ffi::{CStr, CString};
 use std::os::raw::{c_char, c_uint, c_void};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 
+use super::abort::{self, InCore, Stage};
+use super::bios::MissingBios;
 use super::core::{Core, CoreError};
 use super::ffi::{self, env, sys};
+use super::log::{log_cb, LOG_THRESHOLD};
 use super::options::{OptionDef, OptionStore};
 use crate::av::{AvInfo, PixelFormat};
 use crate::shm::frame_ring::VideoInput;
@@ -72,6 +75,9 @@ pub enum SessionError {
     /// A path contains a NUL byte.
     #[error("path contains a NUL byte: {0}")]
     Path(PathBuf),
+    /// The core needs a BIOS file that is not in the system directory.
+    #[error(transparent)]
+    Bios(#[from] MissingBios),
 }
 
 /// Why battery RAM could not be loaded.
@@ -134,26 +140,6 @@ pub struct SystemInfo {
     pub need_fullpath: bool,
 }
 
-/// Log level of core messages printed to stderr (`RETRO_LOG_*`, default WARN). Set from
-/// `RETROFARM_CORE_LOG` (debug|info|warn|error) when a session starts.
-static LOG_THRESHOLD: AtomicU32 = AtomicU32::new(ffi::log_level::WARN);
-
-unsafe extern "C" fn log_cb(level: c_uint, fmt: *const c_char) {
-    if level < LOG_THRESHOLD.load(Ordering::Relaxed) || fmt.is_null() {
-        return;
-    }
-    // SAFETY: the core passes a NUL-terminated format string. Variadic arguments are not
-    // readable from stable Rust; we print the format string as is.
-    let msg = unsafe { CStr::from_ptr(fmt) }.to_string_lossy();
-    let tag = match level {
-        0 => "debug",
-        1 => "info",
-        2 => "warn",
-        _ => "error",
-    };
-    eprintln!("[core {tag}] {}", msg.trim_end());
-}
-
 /// The callbacks' view of a session.
 trait Callbacks {
     fn environment(&mut self, cmd: c_uint, data: *mut c_void) -> bool;
@@ -168,14 +154,16 @@ thread_local! {
     static CURRENT: Cell<Option<NonNull<dyn Callbacks>>> = const { Cell::new(None) };
 }
 
-/// Publishes a session as this thread's current instance for the duration of a core call.
+/// Publishes a session as this thread's current instance for the duration of a core call,
+/// and notes which call it is (for a core that aborts the process: [`abort`]).
 struct Enter {
     previous: Option<NonNull<dyn Callbacks>>,
+    _stage: InCore,
 }
 
 impl Enter {
-    fn new(state: NonNull<dyn Callbacks>) -> Self {
-        Self { previous: CURRENT.with(|c| c.replace(Some(state))) }
+    fn new(state: NonNull<dyn Callbacks>, stage: Stage) -> Self {
+        Self { previous: CURRENT.with(|c| c.replace(Some(state))), _stage: InCore::new(stage) }
     }
 }
 
@@ -284,6 +272,13 @@ impl<I: Io> State<I> {
     fn log_unknown(&mut self, cmd: c_uint) {
         if self.unknown.insert(cmd) {
             tracing::debug!(cmd, "unsupported environment command");
+            if LOG_THRESHOLD.load(Ordering::Relaxed) == ffi::log_level::DEBUG {
+                let experimental = if cmd & ffi::ENVIRONMENT_EXPERIMENTAL != 0 { " (experimental)" } else { "" };
+                eprintln!(
+                    "[frontend debug] unsupported environment command {}{experimental}: answered false",
+                    cmd & !ffi::ENVIRONMENT_EXPERIMENTAL
+                );
+            }
         }
     }
 
@@ -594,6 +589,8 @@ impl<I: Io> Session<I> {
             }
             Err(source) => return Err(SessionError::Rom { path: rom.to_owned(), source }),
         }
+        super::bios::check(core_path, rom, &config.system_dir)?;
+        abort::install();
         let core = Core::load(core_path)?;
         let state = Box::new(State {
             io,
@@ -624,7 +621,7 @@ impl<I: Io> Session<I> {
         };
         let f = *session.core.fns();
         {
-            let _cur = session.enter();
+            let _cur = session.enter(Stage::Init);
             // SAFETY: documented libretro start-up order; callbacks find the state through
             // the current-instance slot published by `_cur`.
             unsafe {
@@ -650,7 +647,7 @@ impl<I: Io> Session<I> {
             meta: std::ptr::null(),
         };
         let loaded = {
-            let _cur = session.enter();
+            let _cur = session.enter(Stage::LoadGame);
             // SAFETY: `game` points at our path and data, kept alive by the session.
             unsafe { (f.load_game)(&game) }
         };
@@ -669,7 +666,7 @@ impl<I: Io> Session<I> {
             timing: sys::SystemTiming { fps: 0.0, sample_rate: 0.0 },
         };
         {
-            let _cur = session.enter();
+            let _cur = session.enter(Stage::Other);
             // SAFETY: `raw` is a valid SystemAvInfo to fill; a game is loaded.
             unsafe { (f.get_system_av_info)(&mut raw) };
             for port in 0..4 {
@@ -685,9 +682,9 @@ impl<I: Io> Session<I> {
         Ok(session)
     }
 
-    fn enter(&self) -> Enter {
+    fn enter(&self, stage: Stage) -> Enter {
         let ptr: NonNull<dyn Callbacks> = self.state;
-        Enter::new(ptr)
+        Enter::new(ptr, stage)
     }
 
     fn state_mut(&mut self) -> &mut State<I> {
@@ -755,21 +752,21 @@ impl<I: Io> Session<I> {
 
     /// Runs one frame (`retro_run`).
     pub fn run(&mut self) {
-        let _cur = self.enter();
+        let _cur = self.enter(Stage::Run);
         // SAFETY: a game is loaded; callbacks reach the state through `_cur`.
         unsafe { (self.core.fns().run)() };
     }
 
     /// Resets the game.
     pub fn reset(&mut self) {
-        let _cur = self.enter();
+        let _cur = self.enter(Stage::Other);
         // SAFETY: a game is loaded.
         unsafe { (self.core.fns().reset)() };
     }
 
     /// Saves the emulator state, or None if the core cannot.
     pub fn serialize(&mut self) -> Option<Vec<u8>> {
-        let _cur = self.enter();
+        let _cur = self.enter(Stage::Other);
         // SAFETY: a game is loaded.
         let size = unsafe { (self.core.fns().serialize_size)() };
         if size == 0 {
@@ -783,7 +780,7 @@ impl<I: Io> Session<I> {
 
     /// Restores a state from [`Self::serialize`].
     pub fn unserialize(&mut self, data: &[u8]) -> bool {
-        let _cur = self.enter();
+        let _cur = self.enter(Stage::Other);
         // SAFETY: `data` is readable for its length.
         unsafe { (self.core.fns().unserialize)(data.as_ptr().cast(), data.len()) }
     }
@@ -791,7 +788,7 @@ impl<I: Io> Session<I> {
     /// Where the core keeps memory region `kind` and its size; None when it has none.
     fn memory_raw(&self, kind: MemoryKind) -> Option<(NonNull<u8>, usize)> {
         let f = self.core.fns();
-        let _cur = self.enter();
+        let _cur = self.enter(Stage::Other);
         // SAFETY: a game is loaded; both functions accept any id and answer 0 / NULL for a
         // region the core does not have.
         let (size, data) = unsafe { ((f.get_memory_size)(kind.raw()), (f.get_memory_data)(kind.raw())) };
@@ -830,7 +827,7 @@ impl<I: Io> Session<I> {
 impl<I: Io> Drop for Session<I> {
     fn drop(&mut self) {
         {
-            let _cur = self.enter();
+            let _cur = self.enter(Stage::Other);
             if self.loaded {
                 // SAFETY: a game is loaded; unloading it is the first step of shutting down.
                 unsafe { (self.core.fns().unload_game)() };
