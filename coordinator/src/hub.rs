@@ -429,7 +429,11 @@ impl Hub {
         for id in gone {
             let Some(away) = self.away.remove(&id) else { continue };
             warn!(worker = %id, "worker did not come back: telling its players");
-            self.worker_gone(&id, |_| true, &format!("the game server {id} {}; reload the page to continue on another one", away.how));
+            self.worker_gone(
+                &id,
+                |_| true,
+                &format!("the game server {id} {}; reload the page to continue on another one", away.how),
+            );
         }
     }
 
