@@ -80,8 +80,8 @@ async fn a_dropped_link_costs_the_player_nothing_and_the_worker_comes_back_with_
     let dir = tempfile::tempdir().unwrap();
     let pki = dir.path().join("pki");
     let addrs = CoordinatorAddrs::fresh();
-    // Heartbeat timeout 2 s (the default): the 4 s cut below drops the link on both sides.
-    let _coord = procs::coordinator(dir.path(), &pki, addrs, &[]).unwrap();
+    // Heartbeat (and QUIC idle) timeout 2 s: the 4 s cut below drops the link on both sides.
+    let _coord = procs::coordinator(dir.path(), &pki, addrs, &["--heartbeat-timeout-ms", "2000"]).unwrap();
     let relay = Relay::start(addrs.quic).await;
     let through_relay = CoordinatorAddrs { http: addrs.http, quic: relay.addr };
     let worker = procs::worker(dir.path(), through_relay, &WorkerOpts::new("w1", "local", &pki)).unwrap();
