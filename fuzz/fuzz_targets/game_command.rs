@@ -9,7 +9,7 @@
 use libfuzzer_sys::fuzz_target;
 use retrofarm_fuzz::check_error;
 use retrofarm_proto::browser::MAX_PORT;
-use retrofarm_proto::game::{GameCommand, GameReply, SLOTS};
+use retrofarm_proto::game::{GameCommand, GameReply, MAX_REPORT_MS, SLOTS};
 use retrofarm_proto::DecodeError;
 
 fn check_user(user: &str) {
@@ -35,6 +35,10 @@ fuzz_target!(|data: &[u8]| {
                 GameCommand::Slots { user } => check_user(user),
                 GameCommand::Reset => {}
                 GameCommand::Port { port } => assert!(*port <= MAX_PORT, "port {port} accepted"),
+                GameCommand::Report { frames, ms, freezes, freeze_ms } => {
+                    let plausible = (1..=MAX_REPORT_MS).contains(ms) && *frames <= ms / 2 && *freeze_ms <= *ms;
+                    assert!(plausible && *freezes <= ms / 16 + 1, "implausible report accepted");
+                }
             }
             let enc = cmd.encode();
             assert!(enc.starts_with(&format!(r#"{{"t":"{}""#, cmd.kind())), "{enc}");
