@@ -29,7 +29,8 @@ const state = {
   session: null,
   /**
    * The signaling WebSocket: `open`, or `reconnecting` while a game plays on without it (the
-   * stream comes straight from the game server; a coordinator restart costs the game nothing).
+   * stream comes straight from the game server; a coordinator restart costs the game nothing)
+   * until the new session knows a server for us (its `init`).
    */
   signaling: 'connecting',
   /** The signaling session the running game was started in (a reconnection opens a new one). */
@@ -260,8 +261,8 @@ function openSignaling() {
   const s = new Signaling(url, {
     onOpen: () => {
       if (s !== signaling) return;
-      state.signaling = 'open';
-      reconnectDelayMs = 1000;
+      // A reconnection while playing is `open` once the coordinator has a server for us (init).
+      if (state.signaling !== 'reconnecting') state.signaling = 'open';
     },
     onMessage: (t, p) => {
       if (s === signaling) handle(t, p ?? {});
@@ -270,13 +271,7 @@ function openSignaling() {
       if (s !== signaling || byUs) return;
       if (state.phase === 'playing' && peer) {
         // The game streams straight from its server: play on, and reconnect in the background.
-        state.signaling = 'reconnecting';
-        setStatus(`Playing ${state.game ?? 'the game'} as player ${state.port}. Reconnecting to retrofarm…`);
-        const delay = reconnectDelayMs;
-        reconnectDelayMs = Math.min(reconnectDelayMs * 2, 10_000);
-        setTimeout(() => {
-          if (s === signaling && state.phase === 'playing') openSignaling();
-        }, delay);
+        reconnectLater();
         return;
       }
       state.signaling = 'closed';
@@ -287,6 +282,20 @@ function openSignaling() {
     },
   });
   signaling = s;
+}
+
+/** Reopens signaling after a backoff while the game plays on without it. */
+function reconnectLater() {
+  const s = signaling;
+  state.signaling = 'reconnecting';
+  // The coordinator forgets the closed session; the next init brings the new one.
+  state.session = null;
+  setStatus(`Playing ${state.game ?? 'the game'} as player ${state.port}. Reconnecting to retrofarm…`);
+  const delay = reconnectDelayMs;
+  reconnectDelayMs = Math.min(reconnectDelayMs * 2, 10_000);
+  setTimeout(() => {
+    if (s === signaling && state.phase === 'playing') openSignaling();
+  }, delay);
 }
 
 function send(type, payload) {
@@ -330,6 +339,8 @@ function onInit(p) {
   iceServers = p.ice_servers ?? [];
   if (state.phase === 'playing') {
     // Signaling is back after a reconnection; the game never stopped.
+    state.signaling = 'open';
+    reconnectDelayMs = 1000;
     setStatus(`Playing ${state.game ?? 'the game'} as player ${state.port}.`);
     return;
   }
@@ -576,6 +587,15 @@ function unmute() {
 const PROTOCOL_BUGS = new Set(['malformed', 'too_large', 'unknown_type', 'bad_state']);
 
 function onServerError(code, message) {
+  // A session reopened while a game plays is not the game's: an error there (the new
+  // coordinator has no server registered yet: `no_free_worker`) concerns only the lobby.
+  // The game plays on; signaling tries again until the coordinator knows a server.
+  if (state.phase === 'playing' && state.gameSession !== state.session) {
+    console.warn(`signaling: ${code} while reconnecting (${message}); the game plays on`);
+    signaling?.close();
+    reconnectLater();
+    return;
+  }
   if (PROTOCOL_BUGS.has(code)) console.error(`signaling: server reported ${code}: ${message}`);
   // A message already in flight when a session ended (say, a trickled candidate after
   // room_closed) earns a bad_state: keep the error that explains what happened on screen.
