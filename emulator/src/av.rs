@@ -72,6 +72,9 @@ pub struct AvInfo {
     pub max_height: u32,
     /// Display aspect ratio; 0 or less means width/height.
     pub aspect_ratio: f32,
+    /// Quarter turns counter-clockwise the picture is to be shown at (the core's
+    /// `SET_ROTATION`, 0..=3: a vertical WonderSwan game asks for 1).
+    pub rotation: u8,
     /// Exact frame rate, e.g. 59.727500569606 for the GBA.
     pub fps: f64,
     /// Audio sample rate in Hz, e.g. 32768 for mGBA.

@@ -81,6 +81,7 @@ impl TestPattern {
             max_width: self.width,
             max_height: self.height,
             aspect_ratio: self.width as f32 / self.height as f32,
+            rotation: 0,
             fps: self.fps,
             sample_rate: f64::from(self.sample_rate),
             pixel_format: self.format,

@@ -300,6 +300,7 @@ impl Driver {
                 }
                 self.engine.handle(Instant::now(), Input::Media(media));
             }
+            RoomEvent::Screen { room, screen } => self.engine.handle(Instant::now(), Input::Screen { room, screen }),
             RoomEvent::Ended { room, reason } => self.engine.handle(Instant::now(), Input::RoomEnded { room, reason }),
         }
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use retrofarm_media::VideoCodec;
 use retrofarm_proto::control::{CoordMsg, WorkerMsg};
-use retrofarm_proto::game::{GameCommand, GameReply};
+use retrofarm_proto::game::{GameCommand, GameReply, Screen};
 use retrofarm_proto::ids::{RoomId, SessionId};
 use retrofarm_proto::input::PadState;
 use retrofarm_proto::ErrorCode;
@@ -98,6 +98,14 @@ pub enum Input<'a> {
         destination: SocketAddr,
         /// Its bytes.
         contents: &'a [u8],
+    },
+    /// The shape a room's picture is to be shown at, when it is first known and when it
+    /// changes: its viewers' pages hear it on their `control` channel.
+    Screen {
+        /// The room.
+        room: RoomId,
+        /// Its shape.
+        screen: Screen,
     },
     /// A room stopped on its own (its emulator died, failed to start or its encoder failed).
     RoomEnded {
@@ -283,6 +291,8 @@ enum Action {
     Rate(SessionId),
     Input(SessionId, PadState),
     Game(SessionId, Vec<u8>),
+    /// The session's `control` channel opened: it hears the room's screen.
+    ControlOpen(SessionId),
     Dead(SessionId),
 }
 
@@ -322,6 +332,8 @@ pub struct Engine {
     keyframes: KeyframeLimit<(RoomId, VideoCodec)>,
     /// Draining ([`Input::Drain`]): no new rooms.
     draining: bool,
+    /// Each running room's picture shape, as its room last reported it.
+    screens: HashMap<RoomId, Screen>,
 }
 
 impl Engine {
@@ -350,6 +362,7 @@ impl Engine {
             rates: HashMap::new(),
             keyframes: KeyframeLimit::new(KEYFRAME_INTERVAL),
             draining: false,
+            screens: HashMap::new(),
         }
     }
 
@@ -395,6 +408,16 @@ impl Engine {
                 self.next_command(&session);
             }
             Input::Resumed { room, game } => self.resumed(room, game),
+            Input::Screen { room, screen } => {
+                if !self.book.has_room(&room) {
+                    return;
+                }
+                self.screens.insert(room.clone(), screen);
+                let viewers: Vec<SessionId> = self.book.sessions_in(&room).cloned().collect();
+                for id in viewers {
+                    self.send_control(&id, &GameReply::Screen(screen));
+                }
+            }
             Input::Timeout => {}
         }
     }
@@ -782,6 +805,7 @@ impl Engine {
 
     /// Forgets a closed room's streams.
     fn forget_streams(&mut self, room: &RoomId) {
+        self.screens.remove(room);
         self.rates.retain(|(r, _), _| r != room);
         self.keyframes.forget(|(r, _)| r == room);
     }
@@ -863,6 +887,9 @@ impl Engine {
                     Ok(str0m::Output::Event(ev)) => match ev {
                         Event::Connected => actions.push(Action::Connected(id.clone())),
                         Event::KeyframeRequest(_) => actions.push(Action::Keyframe(id.clone())),
+                        Event::ChannelOpen(cid, _) if cid == s.peer.control => {
+                            actions.push(Action::ControlOpen(id.clone()));
+                        }
                         Event::ChannelData(d) if d.id == s.peer.control => {
                             actions.push(Action::Game(id.clone(), d.data));
                         }
@@ -977,6 +1004,12 @@ impl Engine {
                 // A spectator's pad drives nothing.
                 if let Some((room, port)) = self.place(&id).filter(|(_, port)| *port != SPECTATOR) {
                     self.queue.push_back(Output::Pad { room, port, pad });
+                }
+            }
+            Action::ControlOpen(id) => {
+                let screen = self.place(&id).and_then(|(room, _)| self.screens.get(&room).copied());
+                if let Some(screen) = screen {
+                    self.send_control(&id, &GameReply::Screen(screen));
                 }
             }
             Action::Game(id, bytes) => {

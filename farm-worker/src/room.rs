@@ -20,11 +20,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use retrofarm_emulator::{Emulator, EmulatorConfig, FrameMeta, GameSave, PixelFormat as EmuFormat};
+use retrofarm_emulator::{AvInfo, Emulator, EmulatorConfig, FrameMeta, GameSave, PixelFormat as EmuFormat};
 use retrofarm_media::{
     convert_placed, software_encoder, AudioConfig, AudioEncoder, GpuNv12, I420Frame, Picture, PictureFormat,
     PixelFormat, Placement, RgbFrame, VideoCodec, VideoConfig, VideoEncoder,
 };
+use retrofarm_proto::game::Screen;
 use retrofarm_proto::ids::RoomId;
 use retrofarm_proto::input::PadState;
 use tokio::sync::mpsc;
@@ -101,6 +102,13 @@ pub enum RoomEvent {
     },
     /// Encoded media, for the engine; video comes with its timing.
     Media(Media, Option<VideoTiming>),
+    /// The shape the room's picture is to be shown at changed (or is first known).
+    Screen {
+        /// The room.
+        room: RoomId,
+        /// Its shape.
+        screen: Screen,
+    },
     /// The room stopped on its own.
     Ended {
         /// The room.
@@ -184,6 +192,8 @@ struct Encoders {
     gpu_off: bool,
     /// NVENC's device was lost under this room: encode on the CPU.
     nvenc_off: bool,
+    /// The picture's shape last reported to the engine.
+    screen: Option<Screen>,
 }
 
 /// One codec's encoder and the rate it follows.
@@ -262,6 +272,19 @@ impl std::fmt::Debug for RoomJob {
     }
 }
 
+/// The shape the encoded picture is to be shown at: the core's aspect for its nominal frame,
+/// widened or narrowed by the canvas the frame is placed on (the borders are part of the
+/// picture), and the core's rotation.
+fn screen_of(av: &AvInfo, scale: u32, canvas: Option<(u32, u32)>) -> Screen {
+    let (w, h) = (av.base_width as f32, av.base_height.max(1) as f32);
+    let core = Screen::new(av.aspect_ratio, w / h, av.rotation);
+    match Placement::new(av.base_width, av.base_height, scale, canvas) {
+        // One source pixel is (aspect * h / w) as wide as high; the canvas keeps that shape.
+        Ok(p) => Screen::new(core.aspect * h / w * p.width as f32 / p.height as f32, w / h, core.rotation),
+        Err(_) => core,
+    }
+}
+
 /// The media crate's name for an emulator frame's pixel format.
 pub fn pixel_format(f: EmuFormat) -> PixelFormat {
     match f {
@@ -280,6 +303,13 @@ impl RoomJob {
 
     fn encode(&self, enc: &mut Encoders) -> Result<(), String> {
         let emu = &self.emulator;
+        let screen = screen_of(&emu.av_info(), self.settings.scale, self.settings.canvas);
+        if enc.screen != Some(screen) {
+            // Sent again on the next frame if the driver's queue is full now.
+            if self.events.try_send(RoomEvent::Screen { room: self.id.clone(), screen }).is_ok() {
+                enc.screen = Some(screen);
+            }
+        }
         self.match_encoders(enc)?;
         if enc.video.is_empty() {
             // Nobody watches yet: keep the rings drained, encode nothing.
@@ -848,6 +878,30 @@ pub fn check_health(jobs: &[Arc<RoomJob>], events: &mpsc::Sender<RoomEvent>) {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn the_picture_is_shown_at_the_cores_shape_borders_included() {
+        let nes = AvInfo {
+            base_width: 256,
+            base_height: 224,
+            max_width: 256,
+            max_height: 240,
+            aspect_ratio: 4.0 / 3.0,
+            rotation: 0,
+            fps: 60.0,
+            sample_rate: 48_000.0,
+            pixel_format: EmuFormat::Xrgb8888,
+        };
+        let close = |s: Screen, want: f32| (s.aspect - want).abs() < 1e-4;
+        assert!(close(screen_of(&nes, 1, None), 4.0 / 3.0));
+        assert!(close(screen_of(&nes, 3, None), 4.0 / 3.0));
+        // On a 320x240 canvas the borders widen the picture: pixels keep the core's shape.
+        assert!(close(screen_of(&nes, 1, Some((320, 240))), 4.0 / 3.0 * 224.0 / 256.0 * 320.0 / 240.0));
+        // A core without an aspect of its own: square pixels. A vertical one keeps its turn.
+        let square = AvInfo { aspect_ratio: 0.0, rotation: 1, ..nes };
+        assert_eq!(screen_of(&square, 1, None), Screen { aspect: 256.0 / 224.0, rotation: 1 });
+        assert_eq!(screen_of(&AvInfo { aspect_ratio: f32::NAN, ..nes }, 1, None).aspect, 256.0 / 224.0);
+    }
 
     fn settings(bios_dir: Option<PathBuf>) -> RoomSettings {
         let cfg: crate::config::Config = toml::from_str(

@@ -17,7 +17,7 @@ use retrofarm_media::{
     VideoConfig, VideoEncoder,
 };
 use retrofarm_proto::control::{CoordMsg, WorkerMsg};
-use retrofarm_proto::game::{GameCommand, GameReply};
+use retrofarm_proto::game::{GameCommand, GameReply, Screen};
 use retrofarm_proto::ids::{RoomId, SessionId};
 use retrofarm_proto::input::PadState;
 use retrofarm_proto::ErrorCode;
@@ -972,4 +972,42 @@ fn a_burst_of_plis_costs_one_keyframe_now_and_one_after_the_interval() {
     assert_eq!(at.len(), 2, "{at:?}");
     assert!(at[1] - at[0] >= Duration::from_millis(300), "{at:?}");
     assert!(w.engine.counters().keyframes_deferred >= 1);
+}
+
+/// The screens a browser heard on its `control` channel, in order.
+fn screens(w: &World, session: &SessionId) -> Vec<Screen> {
+    let replies = w.browsers[session].replies.iter().map(|r| GameReply::decode(r).unwrap());
+    replies.filter_map(|r| if let GameReply::Screen(s) = r { Some(s) } else { None }).collect()
+}
+
+#[test]
+fn viewers_hear_the_shape_of_the_picture_when_their_channel_opens_and_when_it_changes() {
+    let mut w = World::new(4);
+    let (first, second) = (sid(1), sid(2));
+    let offer = w.start(&first, None, 1).expect("an offer");
+    let room = w.room();
+    // The room runs before the player's channel opens: it hears the shape once it does.
+    let wide = Screen { aspect: 4.0 / 3.0, rotation: 0 };
+    w.engine.handle(w.now, Input::Screen { room: room.clone(), screen: wide });
+    // News of a room this worker does not run goes nowhere.
+    let gone = RoomId::new("gone").unwrap();
+    w.engine.handle(w.now, Input::Screen { room: gone, screen: Screen { aspect: 2.0, rotation: 3 } });
+    w.drain();
+    w.answer(&first, &offer);
+    w.run_until(Duration::from_secs(5), |w| !w.browsers[&first].replies.is_empty());
+    assert_eq!(screens(&w, &first), [wide]);
+
+    // A second viewer hears it when its own channel opens.
+    w.join(&second, Some(room.clone()), 2);
+    w.run_until(Duration::from_secs(2), |w| !w.browsers[&second].replies.is_empty());
+    assert_eq!(screens(&w, &second), [wide]);
+
+    // The core turns its picture: both hear it, once.
+    let tall = Screen { aspect: 4.0 / 3.0, rotation: 1 };
+    w.engine.handle(w.now, Input::Screen { room: room.clone(), screen: tall });
+    w.drain();
+    w.run_until(Duration::from_secs(1), |w| w.browsers.values().all(|b| b.replies.len() == 2));
+    w.run_for(Duration::from_millis(200));
+    assert_eq!(screens(&w, &first), [wide, tall]);
+    assert_eq!(screens(&w, &second), [wide, tall]);
 }

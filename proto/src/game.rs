@@ -69,8 +69,28 @@ pub struct SlotInfo {
     pub saved_ms: u64,
 }
 
+/// The shape the room's picture is to be shown at, as its core declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Screen {
+    /// Width over height of the picture as displayed before rotation (not its pixel size:
+    /// the NES's 256×224 picture is shown at 4:3): a positive finite number.
+    pub aspect: f32,
+    /// Quarter turns counter-clockwise to show the picture at, 0..=3 (a vertical game).
+    pub rotation: u8,
+}
+
+impl Screen {
+    /// A screen with `aspect` made safe to send: a non-finite or non-positive one (a core's
+    /// nonsense) becomes `fallback`, the picture's own width over height.
+    pub fn new(aspect: f32, fallback: f32, rotation: u8) -> Self {
+        let ok = |a: f32| a.is_finite() && a > 0.0;
+        let aspect = if ok(aspect) { aspect } else if ok(fallback) { fallback } else { 1.0 };
+        Screen { aspect, rotation: rotation % 4 }
+    }
+}
+
 /// The worker's answer to a command (or news about the room's game).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "t", content = "p", rename_all = "snake_case")]
 pub enum GameReply {
     /// The game was saved into `slot`.
@@ -95,6 +115,9 @@ pub enum GameReply {
         /// The port.
         port: u8,
     },
+    /// News, not an answer: the shape of the room's picture, sent when the channel opens and
+    /// whenever the core changes it.
+    Screen(Screen),
     /// The command failed; the game goes on as it was.
     Failed {
         /// The command's type (`save`, `load`, `slots`, `reset`), or `unknown` when it could not
@@ -106,7 +129,7 @@ pub enum GameReply {
 }
 
 const COMMAND_TYPES: &[&str] = &["save", "load", "slots", "reset", "port", "report"];
-const REPLY_TYPES: &[&str] = &["saved", "loaded", "slots", "reset", "port", "failed"];
+const REPLY_TYPES: &[&str] = &["saved", "loaded", "slots", "reset", "port", "screen", "failed"];
 
 impl GameCommand {
     /// The command's type name on the wire.
@@ -213,10 +236,22 @@ mod tests {
             GameReply::Slots { slots: vec![SlotInfo { slot: 1, saved_ms: 5 }] },
             GameReply::Reset,
             GameReply::Port { port: 2 },
+            GameReply::Screen(Screen { aspect: 4.0 / 3.0, rotation: 1 }),
             GameReply::Failed { command: "load".into(), message: "no save in slot 3".into() },
         ] {
             assert_eq!(GameReply::decode(&reply.encode()).unwrap(), reply);
         }
+    }
+
+    #[test]
+    fn screen_news_is_sane_whatever_the_core_says() {
+        assert_eq!(
+            GameReply::Screen(Screen::new(4.0 / 3.0, 1.1, 1)).encode(),
+            r#"{"t":"screen","p":{"aspect":1.3333334,"rotation":1}}"#
+        );
+        assert_eq!(Screen::new(f32::NAN, 1.5, 5), Screen { aspect: 1.5, rotation: 1 });
+        assert_eq!(Screen::new(0.0, 1.5, 0).aspect, 1.5);
+        assert_eq!(Screen::new(-2.0, f32::INFINITY, 0).aspect, 1.0);
     }
 
     #[test]

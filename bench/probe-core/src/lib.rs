@@ -32,6 +32,7 @@ const TONE_PERIOD: u64 = 1200;
 const API_VERSION: c_uint = 1;
 const ENV_SET_PIXEL_FORMAT: c_uint = 10;
 const ENV_SET_SUPPORT_NO_GAME: c_uint = 18;
+const ENV_SET_ROTATION: c_uint = 1;
 const PIXEL_FORMAT_XRGB8888: c_uint = 1;
 const DEVICE_JOYPAD: c_uint = 1;
 const REGION_NTSC: c_uint = 0;
@@ -438,9 +439,22 @@ pub unsafe extern "C" fn retro_load_game(game_info: *const GameInfo) -> bool {
         },
         None => None,
     };
+    // Content `retrofarm-probe rotate N` asks the frontend to show the picture turned N
+    // quarter turns counter-clockwise, as a vertical arcade or WonderSwan game does.
+    if let Some(turns) = path.as_deref().map(content_head).as_deref().and_then(rotation) {
+        let mut turns = turns;
+        if !environment(ENV_SET_ROTATION, (&raw mut turns).cast()) {
+            eprintln!("probe: the frontend refused rotation {turns}");
+        }
+    }
     *MISBEHAVE.lock().unwrap_or_else(|e| e.into_inner()) = misbehaviour;
     *game() = Some(Probe::default());
     true
+}
+
+/// The quarter turns content of the form `retrofarm-probe rotate N` asks for.
+fn rotation(head: &str) -> Option<c_uint> {
+    head.trim().strip_prefix("retrofarm-probe rotate ")?.trim().parse().ok()
 }
 
 /// The first 4 KiB of the content, as text (where a misbehaviour would be named).

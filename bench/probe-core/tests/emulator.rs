@@ -13,8 +13,11 @@ use retrofarm_probe_core::marker::{self, Marker, HEIGHT, WIDTH};
 use retrofarm_probe_core::Probe;
 
 fn spawn() -> Emulator {
-    // Any file will do as content: the core never reads it.
-    let rom = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    // Any file will do as content: the core only reads it for a command.
+    spawn_with(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+}
+
+fn spawn_with(rom: PathBuf) -> Emulator {
     match Emulator::spawn(EmulatorConfig::core(core_path(), rom)) {
         Ok(e) => e,
         Err(e @ retrofarm_emulator::Error::BinaryNotFound { .. }) => {
@@ -114,4 +117,18 @@ fn the_marker_survives_h264_at_a_low_bitrate() {
         decoded += 1;
     }
     assert!(decoded >= 170, "{decoded} pictures decoded");
+}
+
+#[test]
+fn a_core_that_turns_its_picture_is_heard() {
+    assert_eq!(spawn().av_info().rotation, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let rom = dir.path().join("vertical.bin");
+    std::fs::write(&rom, "retrofarm-probe rotate 1\n").unwrap();
+    let emu = spawn_with(rom);
+    let av = emu.av_info();
+    assert_eq!(av.rotation, 1, "{av:?}");
+    // The picture itself is not turned: the page shows it turned.
+    assert_eq!((av.base_width, av.base_height), (256, 240));
+    assert!(!frames(&emu, Duration::from_millis(200)).is_empty());
 }

@@ -233,6 +233,8 @@ struct State<I: Io> {
     pixel_format: PixelFormat,
     av: Option<AvInfo>,
     av_changed: bool,
+    /// The core's `SET_ROTATION`, kept apart: cores set it before the av info exists.
+    rotation: u8,
     options: OptionStore,
     system_dir: CString,
     save_dir: CString,
@@ -292,6 +294,17 @@ impl<I: Io> State<I> {
         }
         // SAFETY: non-NULL and, per the caller, a writable T.
         unsafe { data.cast::<T>().write(value) };
+        true
+    }
+
+    /// `SET_ROTATION`: quarter turns counter-clockwise, 0..=3.
+    fn rotate(&mut self, quarter_turns: c_uint) -> bool {
+        let Ok(r @ 0..=3) = u8::try_from(quarter_turns) else { return false };
+        self.rotation = r;
+        if let Some(av) = &mut self.av {
+            av.rotation = r;
+            self.av_changed = true;
+        }
         true
     }
 
@@ -463,7 +476,7 @@ impl<I: Io> Callbacks for State<I> {
                     self.shutdown = true;
                     true
                 }
-                env::SET_ROTATION => !data.is_null() && *data.cast::<c_uint>() == 0,
+                env::SET_ROTATION => !data.is_null() && self.rotate(*data.cast::<c_uint>()),
                 env::SET_PERFORMANCE_LEVEL
                 | env::SET_INPUT_DESCRIPTORS
                 | env::SET_CONTROLLER_INFO
@@ -538,6 +551,7 @@ fn av_from_sys(info: &sys::SystemAvInfo, pixel_format: PixelFormat) -> Result<Av
         max_width: g.max_width.clamp(g.base_width, 8192),
         max_height: g.max_height.clamp(g.base_height, 8192),
         aspect_ratio: g.aspect_ratio,
+        rotation: 0,
         fps: t.fps,
         sample_rate: t.sample_rate,
         pixel_format,
@@ -597,6 +611,7 @@ impl<I: Io> Session<I> {
             pixel_format: PixelFormat::Orgb1555,
             av: None,
             av_changed: false,
+            rotation: 0,
             options: OptionStore::new(config.options.iter().cloned()),
             system_dir,
             save_dir,
@@ -677,7 +692,7 @@ impl<I: Io> Session<I> {
         let pf = session.state_mut().pixel_format;
         let av = av_from_sys(&raw, pf)?;
         let st = session.state_mut();
-        st.av = Some(av);
+        st.av = Some(AvInfo { rotation: st.rotation, ..av });
         st.av_changed = false;
         Ok(session)
     }

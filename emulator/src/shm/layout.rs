@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8};
 /// "RFEMUSHM" as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"RFEMUSHM");
 /// Layout version; bump on any change to the structs below.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Page size the layout aligns to (frame slots are page-aligned for GPU host-memory import).
 pub const PAGE: u64 = 4096;
 /// Length of the header page, the part of the file that exists from the start.
@@ -115,6 +115,8 @@ pub struct AvBlock {
     pub fps_bits: AtomicU64,
     /// Audio sample rate in Hz, f64 bits.
     pub sample_rate_bits: AtomicU64,
+    /// Quarter turns counter-clockwise to show the picture at, 0..=3.
+    pub rotation: AtomicU32,
 }
 
 /// Counters and indexes only the writer changes (two cache lines of their own).

@@ -37,6 +37,7 @@ pub fn write_av(header: &Header, av: &AvInfo) {
     b.pixel_format.store(av.pixel_format.to_raw(), Ordering::Relaxed);
     b.fps_bits.store(av.fps.to_bits(), Ordering::Relaxed);
     b.sample_rate_bits.store(av.sample_rate.to_bits(), Ordering::Relaxed);
+    b.rotation.store(u32::from(av.rotation), Ordering::Relaxed);
     b.seq.store((s | 1) + 1, Ordering::Release);
 }
 
@@ -61,6 +62,7 @@ pub fn read_av(header: &Header) -> Option<AvInfo> {
             b.pixel_format.load(Ordering::Relaxed),
             f64::from_bits(b.fps_bits.load(Ordering::Relaxed)),
             f64::from_bits(b.sample_rate_bits.load(Ordering::Relaxed)),
+            b.rotation.load(Ordering::Relaxed),
         );
         fence(Ordering::Acquire);
         if b.seq.load(Ordering::Relaxed) != s1 {
@@ -72,6 +74,8 @@ pub fn read_av(header: &Header) -> Option<AvInfo> {
             max_width: av.2,
             max_height: av.3,
             aspect_ratio: av.4,
+            // The child writes it: a quarter-turn count whatever it wrote.
+            rotation: (av.8 % 4) as u8,
             pixel_format: PixelFormat::from_raw(av.5)?,
             fps: av.6,
             sample_rate: av.7,
@@ -411,6 +415,7 @@ mod tests {
             max_width: 240,
             max_height: 160,
             aspect_ratio: 1.5,
+            rotation: 0,
             fps: 59.727500569606,
             sample_rate: 32768.0,
             pixel_format: PixelFormat::Rgb565,

@@ -242,6 +242,7 @@ fn shm(out: &Out) {
         max_width: 16,
         max_height: 8,
         aspect_ratio: 2.0,
+        rotation: 0,
         fps: 60.0988,
         sample_rate: 44100.0,
         pixel_format: PixelFormat::Rgb565,
