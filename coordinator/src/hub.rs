@@ -391,6 +391,10 @@ impl Hub {
                 }
             }
             (WorkerMsg::RoomClosed { room }, Some(_)) => self.registry.room_closed(conn, &room),
+            (WorkerMsg::Games { games }, Some(w)) => {
+                info!(worker = %w, games = games.len(), "the worker's games changed");
+                self.registry.set_games(conn, games);
+            }
         }
     }
 
@@ -512,6 +516,33 @@ mod tests {
             Output::Browser(_, ServerMsg::Error { code, .. }) => Some(*code),
             _ => None,
         }
+    }
+
+    #[test]
+    fn a_rescanned_library_replaces_the_workers_games() {
+        let t = Instant::now();
+        let mut h = hub();
+        register(&mut h, 1, "w1", "eu", 4, &[], t);
+        let games = vec![GameInfo { name: "quest".into(), system: "snes".into() }];
+        h.worker_message(ConnId(1), t, WorkerMsg::Games { games: games.clone() });
+        drain(&mut h);
+        h.browser_connected(sid("s"), None, Some("eu".into()), W);
+        drain(&mut h);
+        let results = [(WorkerId::new("w1").unwrap(), 10)].into_iter().collect();
+        h.browser_message(&sid("s"), ClientMsg::Latency { results }, W);
+        let out = drain(&mut h);
+        assert!(matches!(&out[..], [Output::Browser(_, ServerMsg::Init { games: g, .. })] if *g == games), "{out:?}");
+        // The game that left the folder is refused; the new one is placed.
+        h.browser_message(&sid("s"), ClientMsg::StartGame { game: "walk".into(), room: None, port: 1 }, W);
+        assert_eq!(error_code(&drain(&mut h)[0]), Some(ErrorCode::UnknownGame));
+        h.browser_message(&sid("s"), ClientMsg::StartGame { game: "quest".into(), room: None, port: 1 }, W);
+        assert!(matches!(&drain(&mut h)[..], [Output::Worker(ConnId(1), CoordMsg::StartSession { .. })]));
+        // Before registering, the message is refused like any other.
+        h.worker_message(ConnId(2), t, WorkerMsg::Games { games });
+        assert!(matches!(
+            &drain(&mut h)[..],
+            [Output::Worker(ConnId(2), CoordMsg::Refused { .. }), Output::CloseWorker(..)]
+        ));
     }
 
     #[test]

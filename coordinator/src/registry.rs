@@ -128,6 +128,13 @@ impl Registry {
         }
     }
 
+    /// Replaces a worker's games (it scanned its games folder again).
+    pub fn set_games(&mut self, conn: ConnId, games: Vec<GameInfo>) {
+        if let Some(w) = self.by_conn.get(&conn).and_then(|id| self.workers.get_mut(id)) {
+            w.games = games;
+        }
+    }
+
     /// Notes that a new room is being started on `id`.
     pub fn start_pending(&mut self, id: &WorkerId) {
         if let Some(w) = self.workers.get_mut(id) {

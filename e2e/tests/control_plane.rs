@@ -6,7 +6,7 @@ use std::time::Duration;
 use retrofarm_e2e::browser::Browser;
 use retrofarm_e2e::procs::{self, CoordinatorAddrs, WorkerOpts};
 use retrofarm_e2e::rtc::{RtcClient, RtcEvent};
-use retrofarm_proto::browser::{ClientMsg, ServerMsg};
+use retrofarm_proto::browser::{ClientMsg, PingTarget, ServerMsg};
 use retrofarm_proto::ids::RoomId;
 use retrofarm_proto::ErrorCode;
 
@@ -15,12 +15,17 @@ const GAME: &str = "Retrofarm Walk";
 
 /// Connects and waits until the latency check lists `n` workers (registration done).
 async fn browser_seeing(addrs: CoordinatorAddrs, query: &str, n: usize) -> Browser {
+    browser_checking(addrs, query, n).await.0
+}
+
+/// [`browser_seeing`], with the workers the latency check listed.
+async fn browser_checking(addrs: CoordinatorAddrs, query: &str, n: usize) -> (Browser, Vec<PingTarget>) {
     let end = std::time::Instant::now() + T;
     loop {
         let mut b = Browser::connect(&addrs.ws_url(query)).await.unwrap();
         if let Ok(ServerMsg::CheckLatency { workers }) = b.recv(Duration::from_secs(2)).await {
             if workers.len() == n {
-                return b;
+                return (b, workers);
             }
         }
         assert!(std::time::Instant::now() < end, "{n} workers never registered");
@@ -342,4 +347,48 @@ async fn websockets_from_pages_of_other_origins_get_403_unless_allowed() {
         let msg = ServerMsg::decode(first.to_text().unwrap()).unwrap();
         assert_eq!(error_code(&msg), Some(ErrorCode::NoFreeWorker), "{origin:?}: {msg:?}");
     }
+}
+
+/// A new browser past its latency check: the init's games, and the browser.
+async fn lobby(addrs: CoordinatorAddrs) -> (Vec<(String, String)>, Browser) {
+    let (mut b, workers) = browser_checking(addrs, "zone=eu", 1).await;
+    b.answer_latency(&workers).await.unwrap();
+    let ServerMsg::Init { games, .. } = b.recv(T).await.unwrap() else { panic!("expected init") };
+    (games.into_iter().map(|g| (g.name, g.system)).collect(), b)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn games_added_to_a_subfolder_are_listed_after_a_rescan_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let games = dir.path().join("games");
+    std::fs::create_dir_all(games.join("nes/homebrew")).unwrap();
+    let ours = retrofarm_e2e::repo_root().join(format!("games/{GAME}.nes"));
+    std::fs::copy(&ours, games.join(format!("{GAME}.nes"))).unwrap();
+    let pki = dir.path().join("pki");
+    let addrs = CoordinatorAddrs::fresh();
+    let _coord = procs::coordinator(dir.path(), &pki, addrs, &[]).unwrap();
+    let mut o = WorkerOpts::new("w1", "eu", &pki);
+    o.games = games.clone();
+    let worker = procs::worker(dir.path(), addrs, &o).unwrap();
+    worker.wait_log("registered with the coordinator", T).unwrap();
+    assert_eq!(lobby(addrs).await.0, [(GAME.to_string(), "nes".to_string())]);
+
+    // A game copied into a subfolder under a dump name, and SIGHUP: listed with a clean name,
+    // and playable, while the worker never restarted.
+    std::fs::copy(&ours, games.join("nes/homebrew/Second Walk (USA) [!].nes")).unwrap();
+    worker.signal(libc::SIGHUP);
+    worker.wait_log("the games changed", T).unwrap();
+    let want = [("Retrofarm Walk", "nes"), ("Second Walk", "nes")].map(|(n, s)| (n.to_string(), s.to_string()));
+    let end = std::time::Instant::now() + T;
+    let mut b = loop {
+        let (listed, b) = lobby(addrs).await;
+        if listed == want {
+            break b;
+        }
+        assert!(std::time::Instant::now() < end, "listed {listed:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    b.send(&ClientMsg::StartGame { game: "Second Walk".into(), room: None, port: 1 }).await.unwrap();
+    let started = b.recv_until(T, |m| matches!(m, ServerMsg::GameStarted { .. }).then_some(())).await;
+    assert!(started.is_ok(), "the new game starts: {started:?}");
 }

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 /// A system workers run, with the core that runs it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct System {
+    /// Short id the game list names it by (`nes`, `snes`, `psx`…).
+    pub id: &'static str,
     /// What players know it as.
     pub name: &'static str,
     /// The core: its file is `<core>_libretro.so`.
@@ -24,41 +26,63 @@ pub struct System {
 /// An extension appears once: `.cue` sheets are PlayStation discs (PC Engine CD games need
 /// their own mapping), `.bin` is mapped to nothing (DS, Virtual Boy and CD tracks all use it).
 pub const SYSTEMS: &[System] = &[
-    System { name: "NES / Famicom", core: "nestopia", package: "libretro-nestopia", extensions: &["nes", "fds"] },
-    System { name: "Game Boy Advance", core: "mgba", package: "libretro-mgba", extensions: &["gba"] },
     System {
+        id: "nes",
+        name: "NES / Famicom",
+        core: "nestopia",
+        package: "libretro-nestopia",
+        extensions: &["nes", "fds"],
+    },
+    System { id: "gba", name: "Game Boy Advance", core: "mgba", package: "libretro-mgba", extensions: &["gba"] },
+    System {
+        id: "gb",
         name: "Game Boy / Game Boy Color",
         core: "gambatte",
         package: "libretro-gambatte",
         extensions: &["gb", "gbc"],
     },
     System {
+        id: "snes",
         name: "Super NES / Super Famicom",
         core: "bsnes_mercury_performance",
         package: "libretro-bsnes-mercury-performance",
         extensions: &["sfc", "smc"],
     },
     System {
+        id: "psx",
         name: "PlayStation",
         core: "mednafen_psx",
         package: "libretro-beetle-psx",
         extensions: &["cue", "ccd", "toc", "m3u"],
     },
     System {
+        id: "pce",
         name: "PC Engine / TurboGrafx-16",
         core: "mednafen_pce_fast",
         package: "libretro-beetle-pce-fast",
         extensions: &["pce"],
     },
     System {
+        id: "ws",
         name: "WonderSwan / WonderSwan Color",
         core: "mednafen_wswan",
         package: "libretro-beetle-wswan",
         extensions: &["ws", "wsc"],
     },
-    System { name: "Virtual Boy", core: "mednafen_vb", package: "libretro-beetle-vb", extensions: &["vb", "vboy"] },
-    System { name: "Nintendo DS", core: "desmume", package: "libretro-desmume", extensions: &["nds"] },
+    System {
+        id: "vb",
+        name: "Virtual Boy",
+        core: "mednafen_vb",
+        package: "libretro-beetle-vb",
+        extensions: &["vb", "vboy"],
+    },
+    System { id: "nds", name: "Nintendo DS", core: "desmume", package: "libretro-desmume", extensions: &["nds"] },
 ];
+
+/// The system a lower-case ROM extension is mapped to by default.
+pub fn system_of_extension(ext: &str) -> Option<&'static System> {
+    SYSTEMS.iter().find(|s| s.extensions.contains(&ext))
+}
 
 /// Environment variable naming a directory of `*_libretro.so` files.
 pub const CORES_DIR_ENV: &str = "RETROFARM_CORES_DIR";

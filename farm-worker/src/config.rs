@@ -46,8 +46,11 @@ pub struct Config {
     /// Addresses announced as ICE host candidates (the host's public IPs); defaults to the
     /// listen address, or 127.0.0.1 when that is unspecified.
     pub rtc_ips: Vec<IpAddr>,
-    /// Folder of ROMs.
+    /// Folder of ROMs, scanned with its subfolders (docs/systems.md, "The game list").
     pub games_dir: PathBuf,
+    /// Seconds between scans of the games folder for added, removed or renamed games
+    /// (SIGHUP scans at once); 0: only on SIGHUP.
+    pub games_rescan_secs: u64,
     /// Folder of libretro cores; defaults to the project's `.deps/cores/...` if present, else
     /// `/usr/lib/x86_64-linux-gnu/libretro`.
     pub cores_dir: Option<PathBuf>,
@@ -194,6 +197,7 @@ impl Default for Config {
             nvenc_max_sessions: 32,
             saves: ".retrofarm/saves".into(),
             autosave_secs: 30,
+            games_rescan_secs: 60,
             rooms_dir: std::env::temp_dir().join("retrofarm-rooms"),
             room_linger_secs: 15,
             drain_secs: 30,

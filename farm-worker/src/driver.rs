@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use retrofarm_proto::control::{CoordMsg, WorkerMsg};
 use retrofarm_proto::game::{GameCommand, GameReply};
@@ -20,6 +21,7 @@ use crate::admission::{self, RoomCosts};
 use crate::engine::{Counters, Engine, Input, Output};
 use crate::gpu_stage::GpuStage;
 use crate::http::{RoomsHealth, ENCODERS};
+use crate::library::{Library, LibrarySource};
 use crate::link::Status;
 use crate::metrics::{metrics, CPU};
 use crate::nvenc::Nvenc;
@@ -63,6 +65,10 @@ pub struct DriverConfig {
     pub autosave: Option<Duration>,
     /// How long SIGTERM waits for running games to end before it closes (and saves) them.
     pub drain: Duration,
+    /// The games folder, scanned again on SIGHUP and every `rescan`.
+    pub library: LibrarySource,
+    /// How often the games folder is scanned again; `None`: only on SIGHUP.
+    pub rescan: Option<Duration>,
 }
 
 impl DriverConfig {
@@ -102,6 +108,8 @@ pub struct Driver {
     checking: Arc<AtomicBool>,
     /// An autosave round runs.
     autosaving: Arc<AtomicBool>,
+    /// A rescan of the games folder runs.
+    scanning: Arc<AtomicBool>,
     /// What save tasks report back.
     done_tx: mpsc::UnboundedSender<Done>,
     done: mpsc::UnboundedReceiver<Done>,
@@ -109,11 +117,35 @@ pub struct Driver {
     restores: HashMap<RoomId, SaveFile>,
     /// The saves of closing rooms, which the worker waits for before it exits.
     closing: tokio::task::JoinSet<()>,
+    signals: Signals,
+}
+
+/// The signals the worker acts on, handled from the driver's creation on (before systemd hears
+/// `READY=1`: a reload that came first would otherwise kill the worker).
+struct Signals {
+    /// Drain, then stop.
+    term: Signal,
+    /// Stop now.
+    int: Signal,
+    /// Scan the games folder again.
+    hup: Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
 }
 
 /// What a save task found or did, for the driver's loop.
 #[derive(Debug)]
 enum Done {
+    /// A rescan of the games folder finished.
+    Library(Result<Library, String>),
     /// A player's command was carried out.
     Reply { session: SessionId, room: RoomId, reply: GameReply },
     /// A room's autosave, or why it cannot resume.
@@ -141,6 +173,7 @@ impl Driver {
             anyhow::anyhow!("cannot start the encoder pool: {e} (is the open-file limit, `ulimit -n`, too low?)")
         })?;
         info!(threads = pool.threads(), "encoder pool started");
+        let signals = Signals::new().map_err(|e| anyhow::anyhow!("cannot handle SIGTERM, SIGINT and SIGHUP: {e}"))?;
         let (events_tx, events) = mpsc::channel(1024);
         let (done_tx, done) = mpsc::unbounded_channel();
         let rooms = Rooms::new(Arc::new(pool), cfg.gpu.clone(), cfg.nvenc.clone(), cfg.room.clone(), events_tx.clone());
@@ -166,10 +199,12 @@ impl Driver {
             meter,
             checking: Arc::new(AtomicBool::new(false)),
             autosaving: Arc::new(AtomicBool::new(false)),
+            scanning: Arc::new(AtomicBool::new(false)),
             done_tx,
             done,
             restores: HashMap::new(),
             closing: tokio::task::JoinSet::new(),
+            signals,
         })
     }
 
@@ -178,7 +213,6 @@ impl Driver {
     /// SIGINT (or a second signal) ends the wait at once; then every room closes and is saved,
     /// and `run` returns once the saves are done. Feeds systemd's watchdog from this loop.
     pub async fn run(mut self, mut down: mpsc::Receiver<CoordMsg>) {
-        use tokio::signal::unix::{signal, SignalKind};
         let mut buf = vec![0u8; 2048];
         let mut health = tokio::time::interval(HEALTH);
         let mut measure = tokio::time::interval(MEASURE);
@@ -186,10 +220,8 @@ impl Driver {
         autosave.tick().await;
         let watchdog = retrofarm_link::systemd::watchdog_interval();
         let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
-        let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-            (Ok(t), Ok(i)) => (t, i),
-            (Err(e), _) | (_, Err(e)) => return warn!(error = %e, "cannot handle SIGTERM/SIGINT; not starting"),
-        };
+        let mut rescan = tokio::time::interval(self.cfg.rescan.unwrap_or(Duration::from_secs(3600)));
+        rescan.tick().await;
         let mut drain_until: Option<Instant> = None;
         let mut wake = self.flush();
         loop {
@@ -209,8 +241,13 @@ impl Driver {
                 _ = autosave.tick(), if self.cfg.autosave.is_some() => self.autosave(),
                 Some(done) = self.done.recv() => self.done(done),
                 _ = watchdog_tick.tick(), if watchdog.is_some() => retrofarm_link::systemd::notify("WATCHDOG=1"),
-                _ = term.recv() => self.drain(&mut drain_until, self.cfg.drain),
-                _ = int.recv() => self.drain(&mut drain_until, Duration::ZERO),
+                _ = rescan.tick(), if self.cfg.rescan.is_some() => self.rescan(),
+                _ = self.signals.hup.recv() => {
+                    info!("SIGHUP: scanning the games folder again");
+                    self.rescan();
+                }
+                _ = self.signals.term.recv() => self.drain(&mut drain_until, self.cfg.drain),
+                _ = self.signals.int.recv() => self.drain(&mut drain_until, Duration::ZERO),
                 _ = sleep => self.engine.handle(Instant::now(), Input::Timeout),
             }
             self.take_ready(&mut buf);
@@ -413,9 +450,25 @@ impl Driver {
         });
     }
 
+    /// Scans the games folder on a blocking thread; [`Done::Library`] brings the result.
+    fn rescan(&self) {
+        if self.scanning.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (source, done, scanning) = (self.cfg.library.clone(), self.done_tx.clone(), self.scanning.clone());
+        tokio::task::spawn_blocking(move || {
+            let _ = done.send(Done::Library(Library::load(&source).map_err(|e| format!("{e:#}"))));
+            scanning.store(false, Ordering::Release);
+        });
+    }
+
     fn done(&mut self, done: Done) {
         let now = Instant::now();
         match done {
+            Done::Library(Ok(library)) => self.engine.handle(now, Input::Library(library)),
+            Done::Library(Err(e)) => {
+                warn!(error = %e, "rescan of the games folder failed: the games stay as they were")
+            }
             Done::Reply { session, room, reply } => {
                 match &reply {
                     GameReply::Saved { .. } => count_save("save", true),

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use retrofarm_media::VideoCodec;
+use retrofarm_proto::browser::GameInfo;
 use retrofarm_proto::control::{CoordMsg, WorkerMsg};
 use retrofarm_proto::game::{GameCommand, GameReply, Screen};
 use retrofarm_proto::ids::{RoomId, SessionId};
@@ -140,6 +141,9 @@ pub enum Input<'a> {
         /// What the players read.
         message: String,
     },
+    /// The games folder was scanned again: new rooms start from this library (running ones
+    /// go on with their game), and the coordinator hears the new list if it changed.
+    Library(Library),
     /// Only time passed.
     Timeout,
 }
@@ -301,6 +305,8 @@ enum Action {
 pub struct Engine {
     cfg: EngineConfig,
     library: Library,
+    /// The library's games as reported ([`Status::games`]).
+    games: Arc<[GameInfo]>,
     /// Which session is in which room, on which port.
     book: RoomBook,
     sessions: HashMap<SessionId, Session>,
@@ -342,6 +348,7 @@ impl Engine {
     pub fn new(cfg: EngineConfig, library: Library, capacity: u32, now: Instant) -> Self {
         Self {
             cfg,
+            games: library.infos().into(),
             library,
             book: RoomBook::new(),
             sessions: HashMap::new(),
@@ -408,6 +415,16 @@ impl Engine {
                 self.next_command(&session);
             }
             Input::Resumed { room, game } => self.resumed(room, game),
+            Input::Library(library) => {
+                let games: Arc<[GameInfo]> = library.infos().into();
+                self.library = library;
+                if games != self.games {
+                    info!(games = games.len(), "the games changed");
+                    self.games = games;
+                    self.status_stale = true;
+                    self.send(WorkerMsg::Games { games: self.games.to_vec() });
+                }
+            }
             Input::Screen { room, screen } => {
                 if !self.book.has_room(&room) {
                     return;
@@ -484,7 +501,7 @@ impl Engine {
     /// What the coordinator is told: load and rooms.
     pub fn status(&self) -> Status {
         let capacity = if self.draining { 0 } else { self.capacity };
-        Status { load: self.book.load(capacity), rooms: self.book.infos() }
+        Status { load: self.book.load(capacity), rooms: self.book.infos(), games: self.games.clone() }
     }
 
     fn send(&mut self, msg: WorkerMsg) {

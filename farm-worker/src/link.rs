@@ -2,6 +2,7 @@
 //! registration, heartbeats, signaling relay; reconnects with backoff and re-registers the
 //! rooms that kept running.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -23,6 +24,8 @@ pub struct Status {
     pub load: Load,
     /// Rooms running.
     pub rooms: Vec<RoomInfo>,
+    /// The games it can run (shared: the status is compared often, the list changes rarely).
+    pub games: Arc<[GameInfo]>,
 }
 
 /// What the link needs to know.
@@ -40,8 +43,6 @@ pub struct LinkConfig {
     pub zone: String,
     /// Ping URL.
     pub ping_url: String,
-    /// Library.
-    pub games: Vec<GameInfo>,
 }
 
 /// A connection that stayed up this long resets the backoff.
@@ -103,7 +104,7 @@ async fn connect_and_serve(
         id: cfg.id.clone(),
         zone: cfg.zone.clone(),
         ping_url: cfg.ping_url.clone(),
-        games: cfg.games.clone(),
+        games: st.games.to_vec(),
         rooms: st.rooms,
         load: st.load,
     };

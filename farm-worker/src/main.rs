@@ -11,7 +11,7 @@ use farm_worker::congestion::RateConfig;
 use farm_worker::driver::{Driver, DriverConfig};
 use farm_worker::engine::{Engine, EngineConfig, CONNECT_TIMEOUT};
 use farm_worker::gpu_stage;
-use farm_worker::library::Library;
+use farm_worker::library::{Library, LibrarySource};
 use farm_worker::link::{self, LinkConfig};
 use farm_worker::nvenc::Nvenc;
 use farm_worker::room::RoomSettings;
@@ -67,6 +67,9 @@ struct Cli {
     /// Games folder [default: games].
     #[arg(long, env = "RETROFARM_GAMES_DIR")]
     games_dir: Option<PathBuf>,
+    /// Seconds between scans of the games folder; 0: only on SIGHUP [default: 60].
+    #[arg(long, env = "RETROFARM_GAMES_RESCAN_SECS")]
+    games_rescan_secs: Option<u64>,
     /// libretro cores folder.
     #[arg(long, env = "RETROFARM_CORES_DIR")]
     cores_dir: Option<PathBuf>,
@@ -139,6 +142,7 @@ impl Cli {
             ping_delay_ms,
             rtc_listen,
             games_dir,
+            games_rescan_secs,
             max_rooms,
             video_kbps,
             video_min_kbps,
@@ -191,10 +195,9 @@ async fn main() -> Result<()> {
     cfg.check()?;
     let id = WorkerId::new(cfg.id.clone()).context("worker id")?;
 
-    let mut library = Library::scan(&cfg.games_dir, &cfg.cores)?;
-    for core in library.resolve_cores(|c| retrofarm_emulator::find_core(c, cfg.cores_dir.as_deref())) {
-        warn!(%core, "libretro core not found: its games will be refused (run scripts/fetch-cores.sh or set cores_dir)");
-    }
+    let library_source =
+        LibrarySource { dir: cfg.games_dir.clone(), cores: cfg.cores.clone(), cores_dir: cfg.cores_dir.clone() };
+    let library = Library::load(&library_source)?;
     info!(games = library.len(), dir = %cfg.games_dir.display(), "game library loaded");
     for table in cfg.unused_core_option_tables() {
         warn!(%table, "[core_options.{table}] names no core of `cores`: its options are never used");
@@ -245,7 +248,6 @@ async fn main() -> Result<()> {
         id,
         zone: cfg.zone.clone(),
         ping_url: cfg.ping_url(http_addr),
-        games: library.infos(),
     };
     if !(1..=retrofarm_media::convert::MAX_SCALE).contains(&cfg.video_scale) {
         anyhow::bail!("video_scale = {} is not supported: use 1 to 4", cfg.video_scale);
@@ -263,6 +265,8 @@ async fn main() -> Result<()> {
         saves,
         autosave: (cfg.autosave_secs > 0).then(|| Duration::from_secs(cfg.autosave_secs)),
         drain: Duration::from_secs(cfg.drain_secs),
+        library: library_source,
+        rescan: (cfg.games_rescan_secs > 0).then(|| Duration::from_secs(cfg.games_rescan_secs)),
         room: RoomSettings {
             options: cfg.room_options(),
             bios_dir: cfg.bios_dir.clone(),

@@ -1011,3 +1011,31 @@ fn viewers_hear_the_shape_of_the_picture_when_their_channel_opens_and_when_it_ch
     assert_eq!(screens(&w, &first), [wide, tall]);
     assert_eq!(screens(&w, &second), [wide, tall]);
 }
+
+#[test]
+fn a_rescanned_library_is_used_for_new_rooms_and_reported_once_when_it_changed() {
+    let mut w = World::new(4);
+    let s = sid(1);
+    w.join(&s, None, 1);
+    w.coordinator.clear();
+    // The same games again: nothing to report.
+    w.engine.handle(w.now, Input::Library(library()));
+    w.drain();
+    assert!(w.coordinator.is_empty(), "{:?}", w.coordinator);
+
+    // A game was added and ours renamed: the coordinator hears the new list, the status
+    // (what a re-registration sends) carries it, and the running room plays on.
+    let mut lib =
+        Library::from_paths(["games/Quest (USA).sfc", "games/Walk Renamed.nes"].map(PathBuf::from), &default_cores());
+    lib.resolve_cores(|c| Some(PathBuf::from("/cores").join(c)));
+    w.engine.handle(w.now, Input::Library(lib.clone()));
+    w.drain();
+    let [WorkerMsg::Games { games }] = &w.coordinator[..] else { panic!("{:?}", w.coordinator) };
+    assert_eq!(games, &lib.infos());
+    assert_eq!(&*w.engine.status().games, &lib.infos()[..]);
+    assert!(w.ended(&s).is_empty());
+    // A new room starts a game of the new list, from its file.
+    w.command(CoordMsg::StartSession { session: sid(2), game: "Quest".into(), room: None, port: 1 });
+    let started = w.started.last().unwrap();
+    assert_eq!((started.game.as_str(), &started.rom), ("Quest", &PathBuf::from("games/Quest (USA).sfc")));
+}

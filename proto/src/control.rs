@@ -96,6 +96,12 @@ pub enum WorkerMsg {
         /// Explanation for the user.
         message: String,
     },
+    /// The worker's games changed (a rescan of its games folder): this list replaces the one
+    /// it registered with.
+    Games {
+        /// The games this worker can run now.
+        games: Vec<GameInfo>,
+    },
     /// A room ended; the coordinator forgets it.
     RoomClosed {
         /// The room.

@@ -84,7 +84,13 @@ impl Screen {
     /// nonsense) becomes `fallback`, the picture's own width over height.
     pub fn new(aspect: f32, fallback: f32, rotation: u8) -> Self {
         let ok = |a: f32| a.is_finite() && a > 0.0;
-        let aspect = if ok(aspect) { aspect } else if ok(fallback) { fallback } else { 1.0 };
+        let aspect = if ok(aspect) {
+            aspect
+        } else if ok(fallback) {
+            fallback
+        } else {
+            1.0
+        };
         Screen { aspect, rotation: rotation % 4 }
     }
 }

@@ -477,6 +477,7 @@ fn kind(m: &WorkerMsg) -> &'static str {
         WorkerMsg::Ice { .. } => "ice",
         WorkerMsg::SessionEnded { .. } => "session_ended",
         WorkerMsg::RoomClosed { .. } => "room_closed",
+        WorkerMsg::Games { .. } => "games",
     }
 }
 
