@@ -4,10 +4,16 @@
 import { Signaling, signalingUrl, FROM_SERVER, TO_SERVER } from './signaling.js';
 import { measureLatency } from './latency.js';
 import { GamePeer, sdpCodecs } from './rtc.js';
-import { PadInput, KEYMAP } from './input.js';
+import { PadInput, stickVector } from './input.js';
 import { REPORT_INTERVAL_MS, StatsSampler, emptyStats, viewerReport } from './stats.js';
 import { describeError, COMMAND_ERRORS } from './errors.js';
 import { GameControl, SLOTS, formatSavedAt, playerId } from './saves.js';
+import {
+  BUTTON_LABELS, FULLSCREEN_CODE, PAD_BUTTONS, VOLUME_KEY, bindableCode, buttonForCode, defaultBindings, keyLabel,
+  keyLookup, keysLabel, loadBindings, padLabel, padLookup, parseVolume, rebindKey, rebindPad, storeBindings,
+} from './controls.js';
+import { FILTER_MIN_GAMES, PadNavigator, filterGames, letterIndex, moveIndex, sortGames } from './lobby.js';
+import { fitScreen, parseScreen, shownAspect } from './screen.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -67,6 +73,12 @@ const state = {
   errors: [],
   shareLink: null,
   audioBlocked: false,
+  /**
+   * The picture's shape from the worker's `screen` news, `{aspect, rotation}` (aspect: width /
+   * height before rotation; rotation: quarter turns counter-clockwise), or null before the first
+   * one (the video then keeps its own pixel shape).
+   */
+  screen: null,
 };
 
 let signaling = null;
@@ -88,6 +100,7 @@ const stats = new StatsSampler($('stats-list'), (s) => {
 
 const control = new GameControl({
   onChange: () => renderGamePanel(),
+  onNews: (msg) => onNews(msg),
   onReply: (reply, command) => {
     const entry = { ...reply, command: command.t };
     state.gameReply = entry;
@@ -157,6 +170,8 @@ function render() {
   $('lobby').hidden = !inLobby;
   $('player').hidden = !playing;
   for (const b of document.querySelectorAll('#games button, #join')) b.disabled = phase !== 'choosing';
+  $('games-filter').disabled = phase !== 'choosing';
+  $('settings-fullscreen').disabled = !playing;
   $('port').disabled = phase !== 'choosing';
   $('port').value = String(state.port);
   if (state.worker) {
@@ -176,6 +191,11 @@ function render() {
   $('now-playing').textContent = playing ? `${state.game ?? ''} · room ${state.room} · ${as}` : '';
   $('unmute').hidden = !(playing && state.audioBlocked);
   renderGamePanel();
+  // The lobby just showed: the keyboard (and a gamepad) starts on the first game.
+  const choosing = phase === 'choosing';
+  if (choosing && !lobbyFocused) focusLobby();
+  lobbyFocused = choosing;
+  if (choosing) lobbyPad.start();
 }
 
 /** The Game panel: slot list with save times, buttons usable while the control channel is open. */
@@ -201,14 +221,23 @@ function renderGamePanel() {
   }
 }
 
+// ---- game list (keyboard and gamepad navigation: js/lobby.js) -----------------------------
+
+/** Whether the lobby was showing at the last render (to focus it once when it shows). */
+let lobbyFocused = false;
+
+/** The game the list's roving tabindex is on (its name), or null for the first one. */
+let currentGame = null;
+
 function renderGames(games) {
   const list = $('games');
   list.replaceChildren();
-  for (const g of games) {
+  for (const g of sortGames(games)) {
     const li = document.createElement('li');
     const b = document.createElement('button');
     b.type = 'button';
     b.dataset.game = g.name;
+    b.tabIndex = -1;
     const name = document.createElement('span');
     name.className = 'name';
     name.textContent = g.name;
@@ -220,6 +249,122 @@ function renderGames(games) {
     li.append(b);
     list.append(li);
   }
+  $('games-filter-row').hidden = games.length <= FILTER_MIN_GAMES;
+  applyGameFilter();
+}
+
+/** The game buttons the filter shows, in order. */
+function visibleGames() {
+  return [...document.querySelectorAll('#games li:not([hidden]) button')];
+}
+
+/** Shows the games that match the filter box; the roving tabindex stays on a shown game. */
+function applyGameFilter() {
+  const query = $('games-filter-row').hidden ? '' : $('games-filter').value;
+  const shown = new Set(filterGames(state.games, query).map((g) => g.name));
+  for (const b of document.querySelectorAll('#games button')) b.closest('li').hidden = !shown.has(b.dataset.game);
+  $('games-none').hidden = shown.size > 0 || state.games.length === 0;
+  setCurrentGame(currentGame);
+}
+
+/** Makes `name`'s button (or the first shown one) the list's only tab stop; returns it. */
+function setCurrentGame(name) {
+  const buttons = visibleGames();
+  const current = buttons.find((b) => b.dataset.game === name) ?? buttons[0] ?? null;
+  currentGame = current?.dataset.game ?? null;
+  for (const b of document.querySelectorAll('#games button')) b.tabIndex = b === current ? 0 : -1;
+  return current;
+}
+
+/** How many games fit on a row of the wrapped list as laid out now. */
+function gameColumns(buttons) {
+  if (buttons.length === 0) return 1;
+  const top = buttons[0].getBoundingClientRect().top;
+  const n = buttons.filter((b) => Math.abs(b.getBoundingClientRect().top - top) < 2).length;
+  return Math.max(1, n);
+}
+
+/** Moves the focus to the game at `index` of the shown ones. */
+function focusGame(index) {
+  const b = setCurrentGame(visibleGames()[index]?.dataset.game ?? currentGame);
+  b?.focus();
+}
+
+/** Gives the lobby the keyboard: the current (first) game, or the Join button for a share link. */
+function focusLobby() {
+  // The player is busy in the settings panel (or typing in the filter): leave the focus there.
+  if ($('settings').contains(document.activeElement) || document.activeElement === $('games-filter')) return;
+  if (!$('join-room').hidden) $('join').focus();
+  else setCurrentGame(currentGame)?.focus();
+}
+
+function onGamesKey(e) {
+  if (e.ctrlKey || e.metaKey || e.altKey) return;
+  const buttons = visibleGames();
+  const index = buttons.indexOf(document.activeElement);
+  if (index < 0) return;
+  const columns = gameColumns(buttons);
+  const next = moveIndex(e.key, index, buttons.length, columns);
+  if (next !== null) {
+    e.preventDefault();
+    // Up from the first row goes back to the filter box when there is one.
+    if (e.key === 'ArrowUp' && next === index && !$('games-filter-row').hidden) $('games-filter').focus();
+    else focusGame(next);
+    return;
+  }
+  if (e.key.length === 1 && e.key !== ' ') {
+    const j = letterIndex(buttons.map((b) => b.dataset.game), index, e.key);
+    if (j >= 0) {
+      e.preventDefault();
+      focusGame(j);
+    }
+  }
+}
+
+/** Polls gamepads while the lobby shows: d-pad / left stick move the focus, button 0 starts. */
+const lobbyPad = {
+  nav: new PadNavigator(),
+  running: false,
+  start() {
+    if (this.running || !navigator.getGamepads) return;
+    if (!(navigator.getGamepads() ?? []).some(Boolean)) return;
+    this.running = true;
+    this.nav.reset();
+    const tick = () => {
+      if (state.phase !== 'choosing') {
+        this.running = false;
+        return;
+      }
+      const pads = (navigator.getGamepads?.() ?? []).filter(Boolean);
+      const padNow = pads.find((p) => p.mapping === 'standard') ?? pads[0] ?? null;
+      // A rebind in the settings panel takes the gamepad's buttons for itself.
+      const actions = capture ? [] : this.nav.step(padNow, performance.now());
+      for (const a of actions) lobbyPadAction(a);
+      requestAnimationFrame(tick);
+    };
+    requestAnimationFrame(tick);
+  },
+};
+
+function lobbyPadAction(action) {
+  if (!$('join-room').hidden) {
+    if (action === 'start') $('join').click();
+    else $('join').focus();
+    return;
+  }
+  const buttons = visibleGames();
+  const index = buttons.indexOf(document.activeElement);
+  if (action === 'start') {
+    (index >= 0 ? buttons[index] : setCurrentGame(currentGame))?.click();
+    return;
+  }
+  // The first press only brings the focus to the list.
+  if (index < 0) {
+    setCurrentGame(currentGame)?.focus();
+    return;
+  }
+  const key = { up: 'ArrowUp', down: 'ArrowDown', left: 'ArrowLeft', right: 'ArrowRight' }[action];
+  focusGame(moveIndex(key, index, buttons.length, gameColumns(buttons)));
 }
 
 /** Keys of the Game panel (not pad buttons: input.js leaves them alone). */
@@ -228,9 +373,19 @@ const GAME_KEYS = Object.freeze([
   { code: 'F4', keys: 'F4', label: 'Load the selected slot' },
 ]);
 
+/** The Controls section's table: the keys as bound now, then the page's own keys. */
 function renderKeymap() {
   const body = $('keymap').tBodies[0];
-  for (const k of [...KEYMAP, ...GAME_KEYS]) {
+  body.replaceChildren();
+  const rows = PAD_BUTTONS.filter((b) => bindings.keys[b].length > 0).map((b) => ({
+    button: b,
+    keys: keysLabel(bindings.keys[b]).join(' / '),
+    label: BUTTON_LABELS[b],
+  }));
+  const gameKeys = buttonForCode(bindings, FULLSCREEN_CODE)
+    ? GAME_KEYS
+    : [...GAME_KEYS, { code: FULLSCREEN_CODE, keys: 'F', label: 'Full screen on or off' }];
+  for (const k of [...rows, ...gameKeys]) {
     const tr = document.createElement('tr');
     if (k.button) tr.dataset.button = k.button;
     const key = document.createElement('td');
@@ -242,6 +397,236 @@ function renderKeymap() {
     tr.append(key, btn);
     body.append(tr);
   }
+}
+
+// ---- settings: volume, full screen, control bindings (js/controls.js) -------------------
+
+/** The player's bindings (stored in localStorage; the defaults when none are). */
+let bindings = loadBindings();
+pad.setBindings(keyLookup(bindings), padLookup(bindings));
+window.retrofarm.bindings = () => JSON.parse(JSON.stringify(bindings));
+
+/** The rebind in progress: `{button, held}` (held: gamepad buttons down when it began), or null. */
+let capture = null;
+
+function readStorage(key) {
+  try {
+    return globalThis.localStorage?.getItem(key) ?? null;
+  } catch {
+    return null;
+  }
+}
+
+function writeStorage(key, value) {
+  try {
+    globalThis.localStorage?.setItem(key, value);
+  } catch {
+    // No storage: the setting lasts as long as the page.
+  }
+}
+
+function openSettings(open) {
+  if (!open) cancelCapture();
+  $('settings').hidden = !open;
+  $('settings-toggle').setAttribute('aria-expanded', String(open));
+  if (open) $('settings-title').focus();
+}
+
+/** Uses, keeps and shows `next` as the bindings. */
+function setBindings(next) {
+  bindings = next;
+  pad.setBindings(keyLookup(bindings), padLookup(bindings));
+  storeBindings(bindings);
+  renderBindings();
+  renderKeymap();
+}
+
+/** The settings panel's table: each button, its keys and gamepad button, and a Change button. */
+function renderBindings() {
+  const body = $('bindings').tBodies[0];
+  const hadFocus = body.contains(document.activeElement) ? document.activeElement.dataset.rebind : null;
+  body.replaceChildren();
+  for (const name of PAD_BUTTONS) {
+    const tr = document.createElement('tr');
+    tr.dataset.binding = name;
+    tr.classList.toggle('capturing', capture?.button === name);
+    const th = document.createElement('th');
+    th.scope = 'row';
+    th.textContent = BUTTON_LABELS[name];
+    const keys = document.createElement('td');
+    keys.className = 'keys';
+    const labels = keysLabel(bindings.keys[name]);
+    if (labels.length === 0) keys.textContent = 'none';
+    for (const [i, l] of labels.entries()) {
+      if (i > 0) keys.append(' / ');
+      const kbd = document.createElement('kbd');
+      kbd.textContent = l;
+      keys.append(kbd);
+    }
+    const padCell = document.createElement('td');
+    padCell.className = 'pad';
+    padCell.textContent = padLabel(bindings.pad[name]);
+    const change = document.createElement('td');
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.dataset.rebind = name;
+    b.textContent = capture?.button === name ? 'Press a key…' : 'Change';
+    b.setAttribute('aria-label', `Change ${BUTTON_LABELS[name]}`);
+    b.setAttribute('aria-pressed', String(capture?.button === name));
+    b.addEventListener('click', () => (capture?.button === name ? cancelCapture() : startCapture(name)));
+    change.append(b);
+    tr.append(th, keys, padCell, change);
+    body.append(tr);
+  }
+  if (hadFocus) body.querySelector(`[data-rebind="${hadFocus}"]`)?.focus();
+}
+
+function pressedPadButtons() {
+  const pads = (navigator.getGamepads?.() ?? []).filter(Boolean);
+  const held = new Set();
+  for (const p of pads) p.buttons.forEach((b, i) => (b.pressed || b.value > 0.5) && held.add(i));
+  return held;
+}
+
+/** Waits for the key or gamepad button that `name` gets (Escape cancels). */
+function startCapture(name) {
+  cancelCapture();
+  capture = { button: name, held: pressedPadButtons() };
+  window.addEventListener('keydown', onCaptureKey, true);
+  $('rebind-status').textContent = `Press a key or a gamepad button for ${BUTTON_LABELS[name]} (Escape cancels).`;
+  renderBindings();
+  const c = capture;
+  const poll = () => {
+    if (capture !== c) return;
+    const now = pressedPadButtons();
+    // A button held when the rebind began counts once it is let go and pressed again.
+    for (const i of c.held) if (!now.has(i)) c.held.delete(i);
+    const index = [...now].find((i) => !c.held.has(i));
+    if (index !== undefined) {
+      endCapture(`${BUTTON_LABELS[name]} is now gamepad ${padLabel(index)}.`);
+      setBindings(rebindPad(bindings, name, index));
+      return;
+    }
+    requestAnimationFrame(poll);
+  };
+  if (navigator.getGamepads) requestAnimationFrame(poll);
+}
+
+function endCapture(message) {
+  if (!capture) return;
+  capture = null;
+  window.removeEventListener('keydown', onCaptureKey, true);
+  $('rebind-status').textContent = message;
+  renderBindings();
+}
+
+function cancelCapture() {
+  if (capture) endCapture(`Unchanged: ${BUTTON_LABELS[capture.button]} keeps its keys.`);
+}
+
+function onCaptureKey(e) {
+  if (!capture) return;
+  // Tab keeps moving the focus (and ends the rebind): the keyboard never gets stuck here.
+  if (e.code === 'Tab' || e.key === 'Tab') {
+    cancelCapture();
+    return;
+  }
+  // The key is the rebind's alone: not the game's, not the page's, not a click.
+  e.preventDefault();
+  e.stopPropagation();
+  if (e.repeat) return;
+  const name = capture.button;
+  if (e.code === 'Escape') {
+    cancelCapture();
+    return;
+  }
+  if (!bindableCode(e.code)) {
+    $('rebind-status').textContent = `${e.code || e.key} is kept for the page or the browser: choose another key (Escape cancels).`;
+    return;
+  }
+  endCapture(`${BUTTON_LABELS[name]} is now the ${keyLabel(e.code)} key.`);
+  setBindings(rebindKey(bindings, name, e.code));
+}
+
+function toggleFullscreen() {
+  if (document.fullscreenElement) document.exitFullscreen?.().catch(() => {});
+  else $('screen').requestFullscreen?.().catch((err) => console.warn('fullscreen: refused', err));
+}
+
+/** Applies (and shows) a volume of 0..1 to the game's sound. */
+function setVolume(v, keep) {
+  $('audio').volume = v;
+  $('volume').value = String(Math.round(v * 100));
+  $('volume-value').textContent = `${Math.round(v * 100)}%`;
+  if (keep) writeStorage(VOLUME_KEY, String(v));
+}
+
+function wireSettings() {
+  $('settings-toggle').addEventListener('click', () => openSettings($('settings').hidden));
+  $('settings-close').addEventListener('click', () => {
+    openSettings(false);
+    $('settings-toggle').focus();
+  });
+  $('settings').addEventListener('keydown', (e) => {
+    if (e.key !== 'Escape' || capture) return;
+    e.preventDefault();
+    openSettings(false);
+    $('settings-toggle').focus();
+  });
+  setVolume(parseVolume(readStorage(VOLUME_KEY)), false);
+  $('volume').addEventListener('input', () => setVolume(Number($('volume').value) / 100, true));
+  $('settings-fullscreen').addEventListener('click', toggleFullscreen);
+  $('bindings-reset').addEventListener('click', () => {
+    cancelCapture();
+    setBindings(defaultBindings());
+    $('rebind-status').textContent = 'Controls reset to the defaults.';
+  });
+  renderBindings();
+}
+
+// ---- picture shape (the worker's `screen` news: js/screen.js) ---------------------------
+
+/** A message the worker sent of its own accord on the control channel. */
+function onNews(msg) {
+  if (msg.t !== 'screen') return;
+  const shape = parseScreen(msg.p);
+  if (!shape) {
+    console.warn('control: ignoring a malformed screen message', msg);
+    return;
+  }
+  state.screen = shape;
+  applyScreen();
+}
+
+/** Shows the video at state.screen's shape (or, with none, at its own pixel shape). */
+function applyScreen() {
+  const screen = $('screen');
+  const v = $('video');
+  if (!state.screen) {
+    screen.classList.remove('shaped');
+    screen.style.removeProperty('--shown');
+    for (const p of ['width', 'height', 'transform']) v.style.removeProperty(p);
+    delete screen.dataset.rotation;
+    return;
+  }
+  screen.classList.add('shaped');
+  screen.style.setProperty('--shown', String(shownAspect(state.screen)));
+  screen.dataset.rotation = String(state.screen.rotation);
+  layoutVideo();
+}
+
+/** Sizes and turns the video to fill the largest box of the core's shape in the screen area. */
+function layoutVideo() {
+  if (!state.screen) return;
+  const screen = $('screen');
+  const width = screen.clientWidth;
+  const height = screen.clientHeight;
+  if (!width || !height) return;
+  const fit = fitScreen(state.screen, width, height);
+  const v = $('video');
+  v.style.width = `${fit.elementWidth}px`;
+  v.style.height = `${fit.elementHeight}px`;
+  v.style.transform = fit.transform;
 }
 
 // ---- session -------------------------------------------------------------------------
@@ -542,6 +927,7 @@ function backToGame(e, fallback) {
 }
 
 function onGameKey(e) {
+  if (e.code === FULLSCREEN_CODE) return onFullscreenKey(e);
   if (e.code !== 'F2' && e.code !== 'F4') return;
   // Alt+F4 and other combinations belong to the browser and the system.
   if (state.phase !== 'playing' || e.ctrlKey || e.metaKey || e.altKey || e.shiftKey) return;
@@ -549,6 +935,14 @@ function onGameKey(e) {
   if (e.repeat) return;
   if (e.code === 'F2') saveSlot();
   else loadSlot();
+}
+
+/** F toggles full screen while playing, unless it is a pad button or the player is typing. */
+function onFullscreenKey(e) {
+  if (state.phase !== 'playing' || e.ctrlKey || e.metaKey || e.altKey || e.shiftKey) return;
+  if (buttonForCode(bindings, e.code) || e.target?.closest?.('input, textarea, select, [contenteditable]')) return;
+  e.preventDefault();
+  if (!e.repeat) toggleFullscreen();
 }
 
 function attachTrack(track) {
@@ -644,6 +1038,8 @@ function endPeer() {
   pad.releaseAll();
   control.detach('The game ended before the server answered.');
   state.slots = null;
+  state.screen = null;
+  applyScreen();
   askReset(false);
   peer?.close();
   peer = null;
@@ -714,10 +1110,7 @@ function wireUi() {
     $('stats').hidden = !on;
     $('stats-toggle').setAttribute('aria-pressed', String(on));
   });
-  $('fullscreen').addEventListener('click', () => {
-    if (document.fullscreenElement) document.exitFullscreen();
-    else $('screen').requestFullscreen?.().catch(() => {});
-  });
+  $('fullscreen').addEventListener('click', toggleFullscreen);
   $('slot').addEventListener('change', () => {
     state.slot = Number($('slot').value) || 1;
   });
@@ -767,6 +1160,22 @@ function wireUi() {
     b.addEventListener('lostpointercapture', up);
     b.addEventListener('contextmenu', (e) => e.preventDefault());
   }
+  for (const el of document.querySelectorAll('#touchpad [data-stick]')) wireStick(el);
+  // The game list: arrows, Home/End, type-ahead (js/lobby.js); the filter box for long lists.
+  $('games').addEventListener('keydown', onGamesKey);
+  $('games').addEventListener('focusin', (e) => {
+    const b = e.target.closest('button[data-game]');
+    if (b) setCurrentGame(b.dataset.game);
+  });
+  $('games-filter').addEventListener('input', applyGameFilter);
+  $('games-filter').addEventListener('keydown', (e) => {
+    if (e.key !== 'ArrowDown') return;
+    e.preventDefault();
+    focusGame(0);
+  });
+  window.addEventListener('gamepadconnected', () => state.phase === 'choosing' && lobbyPad.start());
+  wireSettings();
+  new ResizeObserver(layoutVideo).observe($('screen'));
   // The element takes the stream's shape (NES cores give 256×240, or 256×224 without overscan).
   $('video').addEventListener('resize', () => {
     const v = $('video');
@@ -777,6 +1186,39 @@ function wireUi() {
     $('screen').focus({ preventScroll: true });
     if (state.audioBlocked) unmute();
   });
+}
+
+/** An on-screen analog stick: the touch's offset from its centre is the stick's position. */
+function wireStick(el) {
+  const stick = Number(el.dataset.stick);
+  const knob = el.querySelector('.knob');
+  let id = null;
+  const move = (e) => {
+    const r = el.getBoundingClientRect();
+    const radius = r.width / 2;
+    const v = stickVector(e.clientX - (r.left + radius), e.clientY - (r.top + r.height / 2), radius * 0.8);
+    knob.style.setProperty('--kx', `${v.x * radius * 0.6}px`);
+    knob.style.setProperty('--ky', `${v.y * radius * 0.6}px`);
+    pad.setTouchStick(stick, v.x, v.y);
+  };
+  const release = () => {
+    id = null;
+    el.classList.remove('held');
+    knob.style.removeProperty('--kx');
+    knob.style.removeProperty('--ky');
+    pad.setTouchStick(stick, 0, 0);
+  };
+  el.addEventListener('pointerdown', (e) => {
+    e.preventDefault();
+    id = e.pointerId;
+    el.setPointerCapture?.(e.pointerId);
+    el.classList.add('held');
+    move(e);
+  });
+  el.addEventListener('pointermove', (e) => e.pointerId === id && move(e));
+  el.addEventListener('pointerup', release);
+  el.addEventListener('pointercancel', release);
+  el.addEventListener('lostpointercapture', release);
 }
 
 wireUi();

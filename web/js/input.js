@@ -56,6 +56,19 @@ export const RESEND_MS = 100;
 export const PACKET_VERSION = 1;
 export const PACKET_LENGTH = 13;
 
+/** A touch stick's offset (`dx`, `dy` in pixels from its centre) → axes in -1..1, within the circle of `radius`. */
+export function stickVector(dx, dy, radius) {
+  if (!(radius > 0) || !Number.isFinite(dx) || !Number.isFinite(dy)) return { x: 0, y: 0 };
+  const len = Math.hypot(dx, dy);
+  const k = len > radius ? radius / len : 1;
+  return { x: (dx * k) / radius, y: (dy * k) / radius };
+}
+
+/** Each axis from the touch sticks where they are off centre, else from the gamepad. */
+export function mergeAxes(pad, touch) {
+  return pad.map((v, i) => (touch[i] ? touch[i] : v));
+}
+
 /** Encodes one state packet: version 1, u16 seq, u16 buttons, 4 × i16 axes, little-endian. */
 export function encodeInput(seq, buttons, axes = [0, 0, 0, 0]) {
   const bytes = new Uint8Array(PACKET_LENGTH);
@@ -73,11 +86,14 @@ export function axisToI16(v) {
   return Math.max(-32767, Math.min(32767, Math.round(v * 32767)));
 }
 
-/** Reads a standard-mapping gamepad into `{buttons, axes}`. */
-export function readGamepad(pad) {
+/**
+ * Reads a standard-mapping gamepad into `{buttons, axes}`; `mapping` is gamepad button index →
+ * RetroPad id (the player's bindings, see controls.js padLookup).
+ */
+export function readGamepad(pad, mapping = GAMEPAD_BUTTONS) {
   let buttons = 0;
   pad.buttons.forEach((b, i) => {
-    const id = GAMEPAD_BUTTONS[i];
+    const id = mapping[i];
     if (id !== undefined && (b.pressed || b.value > 0.5)) buttons |= 1 << id;
   });
   const axes = [0, 1, 2, 3].map((i) => axisToI16(pad.axes[i] ?? 0));
@@ -106,8 +122,11 @@ export class PadInput {
   constructor({ active, onButton } = {}) {
     this.active = active ?? (() => true);
     this.onButton = onButton ?? (() => {});
+    this.keyMap = KEY_TO_BUTTON; // code → button id (the player's bindings: setBindings)
+    this.padMap = GAMEPAD_BUTTONS; // gamepad button index → button id
     this.keyButtons = 0;
     this.touchButtons = 0;
+    this.touchAxes = [0, 0, 0, 0];
     this.pad = { buttons: 0, axes: [0, 0, 0, 0] };
     this.heldKeys = new Map(); // code → button id
     this.seq = 0;
@@ -127,11 +146,22 @@ export class PadInput {
   /** The combined state. */
   state() {
     const buttons = this.keyButtons | this.touchButtons | this.pad.buttons;
-    return { buttons: buttons & 0xffff, axes: this.pad.axes.slice() };
+    return { buttons: buttons & 0xffff, axes: mergeAxes(this.pad.axes, this.touchAxes) };
+  }
+
+  /**
+   * Uses `keys` (KeyboardEvent.code → button id) and `pad` (gamepad button index → button id)
+   * from now on; everything held is let go.
+   */
+  setBindings(keys, pad) {
+    this.keyMap = keys;
+    this.padMap = pad;
+    this.releaseAll();
+    if (this.polling) this.pollGamepads();
   }
 
   #key(e, down) {
-    const id = KEY_TO_BUTTON.get(e.code);
+    const id = this.keyMap.get(e.code);
     if (id === undefined) return;
     if (down) {
       if (e.ctrlKey || e.metaKey || e.altKey) return; // leave browser shortcuts alone
@@ -156,11 +186,19 @@ export class PadInput {
     this.#changed();
   }
 
+  /** An on-screen stick moved: `stick` 0 (left) or 1 (right), `x` and `y` in -1..1 (down is +). */
+  setTouchStick(stick, x, y) {
+    this.touchAxes[2 * stick] = axisToI16(x);
+    this.touchAxes[2 * stick + 1] = axisToI16(y);
+    this.#changed();
+  }
+
   /** Lets go of everything (focus lost, tab hidden, game left). */
   releaseAll() {
     this.heldKeys.clear();
     this.keyButtons = 0;
     this.touchButtons = 0;
+    this.touchAxes = [0, 0, 0, 0];
     this.#changed();
   }
 
@@ -178,7 +216,7 @@ export class PadInput {
   pollGamepads() {
     const pads = (navigator.getGamepads?.() ?? []).filter(Boolean);
     const pad = pads.find((p) => p.mapping === 'standard') ?? pads[0];
-    const next = pad ? readGamepad(pad) : { buttons: 0, axes: [0, 0, 0, 0] };
+    const next = pad ? readGamepad(pad, this.padMap) : { buttons: 0, axes: [0, 0, 0, 0] };
     if (!pad) this.polling = false;
     if (next.buttons !== this.pad.buttons || next.axes.some((v, i) => v !== this.pad.axes[i])) {
       this.pad = next;

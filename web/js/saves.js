@@ -15,6 +15,12 @@ export const MAX_QUEUED = 8;
 export const USER_ID = /^[A-Za-z0-9_-]{8,64}$/;
 const USER_KEY = 'retrofarm.user';
 
+/**
+ * Messages the worker sends of its own accord (news, not answers): they go to `onNews` and never
+ * settle a command. `screen`: the picture's shape (docs/controls.md).
+ */
+export const NEWS_TYPES = Object.freeze(new Set(['screen']));
+
 /** The reply types that answer each command (besides `failed`). */
 const ANSWERS = Object.freeze({ save: 'saved', load: 'loaded', slots: 'slots', reset: 'reset', port: 'port' });
 
@@ -71,10 +77,12 @@ export class GameControl {
    * @param {number} [o.timeoutMs]
    * @param {(reply: object, command: object) => void} [o.onReply] every settled command
    * @param {() => void} [o.onChange] the channel's state or the pending commands changed
+   * @param {(msg: object) => void} [o.onNews] a message of NEWS_TYPES, `{t, p}` as sent
    */
-  constructor({ timeoutMs = COMMAND_TIMEOUT_MS, onReply, onChange } = {}) {
+  constructor({ timeoutMs = COMMAND_TIMEOUT_MS, onReply, onChange, onNews } = {}) {
     this.timeoutMs = timeoutMs;
     this.onReply = onReply ?? (() => {});
+    this.onNews = onNews ?? (() => {});
     this.onChange = onChange ?? (() => {});
     this.channel = null;
     this.queue = []; // commands not sent yet, in order
@@ -236,6 +244,10 @@ export class GameControl {
     }
     if (!reply || typeof reply.t !== 'string') {
       console.warn('control: ignoring a message without a type', reply);
+      return;
+    }
+    if (NEWS_TYPES.has(reply.t)) {
+      this.onNews(reply);
       return;
     }
     const answers = answeredCommand(reply);

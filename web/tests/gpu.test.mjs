@@ -12,7 +12,7 @@ import { after, before } from 'node:test';
 import path from 'node:path';
 
 import { BIN_DIR, GAME, keepArtifact, launchBrowser, openPage, scenario, sleep, startCluster, waitForState } from './harness.mjs';
-import { blockPosition, decodePng, isRed, isWhite } from './pixels.mjs';
+import { blockPosition, decodePng, isRed, isWhite, videoFrame } from './pixels.mjs';
 
 const LAVAPIPE_ICD = '/usr/share/vulkan/icd.d/lvp_icd.x86_64.json';
 const SCALE = 2;
@@ -78,7 +78,8 @@ scenario('a worker converting on Vulkan streams an upscaled picture', { timeout:
   const png = await page.locator('#video').screenshot();
   keepArtifact('gpu-upscaled.png', png);
   const img = decodePng(png);
-  const frame = { width: video.width, height: video.height };
+  // Stretched over the element once the page knows the core's picture shape (object-fit: fill).
+  const frame = { width: video.width, height: video.height, fill: (await videoFrame(page)).fill };
   for (const [who, match, start] of [['player 1', isWhite, START.p1], ['player 2', isRed, START.p2]]) {
     const p = blockPosition(img, match, frame);
     assert.ok(p, `${who}'s block is in the picture (not black)`);

@@ -143,9 +143,9 @@ export class Proc {
  * Starts a coordinator, then the workers (in parallel) and waits until each has registered.
  * `workers`: [{id, zone, extra?: [flags]}]. `tls`: {cert, key} (PEM files) serves the page and
  * /ws over HTTPS/WSS (`cluster.url` is then https://…). `dir`: the folder for logs and state
- * (a fresh one by default).
+ * (a fresh one by default). `gamesDir`: the workers' games folder (the repository's games/ by default).
  */
-export async function startCluster({ workers = [{ id: 'w1', zone: 'eu' }], coordinatorArgs = [], tls = null, dir = null } = {}) {
+export async function startCluster({ workers = [{ id: 'w1', zone: 'eu' }], coordinatorArgs = [], tls = null, dir = null, gamesDir = GAMES_DIR } = {}) {
   dir ??= fs.mkdtempSync(path.join(os.tmpdir(), 'retrofarm-web-'));
   const pki = path.join(dir, 'pki');
   const [httpPort, quicPort] = [await freeTcpPort(), await freeUdpPort()];
@@ -182,7 +182,7 @@ export async function startCluster({ workers = [{ id: 'w1', zone: 'eu' }], coord
           '--http-listen', '127.0.0.1:0',
           '--metrics-listen', '127.0.0.1:0',
           '--rtc-listen', '127.0.0.1:0',
-          '--games-dir', GAMES_DIR,
+          '--games-dir', gamesDir,
           '--skip-repeated-frames', String(skipRepeatedFrames),
           // The workers of a cluster share one save store, as a farm's share a bucket.
           '--saves', path.join(dir, 'saves'),

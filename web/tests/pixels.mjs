@@ -117,14 +117,29 @@ export function centroid(img, match, minCount = 20) {
 
 /**
  * The block's centroid in frame pixels, from a screenshot of a video element that shows a
- * `frame.width`×`frame.height` picture with `object-fit: contain`. Null when not visible.
+ * `frame.width`×`frame.height` picture with `object-fit: contain` (or `fill`, see below). Null when not visible.
  */
 export function blockPosition(img, match, frame = { width: 256, height: 240 }) {
-  const scale = Math.min(img.width / frame.width, img.height / frame.height);
-  const ox = (img.width - frame.width * scale) / 2;
-  const oy = (img.height - frame.height * scale) / 2;
-  const c = centroid(img, match, Math.max(20, Math.round(16 * 16 * scale * scale * 0.3)));
-  return c && { x: (c.x + 0.5 - ox) / scale - 0.5, y: (c.y + 0.5 - oy) / scale - 0.5, count: c.count };
+  // `frame.fill`: the picture is stretched over the whole element (object-fit: fill, the page's
+  // display at the core's aspect ratio) instead of letterboxed.
+  let sx = Math.min(img.width / frame.width, img.height / frame.height);
+  let sy = sx;
+  if (frame.fill) [sx, sy] = [img.width / frame.width, img.height / frame.height];
+  const ox = (img.width - frame.width * sx) / 2;
+  const oy = (img.height - frame.height * sy) / 2;
+  const c = centroid(img, match, Math.max(20, Math.round(16 * 16 * sx * sy * 0.3)));
+  return c && { x: (c.x + 0.5 - ox) / sx - 0.5, y: (c.y + 0.5 - oy) / sy - 0.5, count: c.count };
+}
+
+/**
+ * The video's frame size and how the page shows it, for blockPosition: `{width, height, fill}`
+ * (`fill`: stretched to the element, as once the core's picture shape is known). Runs in the page.
+ */
+export function videoFrame(page) {
+  return page.evaluate(() => {
+    const v = document.getElementById('video');
+    return { width: v.videoWidth, height: v.videoHeight, fill: getComputedStyle(v).objectFit === 'fill' };
+  });
 }
 
 /** Encodes RGBA pixels as a PNG, row y with filter y % 5 (all five): for the decoder's tests. */

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before } from 'node:test';
 
 import { GAME, keepArtifact, launchBrowser, openPage, scenario, sleep, startCluster, waitForState } from './harness.mjs';
-import { blockPosition, decodePng, isRed, isWhite } from './pixels.mjs';
+import { blockPosition, decodePng, isRed, isWhite, videoFrame } from './pixels.mjs';
 
 const MEDIA_DEADLINE_MS = 5000;
 /** How long a direction is held: ~42 frames, 84 px, which keeps the blocks from overlapping. */
@@ -64,6 +64,8 @@ async function blocks(page, who = 'player') {
   const png = await page.locator('#video').screenshot();
   keepArtifact(`play-${who.replace(/\W+/g, '-')}.png`, png);
   const img = decodePng(png);
+  // Stretched over the element once the page knows the core's picture shape (object-fit: fill).
+  frame.fill = (await videoFrame(page)).fill;
   // A cropped picture (overscan) loses as many pixels on each side.
   const ox = (256 - frame.width) / 2;
   const oy = (240 - frame.height) / 2;

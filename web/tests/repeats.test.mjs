@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before } from 'node:test';
 
 import { GAME, launchBrowser, openPage, scenario, sleep, startCluster, waitForState } from './harness.mjs';
-import { blockPosition, decodePng, isWhite } from './pixels.mjs';
+import { blockPosition, decodePng, isWhite, videoFrame } from './pixels.mjs';
 
 let cluster;
 let browser;
@@ -27,7 +27,7 @@ const decoded = (page) => page.evaluate(() => window.retrofarm.pollStats()).then
 
 async function whiteBlockX(page) {
   const img = decodePng(await page.locator('#video').screenshot());
-  const frame = await page.evaluate(() => ({ width: document.getElementById('video').videoWidth, height: document.getElementById('video').videoHeight }));
+  const frame = await videoFrame(page);
   return blockPosition(img, isWhite, frame)?.x;
 }
 

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before } from 'node:test';
 
 import { GAME, keepArtifact, launchBrowser, openPage, pageState, scenario, sleep, startCluster, waitForState } from './harness.mjs';
-import { blockPosition, decodePng, isRed, isWhite } from './pixels.mjs';
+import { blockPosition, decodePng, isRed, isWhite, videoFrame } from './pixels.mjs';
 
 /** ~24 frames of Right: 48 px, which keeps the white block clear of the red one (x 176..191). */
 const HOLD_MS = 400;
@@ -54,10 +54,7 @@ async function watching(page) {
 async function block(page, name, match = isWhite) {
   const png = await page.locator('#video').screenshot();
   keepArtifact(`saves-${name}.png`, png);
-  const frame = await page.evaluate(() => {
-    const v = document.getElementById('video');
-    return { width: v.videoWidth, height: v.videoHeight };
-  });
+  const frame = await videoFrame(page);
   const p = blockPosition(decodePng(png), match, frame);
   return p && { x: p.x + (256 - frame.width) / 2, y: p.y + (240 - frame.height) / 2 };
 }

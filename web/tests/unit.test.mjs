@@ -283,3 +283,239 @@ test('signaling goes over wss:// from an https:// page, ws:// from http://', () 
   assert.equal(at('https://play.example.org/?id=r1'), 'wss://play.example.org/ws?room=r1&zone=eu');
   assert.equal(at('http://127.0.0.1:8000/'), 'ws://127.0.0.1:8000/ws?room=r1&zone=eu');
 });
+
+// ---- control bindings, game list navigation, picture shape (docs/controls.md) -------------
+
+import {
+  CONTROLS_KEY, PAD_BUTTONS, bindableCode, buttonForCode, defaultBindings, keyLabel, keyLookup, keysLabel, loadBindings,
+  padLookup, parseBindings, parseVolume, rebindKey, rebindPad, serializeBindings, storeBindings, validateBindings,
+} from '../js/controls.js';
+import { PadNavigator, filterGames, letterIndex, moveIndex, padDirection, sortGames } from '../js/lobby.js';
+import { fitScreen, parseScreen, shownAspect } from '../js/screen.js';
+import { mergeAxes, stickVector } from '../js/input.js';
+import { NEWS_TYPES } from '../js/saves.js';
+
+test('default bindings are the documented keys and the standard gamepad layout', () => {
+  const d = defaultBindings();
+  assert.deepEqual(Object.keys(d.keys).sort(), PAD_BUTTONS.slice().sort());
+  assert.deepEqual(d.keys.RIGHT, ['ArrowRight']);
+  assert.deepEqual(d.keys.START, ['Enter', 'NumpadEnter']);
+  assert.deepEqual(d.keys.L2, []);
+  // The same map as KEYMAP and GAMEPAD_BUTTONS, so nothing changes for players who never rebind.
+  const keys = keyLookup(d);
+  for (const k of KEYMAP) for (const c of k.codes) assert.equal(keys.get(c), BUTTON[k.button], c);
+  assert.equal(keys.size, KEYMAP.flatMap((k) => k.codes).length);
+  assert.deepEqual(padLookup(d), GAMEPAD_BUTTONS);
+  assert.equal(d.pad.B, 0);
+  assert.equal(d.pad.A, 1);
+  assert.equal(d.pad.RIGHT, 15);
+});
+
+test('stored bindings: round trip; missing, old, unreadable or invalid data gives the defaults', () => {
+  const d = defaultBindings();
+  const moved = rebindKey(d, 'RIGHT', 'KeyD');
+  assert.deepEqual(parseBindings(serializeBindings(moved)), moved);
+  for (const bad of [
+    null, '', 'not json', '[]', '{}', JSON.stringify({ v: 2, keys: moved.keys, pad: moved.pad }),
+    JSON.stringify({ keys: moved.keys, pad: moved.pad }),
+    JSON.stringify({ v: 1, keys: { ...moved.keys, UP: 'ArrowUp' }, pad: moved.pad }),
+    JSON.stringify({ v: 1, keys: { ...moved.keys, UP: ['KeyD'] }, pad: moved.pad }), // KeyD twice
+    JSON.stringify({ v: 1, keys: { ...moved.keys, UP: ['Escape'] }, pad: moved.pad }), // reserved
+    JSON.stringify({ v: 1, keys: { ...moved.keys, UP: ['a b'] }, pad: moved.pad }),
+    JSON.stringify({ v: 1, keys: moved.keys, pad: { ...moved.pad, UP: 15 } }), // 15 twice
+    JSON.stringify({ v: 1, keys: moved.keys, pad: { ...moved.pad, UP: 1.5 } }),
+    JSON.stringify({ v: 1, keys: moved.keys, pad: { ...moved.pad, UP: undefined } }),
+    JSON.stringify({ v: 1, keys: { ...moved.keys, UP: ['KeyI', 'KeyJ', 'KeyK', 'KeyL', 'KeyM'] }, pad: moved.pad }),
+  ]) {
+    assert.deepEqual(parseBindings(bad), d, `defaults for ${bad}`);
+  }
+  assert.equal(validateBindings({ keys: d.keys }), null);
+  // A button without a gamepad button is fine.
+  assert.ok(validateBindings({ keys: d.keys, pad: { ...d.pad, L3: null } }));
+});
+
+test('storage: kept and read back; broken or missing storage gives the defaults and never throws', () => {
+  const store = new Map();
+  const storage = { getItem: (k) => store.get(k) ?? null, setItem: (k, v) => store.set(k, String(v)) };
+  const b = rebindPad(rebindKey(defaultBindings(), 'A', 'KeyJ'), 'A', 5);
+  assert.equal(storeBindings(b, storage), true);
+  assert.ok(store.has(CONTROLS_KEY));
+  assert.deepEqual(loadBindings(storage), b);
+  const broken = { getItem: () => { throw new Error('denied'); }, setItem: () => { throw new Error('quota'); } };
+  assert.deepEqual(loadBindings(broken), defaultBindings());
+  assert.equal(storeBindings(b, broken), false);
+  assert.deepEqual(loadBindings(undefined), defaultBindings());
+  assert.equal(storeBindings(b, undefined), false);
+});
+
+test('rebinding a key: the button gets only that key, and the key leaves the button that had it', () => {
+  const d = defaultBindings();
+  const b = rebindKey(d, 'RIGHT', 'KeyX'); // KeyX was A's
+  assert.deepEqual(b.keys.RIGHT, ['KeyX']);
+  assert.deepEqual(b.keys.A, []);
+  assert.equal(buttonForCode(b, 'KeyX'), 'RIGHT');
+  assert.equal(buttonForCode(b, 'ArrowRight'), null);
+  assert.deepEqual(d.keys.RIGHT, ['ArrowRight'], 'the old bindings are unchanged');
+  assert.ok(validateBindings(b));
+  // Rebinding a button to one of its own keys keeps just that key.
+  assert.deepEqual(rebindKey(d, 'START', 'NumpadEnter').keys.START, ['NumpadEnter']);
+  // Reserved keys and unknown buttons change nothing.
+  for (const code of ['Escape', 'Tab', 'F2', 'F4', 'F11', '', 'Key X']) assert.equal(rebindKey(d, 'UP', code), d, code);
+  assert.equal(rebindKey(d, 'TURBO', 'KeyD'), d);
+  assert.equal(bindableCode('KeyF'), true);
+  assert.equal(bindableCode('F5'), false);
+});
+
+test('rebinding a gamepad button: another button that had it loses it', () => {
+  const d = defaultBindings();
+  const b = rebindPad(d, 'A', 0); // 0 (bottom) was B's
+  assert.equal(b.pad.A, 0);
+  assert.equal(b.pad.B, null);
+  assert.equal(padLookup(b)[0], BUTTON.A);
+  assert.equal(padLookup(b)[1], undefined);
+  assert.ok(validateBindings(b));
+  assert.equal(rebindPad(d, 'A', -1), d);
+  assert.equal(rebindPad(d, 'A', 99), d);
+  // readGamepad follows the mapping it is given.
+  const pad = { buttons: Array.from({ length: 17 }, (_, i) => ({ pressed: i === 0, value: i === 0 ? 1 : 0 })), axes: [0, 0, 0, 0] };
+  assert.equal(readGamepad(pad, padLookup(b)).buttons, 1 << BUTTON.A);
+});
+
+test('key names for the settings panel', () => {
+  assert.equal(keyLabel('KeyD'), 'D');
+  assert.equal(keyLabel('Digit7'), '7');
+  assert.equal(keyLabel('ArrowLeft'), '←');
+  assert.equal(keyLabel('Numpad4'), 'Num 4');
+  assert.deepEqual(keysLabel(['ShiftLeft', 'ShiftRight']), ['Shift']);
+  assert.deepEqual(keysLabel(['ShiftRight']), ['Right Shift']);
+  assert.deepEqual(keysLabel(['Enter', 'NumpadEnter']), ['Enter']);
+});
+
+test('volume: a stored 0..1, else full', () => {
+  assert.equal(parseVolume('0.25'), 0.25);
+  assert.equal(parseVolume('0'), 0);
+  for (const bad of [null, '', 'loud', '1.5', '-0.1', 'NaN']) assert.equal(parseVolume(bad), 1, String(bad));
+});
+
+test('game list: sorted by system then name, filtered by words of name or system', () => {
+  const games = [
+    { name: 'Zelda', system: 'nes' }, { name: 'advance wars', system: 'gba' }, { name: 'Metroid', system: 'nes' },
+  ];
+  assert.deepEqual(sortGames(games).map((g) => g.name), ['advance wars', 'Metroid', 'Zelda']);
+  assert.deepEqual(filterGames(games, 'NES').map((g) => g.name), ['Zelda', 'Metroid']);
+  assert.deepEqual(filterGames(games, 'met nes').map((g) => g.name), ['Metroid']);
+  assert.deepEqual(filterGames(games, '  ').length, 3);
+  assert.deepEqual(filterGames(games, 'snes'), []);
+});
+
+test('game list: arrows in a wrapped grid, Home/End, no wrapping at the edges', () => {
+  // 7 games, 3 to a row: rows [0 1 2] [3 4 5] [6].
+  assert.equal(moveIndex('ArrowRight', 0, 7, 3), 1);
+  assert.equal(moveIndex('ArrowRight', 6, 7, 3), 6);
+  assert.equal(moveIndex('ArrowLeft', 0, 7, 3), 0);
+  assert.equal(moveIndex('ArrowDown', 1, 7, 3), 4);
+  assert.equal(moveIndex('ArrowDown', 4, 7, 3), 6, 'down into a short last row');
+  assert.equal(moveIndex('ArrowDown', 6, 7, 3), 6);
+  assert.equal(moveIndex('ArrowUp', 4, 7, 3), 1);
+  assert.equal(moveIndex('ArrowUp', 2, 7, 3), 2, 'up from the first row stays');
+  assert.equal(moveIndex('Home', 5, 7, 3), 0);
+  assert.equal(moveIndex('End', 1, 7, 3), 6);
+  assert.equal(moveIndex('down', 0, 7, 1), 1, 'a gamepad direction, one column');
+  assert.equal(moveIndex('Enter', 0, 7, 3), null);
+  assert.equal(moveIndex('ArrowDown', 0, 0, 3), null);
+  assert.equal(moveIndex('ArrowDown', 0, 1, 1), 0);
+});
+
+test('game list: typing a letter jumps to the next game starting with it, wrapping', () => {
+  const names = ['Alpha', 'Bravo', 'alpine', 'Charlie'];
+  assert.equal(letterIndex(names, 0, 'a'), 2);
+  assert.equal(letterIndex(names, 2, 'A'), 0);
+  assert.equal(letterIndex(names, 0, 'c'), 3);
+  assert.equal(letterIndex(names, 0, 'z'), -1);
+  assert.equal(letterIndex(names, 0, ' '), -1);
+  assert.equal(letterIndex(['Only'], 0, 'o'), 0, 'a single match is itself');
+});
+
+test('game list with a gamepad: edges and repeats of the d-pad/stick, button 0 starts, B does nothing', () => {
+  const pad = (pressed = [], axes = [0, 0, 0, 0]) => ({
+    buttons: Array.from({ length: 17 }, (_, i) => ({ pressed: pressed.includes(i), value: pressed.includes(i) ? 1 : 0 })),
+    axes,
+  });
+  assert.equal(padDirection(pad([13])), 'down');
+  assert.equal(padDirection(pad([], [0.9, 0.2])), 'right');
+  assert.equal(padDirection(pad([], [0.1, -0.8])), 'up');
+  assert.equal(padDirection(pad([], [0.3, 0.3])), null);
+  const nav = new PadNavigator();
+  assert.deepEqual(nav.step(pad([0]), 0), [], 'A held when the lobby shows does not start');
+  assert.deepEqual(nav.step(pad(), 10), []);
+  assert.deepEqual(nav.step(pad([0]), 20), ['start']);
+  assert.deepEqual(nav.step(pad([0]), 30), [], 'held: once');
+  assert.deepEqual(nav.step(pad([1, 8]), 40), [], 'B and Back do nothing');
+  assert.deepEqual(nav.step(pad([15]), 100), ['right']);
+  assert.deepEqual(nav.step(pad([15]), 300), []);
+  assert.deepEqual(nav.step(pad([15]), 500), ['right'], 'repeats after the delay');
+  assert.deepEqual(nav.step(pad([15]), 600), []);
+  assert.deepEqual(nav.step(pad([15]), 650), ['right']);
+  assert.deepEqual(nav.step(null, 700), []);
+});
+
+test('screen news: valid shapes, malformed ones refused', () => {
+  assert.deepEqual(parseScreen({ aspect: 1.3333, rotation: 0 }), { aspect: 1.3333, rotation: 0 });
+  assert.deepEqual(parseScreen({ aspect: 0.75, rotation: 3 }), { aspect: 0.75, rotation: 3 });
+  for (const bad of [
+    null, 'x', {}, { aspect: 0, rotation: 0 }, { aspect: -1, rotation: 0 }, { aspect: Infinity, rotation: 0 },
+    { aspect: NaN, rotation: 0 }, { aspect: '1.33', rotation: 0 }, { aspect: 1.33 }, { aspect: 1.33, rotation: 4 },
+    { aspect: 1.33, rotation: 1.5 }, { aspect: 1.33, rotation: -1 }, { aspect: 1000, rotation: 0 },
+  ]) {
+    assert.equal(parseScreen(bad), null, JSON.stringify(bad));
+  }
+  assert.ok(NEWS_TYPES.has('screen'));
+});
+
+test('screen shape: fits the area at the shown aspect; a quarter turn swaps the element', () => {
+  assert.equal(shownAspect({ aspect: 4 / 3, rotation: 0 }), 4 / 3);
+  assert.equal(shownAspect({ aspect: 4 / 3, rotation: 1 }), 3 / 4);
+  const wide = fitScreen({ aspect: 4 / 3, rotation: 0 }, 800, 800);
+  assert.deepEqual([wide.width, wide.height, wide.elementWidth, wide.elementHeight], [800, 600, 800, 600]);
+  assert.equal(wide.transform, 'translate(-50%, -50%)');
+  const tall = fitScreen({ aspect: 4 / 3, rotation: 1 }, 800, 600);
+  assert.deepEqual([tall.width, tall.height], [450, 600]);
+  assert.deepEqual([tall.elementWidth, tall.elementHeight], [600, 450], 'turned: the element is 4:3 before turning');
+  assert.equal(tall.transform, 'translate(-50%, -50%) rotate(-90deg)');
+  assert.equal(fitScreen({ aspect: 2, rotation: 2 }, 100, 100).transform, 'translate(-50%, -50%) rotate(-180deg)');
+});
+
+test('control channel: screen news goes to onNews, not to the command waiting for its answer', async () => {
+  const ch = new FakeChannel();
+  const news = [];
+  const c = new GameControl({ onNews: (m) => news.push(m) });
+  c.attach(ch);
+  const slots = c.slots('player-0001');
+  ch.reply({ t: 'screen', p: { aspect: 1.3333, rotation: 0 } });
+  assert.equal(c.busy, 'slots', 'still waiting for the slots answer');
+  ch.reply({ t: 'slots', p: { slots: [] } });
+  assert.deepEqual(await slots, { t: 'slots', p: { slots: [] } });
+  ch.reply({ t: 'screen', p: { aspect: 1.5, rotation: 1 } }); // with nothing in flight
+  assert.deepEqual(news.map((m) => m.p.aspect), [1.3333, 1.5]);
+  // News between a timed-out command and its late answer leaves that answer to be dropped.
+  const slow = new GameControl({ timeoutMs: 20, onNews: (m) => news.push(m) });
+  const ch2 = new FakeChannel();
+  slow.attach(ch2);
+  assert.equal((await slow.save(USER, 1)).local, true);
+  const load = slow.load(USER, 1);
+  ch2.reply({ t: 'screen', p: { aspect: 1.3333, rotation: 0 } });
+  ch2.reply({ t: 'saved', p: { slot: 1 } }); // the late answer to the save
+  assert.equal(slow.busy, 'load');
+  ch2.reply({ t: 'loaded', p: { slot: 1 } });
+  assert.equal((await load).t, 'loaded');
+  assert.equal(news.length, 3);
+});
+
+test('touch sticks: offset within the circle, and they take over the gamepad axes they move', () => {
+  assert.deepEqual(stickVector(0, 0, 50), { x: 0, y: 0 });
+  assert.deepEqual(stickVector(15, -20, 50), { x: 0.3, y: -0.4 });
+  const far = stickVector(300, 400, 50);
+  assert.ok(Math.abs(far.x - 0.6) < 1e-9 && Math.abs(far.y - 0.8) < 1e-9);
+  assert.deepEqual(stickVector(1, 1, 0), { x: 0, y: 0 });
+  assert.deepEqual(mergeAxes([100, -100, 5, 6], [0, 0, 32767, 0]), [100, -100, 32767, 6]);
+});
