@@ -121,7 +121,7 @@ impl Io for DumpIo {
     }
     fn input(&self, port: u32) -> PortInput {
         if port == 0 {
-            PortInput { buttons: self.buttons, axes: [0; 4] }
+            PortInput { buttons: self.buttons, axes: [0; 4], ..PortInput::default() }
         } else {
             PortInput::default()
         }
@@ -188,8 +188,12 @@ pub fn dump(core: &Path, rom: &Path, frames: u64, dir: &Path) -> Result<Dump> {
         }
     }
     let save = tempfile::tempdir()?;
-    let config =
-        SessionConfig { system_dir: save.path().into(), save_dir: save.path().into(), options: core_options() };
+    let config = SessionConfig {
+        system_dir: save.path().into(),
+        save_dir: save.path().into(),
+        options: core_options(),
+        port_devices: vec![],
+    };
     let io = DumpIo { frame: vec![], audio: vec![], buttons: 0, n: 0, error: None };
     let mut session = Session::load(core, rom, &config, io).map_err(|e| anyhow!("{e}"))?;
     let av = session.av_info();

@@ -220,7 +220,8 @@ impl Player {
             if now >= next_input {
                 self.seq = self.seq.wrapping_add(1);
                 let b = buttons(now - t0);
-                self.peer.send_input(PadState { seq: self.seq, buttons: b, axes: [0; 4] }.encode().to_vec());
+                self.peer
+                    .send_input(PadState { seq: self.seq, buttons: b, axes: [0; 4], ..Default::default() }.encode());
                 next_input += Duration::from_millis(50);
             }
             let until = next_window.min(next_input).min(end);
@@ -256,14 +257,14 @@ impl Player {
         let (mut video, mut audio) = (0, 0);
         while tokio::time::Instant::now() < end {
             self.seq = self.seq.wrapping_add(1);
-            self.peer.send_input(PadState { seq: self.seq, buttons, axes: [0; 4] }.encode().to_vec());
+            self.peer.send_input(PadState { seq: self.seq, buttons, axes: [0; 4], ..Default::default() }.encode());
             let (v, a, l) = self.watch(Duration::from_millis(50)).await;
             video += v;
             audio += a;
             last = l.or(last);
         }
         self.seq = self.seq.wrapping_add(1);
-        self.peer.send_input(PadState { seq: self.seq, buttons: 0, axes: [0; 4] }.encode().to_vec());
+        self.peer.send_input(PadState { seq: self.seq, buttons: 0, axes: [0; 4], ..Default::default() }.encode());
         (video, audio, last)
     }
 }

@@ -13,7 +13,8 @@ usage: retrofarm-emulator (--core CORE.so --rom ROM | --test-pattern WxH@FPS[:FO
                           [--shm-fd N --event-fd N [--control-fd N]] [--system-dir DIR] [--save-dir DIR]
                           [--sram FILE] [--sandbox off|auto|required] [--memory-mib N]
                           [--pacing paced|unpaced] [--frames N] [--slots N] [--pcm-frames N]
-                          [--input-script 'FRAME PORT BUTTONS;...'] [--option KEY=VALUE]... [--list-options]
+                          [--input-script 'FRAME PORT BUTTONS;...'] [--option KEY=VALUE]...
+                          [--port-device PORT=DEVICE]... [--list-options]
 
 Runs one libretro core and publishes frames, audio and counters into shared memory inherited
 from the parent (--shm-fd, --event-fd), and answers save/load/reset requests on the inherited
@@ -66,6 +67,9 @@ pub struct ChildArgs {
     pub input_script: Option<String>,
     /// Core option overrides.
     pub options: Vec<(String, String)>,
+    /// The device of a player port (1..=4) other than the RetroPad, by the name or number the
+    /// core gives it (`--list-options` lists them): the SNES multitap, a PlayStation analog pad.
+    pub port_devices: Vec<(u8, String)>,
     /// Print the core's declared options after loading, then exit (standalone use).
     pub list_options: bool,
     /// How the child sandboxes itself.
@@ -91,6 +95,7 @@ impl ChildArgs {
             pcm_capacity: 1 << 16,
             input_script: None,
             options: Vec::new(),
+            port_devices: Vec::new(),
             list_options: false,
             sandbox: crate::sandbox::Mode::Auto,
             memory_mib: None,
@@ -136,6 +141,9 @@ impl ChildArgs {
         }
         for (k, v) in &self.options {
             push("--option", OsStr::new(&format!("{k}={v}")));
+        }
+        for (port, device) in &self.port_devices {
+            push("--port-device", OsStr::new(&format!("{port}={device}")));
         }
         push("--sandbox", OsStr::new(&self.sandbox.to_string()));
         if let Some(n) = self.memory_mib {
@@ -193,6 +201,16 @@ impl ChildArgs {
                     let (k, v) = kv.split_once('=').ok_or("--option takes KEY=VALUE")?;
                     out.options.push((k.to_owned(), v.to_owned()));
                 }
+                "--port-device" => {
+                    let pd = text(&value, &key)?;
+                    let port = pd.split_once('=').and_then(|(p, d)| Some((p.parse::<u8>().ok()?, d)));
+                    match port {
+                        Some((port @ 1..=4, device)) if !device.is_empty() => {
+                            out.port_devices.push((port, device.into()))
+                        }
+                        _ => return Err("--port-device takes PORT=DEVICE with PORT 1 to 4".into()),
+                    }
+                }
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
@@ -231,6 +249,7 @@ mod tests {
         a.frame_slots = 301;
         a.input_script = Some("60 1 8 0 0 0 0;66 1 0 0 0 0 0".into());
         a.options = vec![("mgba_skip_bios".into(), "ON".into())];
+        a.port_devices = vec![(2, "Multitap".into())];
         a.list_options = true;
         a.sandbox = crate::sandbox::Mode::Required;
         a.memory_mib = Some(768);

@@ -252,6 +252,7 @@ pub fn run(args: ChildArgs) -> anyhow::Result<Option<Summary>> {
                 system_dir: args.system_dir.clone(),
                 save_dir: args.save_dir.clone(),
                 options: args.options.clone(),
+                port_devices: args.port_devices.clone(),
             };
             // Our error messages already include their causes: flatten them.
             match Session::load(core, rom, &config, io) {
@@ -259,6 +260,10 @@ pub fn run(args: ChildArgs) -> anyhow::Result<Option<Summary>> {
                     if args.list_options {
                         for o in s.options() {
                             println!("{} = {}  (allowed: {})", o.key, o.default, o.values.join("|"));
+                        }
+                        for (i, devices) in s.port_devices().iter().enumerate() {
+                            let names: Vec<String> = devices.iter().map(|d| format!("{} ({})", d.name, d.id)).collect();
+                            println!("port device {}: {}", i + 1, names.join(", "));
                         }
                         println!("av: {:?}", s.av_info());
                         return Ok(None);

@@ -80,6 +80,8 @@ pub struct EmulatorConfig {
     pub input_script: Option<InputScript>,
     /// Core option overrides (key, value).
     pub options: Vec<(String, String)>,
+    /// Devices other than the RetroPad by player port (1..=4), as the core names them.
+    pub port_devices: Vec<(u8, String)>,
     /// The child binary; else `$RETROFARM_EMULATOR_BIN`, else next to the current executable.
     pub binary: Option<PathBuf>,
     /// How long the child may take to load the core and game.
@@ -118,6 +120,7 @@ impl EmulatorConfig {
             pcm_capacity: 1 << 16,
             input_script: None,
             options: Vec::new(),
+            port_devices: Vec::new(),
             binary: None,
             startup_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(2),
@@ -465,6 +468,7 @@ impl Emulator {
         args.pcm_capacity = config.pcm_capacity;
         args.input_script = config.input_script.as_ref().map(InputScript::to_text);
         args.options = config.options.clone();
+        args.port_devices = config.port_devices.clone();
         args.sandbox = config.sandbox;
         args.memory_mib = config.memory_mib;
 
@@ -555,12 +559,18 @@ impl Emulator {
     }
 
     /// Sets the controls of `player` (1..=4): RetroPad bitmask ([`crate::buttons`]) and axes
-    /// (left x, left y, right x, right y). The child sees it at its next `retro_input_poll`.
+    /// (left x, left y, right x, right y), the pointer at rest.
     pub fn set_input(&self, player: u8, buttons: u16, axes: [i16; 4]) -> Result<(), Error> {
+        self.set_port(player, PortInput { buttons, axes, ..PortInput::default() })
+    }
+
+    /// Sets everything `player` (1..=4) controls at once. The child sees it at its next
+    /// `retro_input_poll`.
+    pub fn set_port(&self, player: u8, input: PortInput) -> Result<(), Error> {
         if !(1..=MAX_PORTS as u8).contains(&player) {
             return Err(Error::InvalidPort(player));
         }
-        self.shm.set_input(usize::from(player - 1), PortInput { buttons, axes });
+        self.shm.set_input(usize::from(player - 1), input);
         Ok(())
     }
 

@@ -60,7 +60,11 @@ impl InputScript {
     /// Adds an event: from `frame` on, player `player` (1..=4) holds `buttons` and `axes`.
     pub fn at(mut self, frame: u64, player: u8, buttons: u16, axes: [i16; 4]) -> Self {
         assert!((1..=MAX_PORTS as u8).contains(&player), "players are 1..=4");
-        self.events.push(InputEvent { frame, port: usize::from(player - 1), input: PortInput { buttons, axes } });
+        self.events.push(InputEvent {
+            frame,
+            port: usize::from(player - 1),
+            input: PortInput { buttons, axes, ..PortInput::default() },
+        });
         self.events.sort_by_key(|e| e.frame);
         self
     }
@@ -89,7 +93,11 @@ impl InputScript {
                     *a = f.parse().map_err(|e| format!("event {}: bad axis {f:?}: {e}", i + 1))?;
                 }
             }
-            events.push(InputEvent { frame, port: player - 1, input: PortInput { buttons, axes } });
+            events.push(InputEvent {
+                frame,
+                port: player - 1,
+                input: PortInput { buttons, axes, ..PortInput::default() },
+            });
         }
         events.sort_by_key(|e| e.frame);
         Ok(Self { events, cursor: 0 })
@@ -133,10 +141,13 @@ mod tests {
         let s = InputScript::parse("# demo\n60 1 START\n66 1 -; 120 1 RIGHT+A\n200 2 0x0100 0 -32768 0 5").unwrap();
         let e = s.events();
         assert_eq!(e.len(), 4);
-        assert_eq!(e[0], InputEvent { frame: 60, port: 0, input: PortInput { buttons: buttons::START, axes: [0; 4] } });
+        assert_eq!(
+            e[0],
+            InputEvent { frame: 60, port: 0, input: PortInput { buttons: buttons::START, ..PortInput::default() } }
+        );
         assert_eq!(e[2].input.buttons, buttons::RIGHT | buttons::A);
         assert_eq!(e[3].port, 1);
-        assert_eq!(e[3].input, PortInput { buttons: buttons::A, axes: [0, -32768, 0, 5] });
+        assert_eq!(e[3].input, PortInput { buttons: buttons::A, axes: [0, -32768, 0, 5], ..PortInput::default() });
         assert_eq!(InputScript::parse(&s.to_text()).unwrap(), s);
     }
 

@@ -37,7 +37,7 @@ impl Io for Capture {
         self.polls += 1;
     }
     fn input(&self, port: u32) -> PortInput {
-        PortInput { buttons: if port == 0 { self.buttons } else { 0 }, axes: [0; 4] }
+        PortInput { buttons: if port == 0 { self.buttons } else { 0 }, ..PortInput::default() }
     }
 }
 

@@ -221,6 +221,25 @@ fn nes_on_nestopia_with_our_homebrew_game() {
 }
 
 #[test]
+fn super_nes_with_a_multitap_and_a_device_the_core_lacks() {
+    let Some(core) = core("bsnes_mercury_performance") else { return };
+    let dir = TempDir::new("snes-multitap");
+    let rom = dir.write("Retrofarm Test.sfc", &roms::super_nes());
+    // The multitap on port 2 (named as the core names it, any case): player 1 plays on.
+    let mut cfg = room(&core, &rom, &dir).input_script(dpad_script());
+    cfg.port_devices = vec![(2, "multitap".into())];
+    let (_, frames) = run(cfg, 180);
+    assert_input_changes_picture("Super NES with a multitap", &frames, DPAD_FRAMES, 175);
+    // A device the core does not have there: the error lists what it has.
+    let mut cfg = room(&core, &rom, &dir);
+    cfg.port_devices = vec![(1, "Zapper".into())];
+    let msg = Emulator::spawn(cfg).unwrap_err().to_string();
+    for needed in ["\"Zapper\" for player 1", "\"SNES Joypad\" (1)", "\"SNES Mouse\" (2)", "port_devices"] {
+        assert!(msg.contains(needed), "the error names {needed}: {msg}");
+    }
+}
+
+#[test]
 fn game_boy_advance_on_mgba() {
     let Some(core) = core("mgba") else { return };
     let dir = TempDir::new("gba");

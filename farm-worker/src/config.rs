@@ -63,6 +63,11 @@ pub struct Config {
     /// Core options for one game, by its name (`[game_options."Retrofarm Walk"]`); they win over
     /// `core_options`.
     pub game_options: BTreeMap<String, BTreeMap<String, String>>,
+    /// Devices other than the RetroPad on player ports, by core ([`core_key`]) and port (1 to 4),
+    /// named as the core names them (`retrofarm-emulator --list-options` lists them):
+    /// `[port_devices.bsnes_mercury_performance]` `2 = "Multitap"` gives a SNES game five
+    /// players' worth of pads (the first four play).
+    pub port_devices: BTreeMap<String, BTreeMap<String, String>>,
     /// Folder of BIOS files, every room's system directory (read-only to the emulator); unset:
     /// each room's own folder, where no BIOS is.
     pub bios_dir: Option<PathBuf>,
@@ -173,11 +178,14 @@ impl Default for Config {
             cores_dir: None,
             cores: crate::library::default_cores(),
             // nestopia outputs sound on the left channel only unless told otherwise.
+            // desmume reads the touch screen as a mouse unless told it is one.
             core_options: CoreOptions {
                 all: [("nestopia_audio_type".to_string(), "stereo".to_string())].into_iter().collect(),
-                per_core: BTreeMap::new(),
+                per_core: [("desmume".to_string(), [("desmume_pointer_type".to_string(), "touch".to_string())].into())]
+                    .into(),
             },
             game_options: BTreeMap::new(),
+            port_devices: BTreeMap::new(),
             bios_dir: None,
             // GBA scenes full of detail stay above 35 dB PSNR at 2 Mbps; 256x240 needs no more.
             video_kbps: 2000,
@@ -247,6 +255,11 @@ impl Config {
             );
         }
         self.sandbox_mode()?;
+        for (core, ports) in &self.port_devices {
+            if let Some(port) = ports.keys().find(|p| !matches!(p.parse::<u8>(), Ok(1..=4))) {
+                anyhow::bail!("[port_devices.{core}] names port {port}: ports are 1 to 4");
+            }
+        }
         if let Some(dir) = self.bios_dir.as_ref().filter(|d| !d.is_dir()) {
             anyhow::bail!(
                 "bios_dir {} is not a folder: create it and put the BIOS files there, or leave bios_dir out",
@@ -266,7 +279,18 @@ impl Config {
 
     /// What decides each room's core options (`core_options`, `game_options`).
     pub fn room_options(&self) -> RoomOptions {
-        RoomOptions { core: self.core_options.clone(), games: self.game_options.clone() }
+        RoomOptions {
+            core: self.core_options.clone(),
+            games: self.game_options.clone(),
+            devices: self
+                .port_devices
+                .iter()
+                .map(|(core, ports)| {
+                    let ports = ports.iter().filter_map(|(p, d)| Some((p.parse().ok()?, d.clone()))).collect();
+                    (core_key(core).to_string(), ports)
+                })
+                .collect(),
+        }
     }
 
     /// `[core_options.X]` tables whose X is no core of `cores` (a typo, or a core no longer used).
@@ -374,6 +398,8 @@ pub struct RoomOptions {
     pub core: CoreOptions,
     /// Each game's, by name.
     pub games: BTreeMap<String, BTreeMap<String, String>>,
+    /// Each core's port devices ([`Config::port_devices`]), by [`core_key`].
+    pub devices: BTreeMap<String, BTreeMap<u8, String>>,
 }
 
 impl RoomOptions {
@@ -389,11 +415,31 @@ impl RoomOptions {
         }
         options.into_iter().collect()
     }
+
+    /// The port devices of a room running `core`.
+    pub fn devices_for(&self, core: &str) -> Vec<(u8, String)> {
+        self.devices
+            .get(core_key(core))
+            .map(|ports| ports.iter().map(|(p, d)| (*p, d.clone())).collect())
+            .unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_devices_are_for_ports_1_to_4() {
+        let ok: Config = toml::from_str("[port_devices.bsnes_mercury_performance]\n2 = \"Multitap\"").unwrap();
+        ok.check().unwrap();
+        assert_eq!(ok.room_options().devices_for("bsnes_mercury_performance_libretro.so"), [(2, "Multitap".into())]);
+        for bad in ["5", "0", "two"] {
+            let c: Config = toml::from_str(&format!("[port_devices.x]\n{bad} = \"Multitap\"")).unwrap();
+            let e = c.check().unwrap_err().to_string();
+            assert!(e.contains("ports are 1 to 4"), "{e}");
+        }
+    }
 
     #[test]
     fn defaults_file_and_candidates() {

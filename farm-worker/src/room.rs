@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use retrofarm_emulator::{AvInfo, Emulator, EmulatorConfig, FrameMeta, GameSave, PixelFormat as EmuFormat};
+use retrofarm_emulator::{AvInfo, Emulator, EmulatorConfig, FrameMeta, GameSave, PixelFormat as EmuFormat, PortInput};
 use retrofarm_media::{
     convert_placed, software_encoder, AudioConfig, AudioEncoder, GpuNv12, I420Frame, Picture, PictureFormat,
     PixelFormat, Placement, RgbFrame, VideoCodec, VideoConfig, VideoEncoder,
@@ -638,6 +638,7 @@ fn emulator_config(
     let mut cfg = EmulatorConfig::core(core, rom);
     let core_name = core.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     cfg.options = settings.options.for_room(&core_name, game);
+    cfg.port_devices = settings.options.devices_for(&core_name);
     cfg.save_dir = dir.to_owned();
     // The BIOS folder, which the sandbox lets the emulator read; without one, the room's own
     // folder (a core needing a BIOS then ends the room, naming the file it lacks).
@@ -686,10 +687,11 @@ impl RoomHandle {
         }
     }
 
-    /// Sets a player's pad (ports 1..=4). Ignored until the emulator runs.
+    /// Sets a player's pad and pointer (ports 1..=4). Ignored until the emulator runs.
     pub fn set_input(&self, port: u8, pad: PadState) {
         if let Some(r) = &self.running {
-            let _ = r.job.emulator.set_input(port, pad.buttons, pad.axes);
+            let input = PortInput { buttons: pad.buttons, axes: pad.axes, pointer: pad.pointer };
+            let _ = r.job.emulator.set_port(port, input);
         }
     }
 
@@ -906,7 +908,8 @@ mod tests {
     fn settings(bios_dir: Option<PathBuf>) -> RoomSettings {
         let cfg: crate::config::Config = toml::from_str(
             "[core_options]\nnestopia_audio_type = \"stereo\"\n[core_options.mednafen_psx]\nbeetle_psx_analog_toggle = \"enabled\"\n\
-             [game_options.\"Some Disc\"]\nbeetle_psx_analog_toggle = \"disabled\"\n",
+             [game_options.\"Some Disc\"]\nbeetle_psx_analog_toggle = \"disabled\"\n\
+             [port_devices.mednafen_psx_libretro]\n1 = \"DualShock\"\n2 = \"DualShock\"\n",
         )
         .unwrap();
         RoomSettings {
@@ -941,6 +944,9 @@ mod tests {
         let cfg = emulator_config(&bios, Path::new("/rooms/r2"), core, rom, "Other Disc");
         assert_eq!((cfg.system_dir, cfg.save_dir), (PathBuf::from("/srv/bios"), PathBuf::from("/rooms/r2")));
         assert!(cfg.options.contains(&("beetle_psx_analog_toggle".to_string(), "enabled".to_string())));
+        assert_eq!(cfg.port_devices, [(1, "DualShock".to_string()), (2, "DualShock".to_string())]);
+        let nes = emulator_config(&bios, Path::new("/rooms/r3"), Path::new("/c/nestopia_libretro.so"), rom, "Walk");
+        assert!(nes.port_devices.is_empty(), "another core's devices are not this one's");
     }
 
     /// With the real PlayStation core and the emulator binary (built by `cargo build`): a room

@@ -19,7 +19,7 @@ use retrofarm_media::{
 use retrofarm_proto::control::{CoordMsg, WorkerMsg};
 use retrofarm_proto::game::{GameCommand, GameReply, Screen};
 use retrofarm_proto::ids::{RoomId, SessionId};
-use retrofarm_proto::input::PadState;
+use retrofarm_proto::input::{PadState, Pointer};
 use retrofarm_proto::ErrorCode;
 use str0m::change::SdpOffer;
 use str0m::channel::ChannelId;
@@ -472,13 +472,20 @@ fn join_offer_answer_then_media_and_input_flow() {
     // Input over the data channel reaches the room on the session's port; a stale packet does not.
     let b = w.browsers.get_mut(&s).unwrap();
     let ch = b.input.unwrap();
-    let newer = PadState { seq: 7, buttons: 0b1001, axes: [0; 4] };
-    let older = PadState { seq: 6, buttons: 0b1111, axes: [0; 4] };
+    let newer = PadState { seq: 7, buttons: 0b1001, axes: [0; 4], ..Default::default() };
+    let older = PadState { seq: 6, buttons: 0b1111, axes: [0; 4], ..Default::default() };
     b.rtc.channel(ch).unwrap().write(true, &newer.encode()).unwrap();
     b.rtc.channel(ch).unwrap().write(true, &older.encode()).unwrap();
     b.rtc.channel(ch).unwrap().write(true, b"garbage").unwrap();
     w.run_for(Duration::from_millis(200));
-    assert_eq!(w.pads, vec![(room, 1, newer)]);
+    assert_eq!(w.pads, vec![(room.clone(), 1, newer)]);
+
+    // A touch on the picture (a version 2 packet) reaches the room with its pointer.
+    let touch = PadState { seq: 8, pointer: Pointer { x: 0x3fff, y: -5, pressed: true }, ..newer };
+    let b = w.browsers.get_mut(&s).unwrap();
+    b.rtc.channel(ch).unwrap().write(true, &touch.encode()).unwrap();
+    w.run_for(Duration::from_millis(200));
+    assert_eq!(w.pads.last(), Some(&(room, 1, touch)));
 }
 
 #[test]
@@ -855,7 +862,7 @@ fn spectators_watch_without_playing_and_players_switch_ports() {
     assert!(w.browsers[&watcher].frames.get(&MediaKind::Video).copied().unwrap_or(0) >= 25, "the spectator watches");
 
     // A spectator's pad drives nothing; it may not load or reset, but may take a free port.
-    w.press(&watcher, PadState { seq: 1, buttons: 1, axes: [0; 4] });
+    w.press(&watcher, PadState { seq: 1, buttons: 1, axes: [0; 4], ..Default::default() });
     assert!(w.pads.is_empty(), "{:?}", w.pads);
     for command in [GameCommand::Reset, GameCommand::Load { user: "watcher-1".into(), slot: 1 }] {
         let GameReply::Failed { message, .. } = w.command_reply(&watcher, &command) else { panic!("refused") };
@@ -867,15 +874,18 @@ fn spectators_watch_without_playing_and_players_switch_ports() {
         GameReply::Failed { command: "port".into(), message: "player 1 is taken in this room; pick another".into() }
     );
     assert_eq!(w.command_reply(&watcher, &GameCommand::Port { port: 2 }), GameReply::Port { port: 2 });
-    w.press(&watcher, PadState { seq: 2, buttons: 4, axes: [0; 4] });
-    assert_eq!(w.pads, vec![(room.clone(), 2, PadState { seq: 2, buttons: 4, axes: [0; 4] })]);
+    w.press(&watcher, PadState { seq: 2, buttons: 4, axes: [0; 4], ..Default::default() });
+    assert_eq!(w.pads, vec![(room.clone(), 2, PadState { seq: 2, buttons: 4, axes: [0; 4], ..Default::default() })]);
 
     // The player moves from port 1 to 3: port 1's buttons are released, input goes to port 3.
-    w.press(&player, PadState { seq: 5, buttons: 8, axes: [0; 4] });
+    w.press(&player, PadState { seq: 5, buttons: 8, axes: [0; 4], ..Default::default() });
     assert_eq!(w.command_reply(&player, &GameCommand::Port { port: 3 }), GameReply::Port { port: 3 });
     assert!(w.pads.contains(&(room.clone(), 1, PadState::default())), "port 1 released: {:?}", w.pads);
-    w.press(&player, PadState { seq: 6, buttons: 16, axes: [0; 4] });
-    assert_eq!(w.pads.last(), Some(&(room.clone(), 3, PadState { seq: 6, buttons: 16, axes: [0; 4] })));
+    w.press(&player, PadState { seq: 6, buttons: 16, axes: [0; 4], ..Default::default() });
+    assert_eq!(
+        w.pads.last(),
+        Some(&(room.clone(), 3, PadState { seq: 6, buttons: 16, axes: [0; 4], ..Default::default() }))
+    );
     // Watching again frees the port.
     assert_eq!(w.command_reply(&player, &GameCommand::Port { port: 0 }), GameReply::Port { port: 0 });
     assert_eq!(w.pads.last(), Some(&(room.clone(), 3, PadState::default())));

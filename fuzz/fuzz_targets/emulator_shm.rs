@@ -122,7 +122,7 @@ fuzz_target!(|data: &[u8]| {
                 if let Some(t) = ticket {
                     let _ = shm.is_intact(t);
                 }
-                shm.set_input(usize::from(op >> 6), PortInput { buttons: u16::from(op), axes: [i16::from(op); 4] });
+                shm.set_input(usize::from(op >> 6), PortInput { buttons: u16::from(op), axes: [i16::from(op); 4], ..PortInput::default() });
                 None
             }
             _ => {

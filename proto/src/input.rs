@@ -11,13 +11,23 @@
 //! | 1..3 | sequence number, u16 little-endian |
 //! | 3..5 | buttons, u16 little-endian, bit *n* = RetroPad id *n* (B=0, Y, SELECT, START, UP, DOWN, LEFT, RIGHT, A, X, L, R, L2, R2, L3, R3=15) |
 //! | 5..13 | analog axes, 4 × i16 little-endian: left x, left y, right x, right y |
+//! | 13..15 | version 2 only: pointer x, i16 little-endian, -0x7fff (left edge) ..= 0x7fff (right edge) of the picture |
+//! | 15..17 | version 2 only: pointer y, the same from the top edge to the bottom one |
+//! | 17 | version 2 only: bit 0 = the pointer presses (a finger or the mouse button on the picture) |
 //!
+//! Version 1 (13 bytes) is a pad alone; version 2 (18 bytes) adds the pointer, which cores with
+//! a touch screen (the DS) or a light gun read. A page sends version 2 only while it has a
+//! pointer to report.
 //! The port is not in the packet: the worker applies it to the port the session chose.
 
-/// Packet size.
+/// Packet size of version 1 (a pad).
 pub const INPUT_PACKET_LEN: usize = 13;
-/// Version byte.
+/// Packet size of version 2 (a pad and a pointer).
+pub const INPUT_POINTER_PACKET_LEN: usize = 18;
+/// Version byte of a pad packet.
 pub const INPUT_VERSION: u8 = 1;
+/// Version byte of a pad-and-pointer packet.
+pub const INPUT_POINTER_VERSION: u8 = 2;
 
 /// RetroPad button bits: bit `i` is libretro's `RETRO_DEVICE_ID_JOYPAD_*` id `i`.
 pub mod button {
@@ -73,45 +83,76 @@ pub struct PadState {
     pub buttons: u16,
     /// Analog axes.
     pub axes: [i16; 4],
+    /// The pointer (a touch screen), at rest when the packet carried none.
+    pub pointer: Pointer,
+}
+
+/// A pointer on the picture, in libretro's coordinates: -0x7fff..=0x7fff across and down.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Pointer {
+    /// Across, from the left edge (-0x7fff) to the right one (0x7fff).
+    pub x: i16,
+    /// Down, from the top edge to the bottom one.
+    pub y: i16,
+    /// Whether it presses (touches).
+    pub pressed: bool,
 }
 
 /// Why an input packet was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InputError {
-    /// Wrong length.
-    #[error("input packet of {0} bytes, expected {INPUT_PACKET_LEN}")]
+    /// Wrong length for its version.
+    #[error(
+        "input packet of {0} bytes, expected {INPUT_PACKET_LEN} (version 1) or {INPUT_POINTER_PACKET_LEN} (version 2)"
+    )]
     Length(usize),
     /// Unknown version.
-    #[error("input packet version {0}, expected {INPUT_VERSION}")]
+    #[error("input packet version {0}, expected {INPUT_VERSION} or {INPUT_POINTER_VERSION}")]
     Version(u8),
 }
 
 impl PadState {
-    /// Encodes the packet.
-    pub fn encode(&self) -> [u8; INPUT_PACKET_LEN] {
-        let mut b = [0u8; INPUT_PACKET_LEN];
-        b[0] = INPUT_VERSION;
-        b[1..3].copy_from_slice(&self.seq.to_le_bytes());
-        b[3..5].copy_from_slice(&self.buttons.to_le_bytes());
-        for (i, a) in self.axes.iter().enumerate() {
-            b[5 + 2 * i..7 + 2 * i].copy_from_slice(&a.to_le_bytes());
+    /// Encodes the packet: version 1 while the pointer is at rest at 0,0, else version 2.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(INPUT_POINTER_PACKET_LEN);
+        let pointer = self.pointer != Pointer::default();
+        b.push(if pointer { INPUT_POINTER_VERSION } else { INPUT_VERSION });
+        b.extend_from_slice(&self.seq.to_le_bytes());
+        b.extend_from_slice(&self.buttons.to_le_bytes());
+        for a in self.axes {
+            b.extend_from_slice(&a.to_le_bytes());
+        }
+        if pointer {
+            b.extend_from_slice(&self.pointer.x.to_le_bytes());
+            b.extend_from_slice(&self.pointer.y.to_le_bytes());
+            b.push(u8::from(self.pointer.pressed));
         }
         b
     }
 
-    /// Decodes a packet.
+    /// Decodes a packet of either version.
     pub fn decode(b: &[u8]) -> Result<Self, InputError> {
-        if b.len() != INPUT_PACKET_LEN {
+        let want = match b.first() {
+            None => return Err(InputError::Length(0)),
+            Some(&INPUT_VERSION) => INPUT_PACKET_LEN,
+            Some(&INPUT_POINTER_VERSION) => INPUT_POINTER_PACKET_LEN,
+            Some(&v) => return Err(InputError::Version(v)),
+        };
+        if b.len() != want {
             return Err(InputError::Length(b.len()));
         }
-        if b[0] != INPUT_VERSION {
-            return Err(InputError::Version(b[0]));
-        }
         let le = |i: usize| [b[i], b[i + 1]];
+        let pointer = match want {
+            INPUT_POINTER_PACKET_LEN => {
+                Pointer { x: i16::from_le_bytes(le(13)), y: i16::from_le_bytes(le(15)), pressed: b[17] & 1 == 1 }
+            }
+            _ => Pointer::default(),
+        };
         Ok(Self {
             seq: u16::from_le_bytes(le(1)),
             buttons: u16::from_le_bytes(le(3)),
             axes: std::array::from_fn(|i| i16::from_le_bytes(le(5 + 2 * i))),
+            pointer,
         })
     }
 }
@@ -146,9 +187,20 @@ mod tests {
 
     #[test]
     fn layout_is_stable() {
-        let p = PadState { seq: 0x0102, buttons: button::A | button::RIGHT, axes: [1, -1, 0, i16::MIN] };
+        let mut p = PadState {
+            seq: 0x0102,
+            buttons: button::A | button::RIGHT,
+            axes: [1, -1, 0, i16::MIN],
+            pointer: Pointer::default(),
+        };
         let b = p.encode();
+        assert_eq!(b.len(), INPUT_PACKET_LEN);
         assert_eq!(&b[..5], &[1, 0x02, 0x01, 0x80, 0x01]);
+        assert_eq!(PadState::decode(&b).unwrap(), p);
+        p.pointer = Pointer { x: -0x7fff, y: 0x0102, pressed: true };
+        let b = p.encode();
+        assert_eq!(&b[..5], &[2, 0x02, 0x01, 0x80, 0x01]);
+        assert_eq!(&b[13..], &[0x01, 0x80, 0x02, 0x01, 1]);
         assert_eq!(PadState::decode(&b).unwrap(), p);
     }
 
@@ -163,6 +215,9 @@ mod tests {
     fn garbage_is_rejected() {
         assert_eq!(PadState::decode(&[]), Err(InputError::Length(0)));
         assert_eq!(PadState::decode(&[9; INPUT_PACKET_LEN]), Err(InputError::Version(9)));
+        // Each version has its own length.
+        assert_eq!(PadState::decode(&[1; INPUT_POINTER_PACKET_LEN]), Err(InputError::Length(18)));
+        assert_eq!(PadState::decode(&[2; INPUT_PACKET_LEN]), Err(InputError::Length(13)));
     }
 
     #[test]
@@ -178,8 +233,8 @@ mod tests {
 
     proptest! {
         #[test]
-        fn round_trips(seq: u16, buttons: u16, axes: [i16; 4]) {
-            let p = PadState { seq, buttons, axes };
+        fn round_trips(seq: u16, buttons: u16, axes: [i16; 4], x: i16, y: i16, pressed: bool) {
+            let p = PadState { seq, buttons, axes, pointer: Pointer { x, y, pressed } };
             prop_assert_eq!(PadState::decode(&p.encode()).unwrap(), p);
         }
 

@@ -13,7 +13,7 @@ import {
   keyLookup, keysLabel, loadBindings, padLabel, padLookup, parseVolume, rebindKey, rebindPad, storeBindings,
 } from './controls.js';
 import { FILTER_MIN_GAMES, PadNavigator, filterGames, letterIndex, moveIndex, sortGames } from './lobby.js';
-import { fitScreen, parseScreen, shownAspect } from './screen.js';
+import { containedBox, fitScreen, parseScreen, pointerOnPicture, shownAspect } from './screen.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -125,6 +125,8 @@ window.retrofarm = {
   pollStats: () => stats.sample(),
   /** Packets sent on the input channel so far. */
   inputSent: () => pad.sent,
+  /** The input state last sent: `{buttons, axes, pointer}`. */
+  inputLast: () => pad.last,
   /** Sends a game command on the control channel; resolves with its answer `{t, p}`. */
   gameCommand: (t, p) => control.send(t, p),
 };
@@ -628,6 +630,35 @@ function layoutVideo() {
   v.style.height = `${fit.elementHeight}px`;
   v.style.transform = fit.transform;
 }
+
+// ---- the pointer on the picture (a touch screen: js/screen.js pointerOnPicture) ----------
+
+/** Where a pointer event is on the game's picture, or null off it (or with no game on). */
+function pointerAt(e) {
+  const v = $('video');
+  if (state.phase !== 'playing' || !v.videoWidth) return null;
+  // Shaped, the element is the picture (its bounding box turned with it); else the picture is
+  // contained in the element at its own pixel shape.
+  const aspect = state.screen ? shownAspect(state.screen) : v.videoWidth / v.videoHeight;
+  const box = containedBox(v.getBoundingClientRect(), aspect);
+  return pointerOnPicture(box, state.screen?.rotation ?? 0, e.clientX, e.clientY);
+}
+
+function onPointer(e) {
+  const at = pointerAt(e);
+  // A mouse presses with its main button; a finger or a pen while it touches.
+  const pressed = e.type !== 'pointerup' && e.type !== 'pointercancel' && (e.buttons & 1) === 1;
+  pad.setPointer(at && { ...at, pressed });
+  if (e.type === 'pointerdown' && at) {
+    e.preventDefault();
+    $('video').setPointerCapture?.(e.pointerId);
+  }
+}
+
+for (const type of ['pointerdown', 'pointermove', 'pointerup', 'pointercancel']) {
+  $('video').addEventListener(type, onPointer);
+}
+$('video').addEventListener('pointerleave', () => pad.setPointer(null));
 
 // ---- session -------------------------------------------------------------------------
 

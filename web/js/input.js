@@ -1,5 +1,6 @@
-// Player input: keyboard, Gamepad API and on-screen touch buttons → the 13-byte RetroPad state
-// packets of docs/protocol.md ("The `input` data channel").
+// Player input: keyboard, Gamepad API, on-screen touch buttons and a pointer on the picture →
+// the RetroPad state packets of docs/protocol.md ("The `input` data channel"): 13 bytes, or 18
+// with the pointer (version 2) while one is over the picture.
 
 /** RetroPad button ids: bit n of the packet's button field. */
 export const BUTTON = Object.freeze({
@@ -55,6 +56,8 @@ export const RESEND_MS = 100;
 
 export const PACKET_VERSION = 1;
 export const PACKET_LENGTH = 13;
+export const POINTER_PACKET_VERSION = 2;
+export const POINTER_PACKET_LENGTH = 18;
 
 /** A touch stick's offset (`dx`, `dy` in pixels from its centre) → axes in -1..1, within the circle of `radius`. */
 export function stickVector(dx, dy, radius) {
@@ -69,14 +72,22 @@ export function mergeAxes(pad, touch) {
   return pad.map((v, i) => (touch[i] ? touch[i] : v));
 }
 
-/** Encodes one state packet: version 1, u16 seq, u16 buttons, 4 × i16 axes, little-endian. */
-export function encodeInput(seq, buttons, axes = [0, 0, 0, 0]) {
-  const bytes = new Uint8Array(PACKET_LENGTH);
+/**
+ * Encodes one state packet, little-endian: version 1 (u16 seq, u16 buttons, 4 × i16 axes), or
+ * version 2 with `pointer` ({x, y, pressed}: i16, i16, a flag byte) after them.
+ */
+export function encodeInput(seq, buttons, axes = [0, 0, 0, 0], pointer = null) {
+  const bytes = new Uint8Array(pointer ? POINTER_PACKET_LENGTH : PACKET_LENGTH);
   const view = new DataView(bytes.buffer);
-  view.setUint8(0, PACKET_VERSION);
+  view.setUint8(0, pointer ? POINTER_PACKET_VERSION : PACKET_VERSION);
   view.setUint16(1, seq & 0xffff, true);
   view.setUint16(3, buttons & 0xffff, true);
   for (let i = 0; i < 4; i++) view.setInt16(5 + 2 * i, axes[i] ?? 0, true);
+  if (pointer) {
+    view.setInt16(13, pointer.x, true);
+    view.setInt16(15, pointer.y, true);
+    view.setUint8(17, pointer.pressed ? 1 : 0);
+  }
   return bytes;
 }
 
@@ -128,6 +139,7 @@ export class PadInput {
     this.touchButtons = 0;
     this.touchAxes = [0, 0, 0, 0];
     this.pad = { buttons: 0, axes: [0, 0, 0, 0] };
+    this.pointer = null; // {x, y, pressed} while a pointer is over the picture
     this.heldKeys = new Map(); // code → button id
     this.seq = 0;
     this.sent = 0;
@@ -146,7 +158,13 @@ export class PadInput {
   /** The combined state. */
   state() {
     const buttons = this.keyButtons | this.touchButtons | this.pad.buttons;
-    return { buttons: buttons & 0xffff, axes: mergeAxes(this.pad.axes, this.touchAxes) };
+    return { buttons: buttons & 0xffff, axes: mergeAxes(this.pad.axes, this.touchAxes), pointer: this.pointer };
+  }
+
+  /** The pointer on the picture ({x, y, pressed} in libretro's coordinates), or null off it. */
+  setPointer(pointer) {
+    this.pointer = pointer;
+    this.#changed();
   }
 
   /**
@@ -199,6 +217,7 @@ export class PadInput {
     this.keyButtons = 0;
     this.touchButtons = 0;
     this.touchAxes = [0, 0, 0, 0];
+    this.pointer = null;
     this.#changed();
   }
 
@@ -231,7 +250,9 @@ export class PadInput {
     for (const [name, id] of Object.entries(BUTTON)) {
       if (changedBits & (1 << id)) this.onButton(name, !!(s.buttons & (1 << id)));
     }
-    if (!prev || prev.buttons !== s.buttons || prev.axes.some((v, i) => v !== s.axes[i])) this.#send(s);
+    const samePointer = (a, b) => a === b || (a && b && a.x === b.x && a.y === b.y && a.pressed === b.pressed);
+    const changed = !prev || prev.buttons !== s.buttons || prev.axes.some((v, i) => v !== s.axes[i]);
+    if (changed || !samePointer(prev.pointer, s.pointer)) this.#send(s);
   }
 
   /** Sends `s` now if the channel is open; counts as a new sequence number either way. */
@@ -241,7 +262,7 @@ export class PadInput {
     if (!ch || ch.readyState !== 'open') return;
     this.seq = (this.seq + 1) & 0xffff;
     try {
-      ch.send(encodeInput(this.seq, s.buttons, s.axes));
+      ch.send(encodeInput(this.seq, s.buttons, s.axes, s.pointer));
       this.sent++;
     } catch (err) {
       console.warn('input: send failed', err);

@@ -43,3 +43,38 @@ export function fitScreen(screen, width, height) {
     transform: `translate(-50%, -50%)${turn}`,
   };
 }
+
+/** The largest box of `aspect` (width/height) centred in `rect` ({left, top, width, height}). */
+export function containedBox(rect, aspect) {
+  if (!(aspect > 0) || !(rect.width > 0) || !(rect.height > 0)) return rect;
+  let width = rect.width;
+  let height = width / aspect;
+  if (height > rect.height) {
+    height = rect.height;
+    width = height * aspect;
+  }
+  return { left: rect.left + (rect.width - width) / 2, top: rect.top + (rect.height - height) / 2, width, height };
+}
+
+/** libretro's pointer range: -POINTER_MAX at one edge of the picture, POINTER_MAX at the other. */
+export const POINTER_MAX = 0x7fff;
+
+/**
+ * Where the point (`clientX`, `clientY`) is on the game's own picture, in libretro's pointer
+ * coordinates (`{x, y}`, -0x7fff..0x7fff from the left and top edges), when the picture is
+ * shown in `box` turned by `rotation` quarter turns counter-clockwise; null outside the picture.
+ */
+export function pointerOnPicture(box, rotation, clientX, clientY) {
+  const u = (clientX - box.left) / box.width;
+  const v = (clientY - box.top) / box.height;
+  if (!(u >= 0 && u <= 1 && v >= 0 && v <= 1)) return null;
+  // Undo the turn: the shown (u, v) of a picture point (px, py).
+  const [px, py] = [
+    [u, v],
+    [1 - v, u],
+    [1 - u, 1 - v],
+    [v, 1 - u],
+  ][rotation & 3];
+  const scale = (t) => Math.round((t * 2 - 1) * POINTER_MAX);
+  return { x: scale(px), y: scale(py) };
+}

@@ -131,7 +131,7 @@ scenario('the game list works from the keyboard alone: arrows, Home/End, a lette
   }
 });
 
-scenario('the picture is shown at the shape the core declares (screen news), not at its pixel shape', async (t) => {
+scenario('the picture is shown at the shape the core declares (screen news), not at its pixel shape; a pointer on it is sent', async (t) => {
   const { page, context } = await openPage(browser, `${cluster.url}/`, { name: 'shape viewer' });
   try {
     await startByClick(page);
@@ -165,6 +165,24 @@ scenario('the picture is shown at the shape the core declares (screen news), not
     await hideStats(page);
     const p = await settledBlock(page, 'shape');
     assert.ok(p && Math.abs(p.x - START.x) <= 3 && Math.abs(p.y - START.y) <= 3, `block at ${JSON.stringify(p)}`);
+
+    // A mouse pressed three quarters across and down the picture: the page sends the pointer
+    // there (libretro's 0x3fff, 0x3fff) in version 2 packets, which the worker takes.
+    const r = await page.locator('#video').boundingBox();
+    await page.mouse.move(r.x + r.width * 0.75, r.y + r.height * 0.75);
+    await page.mouse.down();
+    await sleep(300);
+    const down = (await page.evaluate(() => window.retrofarm.inputLast())).pointer;
+    const nearQuarter = (v) => Math.abs(v - 0x3fff) < 200;
+    assert.ok(down && down.pressed && nearQuarter(down.x) && nearQuarter(down.y), `pointer sent: ${JSON.stringify(down)}`);
+    await page.mouse.up();
+    await sleep(300);
+    assert.equal((await page.evaluate(() => window.retrofarm.inputLast())).pointer?.pressed, false, 'released');
+    await page.mouse.move(r.x - 20, r.y - 20);
+    await sleep(300);
+    assert.equal((await page.evaluate(() => window.retrofarm.inputLast())).pointer, null, 'off the picture: none');
+    const worker = [...cluster.workers.values()][0];
+    assert.ok(!worker.output.includes('ignoring bad input packet'), 'the worker took every packet');
   } finally {
     await context.close();
   }

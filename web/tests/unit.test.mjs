@@ -291,7 +291,7 @@ import {
   padLookup, parseBindings, parseVolume, rebindKey, rebindPad, serializeBindings, storeBindings, validateBindings,
 } from '../js/controls.js';
 import { PadNavigator, filterGames, letterIndex, moveIndex, padDirection, sortGames } from '../js/lobby.js';
-import { fitScreen, parseScreen, shownAspect } from '../js/screen.js';
+import { containedBox, fitScreen, parseScreen, pointerOnPicture, shownAspect } from '../js/screen.js';
 import { mergeAxes, stickVector } from '../js/input.js';
 import { NEWS_TYPES } from '../js/saves.js';
 
@@ -518,4 +518,36 @@ test('touch sticks: offset within the circle, and they take over the gamepad axe
   assert.ok(Math.abs(far.x - 0.6) < 1e-9 && Math.abs(far.y - 0.8) < 1e-9);
   assert.deepEqual(stickVector(1, 1, 0), { x: 0, y: 0 });
   assert.deepEqual(mergeAxes([100, -100, 5, 6], [0, 0, 32767, 0]), [100, -100, 32767, 6]);
+});
+
+test('input packet version 2 carries the pointer after the pad', () => {
+  const bytes = encodeInput(258, 1 << BUTTON.A, [0, 0, 0, 0], { x: -0x7fff, y: 0x0102, pressed: true });
+  assert.equal(bytes.length, 18);
+  assert.deepEqual([...bytes.slice(0, 5)], [2, 0x02, 0x01, 0x00, 0x01]);
+  assert.deepEqual([...bytes.slice(13)], [0x01, 0x80, 0x02, 0x01, 1]);
+  const hover = encodeInput(1, 0, undefined, { x: 0, y: 0, pressed: false });
+  assert.equal(hover[17], 0);
+  assert.equal(encodeInput(1, 0).length, 13, 'no pointer: version 1');
+});
+
+test('a point on the shown picture maps to the core picture, turn undone', () => {
+  const box = { left: 100, top: 50, width: 400, height: 300 };
+  assert.deepEqual(pointerOnPicture(box, 0, 100, 50), { x: -0x7fff, y: -0x7fff });
+  assert.deepEqual(pointerOnPicture(box, 0, 500, 350), { x: 0x7fff, y: 0x7fff });
+  assert.deepEqual(pointerOnPicture(box, 0, 300, 200), { x: 0, y: 0 });
+  assert.equal(pointerOnPicture(box, 0, 99, 200), null, 'left of the picture');
+  assert.equal(pointerOnPicture(box, 0, 300, 351), null, 'below it');
+  // Shown turned a quarter counter-clockwise: the shown top-left corner is the picture's
+  // top-right one; the shown bottom-left its top-left.
+  assert.deepEqual(pointerOnPicture(box, 1, 100, 50), { x: 0x7fff, y: -0x7fff });
+  assert.deepEqual(pointerOnPicture(box, 1, 100, 350), { x: -0x7fff, y: -0x7fff });
+  assert.deepEqual(pointerOnPicture(box, 2, 100, 50), { x: 0x7fff, y: 0x7fff });
+  assert.deepEqual(pointerOnPicture(box, 3, 100, 50), { x: -0x7fff, y: 0x7fff });
+});
+
+test('the picture contained in an element keeps its shape, centred', () => {
+  assert.deepEqual(containedBox({ left: 0, top: 0, width: 400, height: 400 }, 2), { left: 0, top: 100, width: 400, height: 200 });
+  assert.deepEqual(containedBox({ left: 10, top: 0, width: 400, height: 100 }, 2), { left: 110, top: 0, width: 200, height: 100 });
+  const r = { left: 0, top: 0, width: 0, height: 0 };
+  assert.equal(containedBox(r, 2), r, 'nothing shown yet');
 });

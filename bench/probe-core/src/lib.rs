@@ -2,7 +2,8 @@
 //!
 //! It renders 256x240 XRGB8888 at 60 fps, drawing its frame counter and the port-1 buttons it
 //! read for that frame as big black/white cells ([`marker`]) that survive lossy video coding,
-//! so a receiver can tell from a decoded picture which frame it is and which input it reflects.
+//! so a receiver can tell from a decoded picture which frame it is and which input it reflects;
+//! where port 1's pointer presses, it paints a white square (a touch screen's test).
 //! It plays a 440 Hz sine (48 kHz stereo) so audio flows, loads with any content or none, and
 //! costs next to nothing to run: a room of it measures what the streaming path costs.
 //!
@@ -35,6 +36,7 @@ const ENV_SET_SUPPORT_NO_GAME: c_uint = 18;
 const ENV_SET_ROTATION: c_uint = 1;
 const PIXEL_FORMAT_XRGB8888: c_uint = 1;
 const DEVICE_JOYPAD: c_uint = 1;
+const DEVICE_POINTER: c_uint = 6;
 const REGION_NTSC: c_uint = 0;
 
 /// `struct retro_system_info`.
@@ -153,6 +155,18 @@ impl Probe {
             self.samples += 1;
         }
         self.frame += 1;
+    }
+
+    /// Paints a white 16x16 square where a pointer presses (libretro's -0x7fff..=0x7fff across
+    /// and down the picture), below the marker rows: what a touch screen test looks for.
+    pub fn touch(&mut self, x: i16, y: i16) {
+        let at = |v: i16, size: usize| (i64::from(v) + 0x7fff) as usize * (size - 1) / 0xfffe;
+        let (cx, cy) = (at(x, WIDTH), at(y, HEIGHT).max(marker::MARKER_ROWS * marker::CELL + 8));
+        for row in cy.saturating_sub(8)..(cy + 8).min(HEIGHT) {
+            for col in cx.saturating_sub(8)..(cx + 8).min(WIDTH) {
+                self.pixels[row * WIDTH + col] = 0x00FF_FFFF;
+            }
+        }
     }
 
     /// Save state: frame counter and tone phase.
@@ -337,10 +351,18 @@ pub extern "C" fn retro_run() {
             }
         }
     }
+    // Port 1's pointer: x, y and whether it presses (RETRO_DEVICE_ID_POINTER_*).
+    let pointer = f.input_state.map(|state| {
+        // SAFETY: a frontend callback with a valid port, device and id.
+        std::array::from_fn::<i16, 3, _>(|id| unsafe { state(0, DEVICE_POINTER, 0, id as c_uint) })
+    });
     if let Some(m) = MISBEHAVE.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
         m.frame(g.frame);
     }
     g.step(buttons);
+    if let Some([x, y, 1]) = pointer {
+        g.touch(x, y);
+    }
     if let Some(video) = f.video {
         // SAFETY: `pixels` holds HEIGHT rows of WIDTH XRGB8888 pixels (pitch WIDTH * 4 bytes)
         // and stays alive and unchanged for the call.

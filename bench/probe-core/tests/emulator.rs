@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::core_path;
-use retrofarm_emulator::{Emulator, EmulatorConfig, PixelFormat};
+use retrofarm_emulator::shm::input::Pointer;
+use retrofarm_emulator::{Emulator, EmulatorConfig, PixelFormat, PortInput};
 use retrofarm_probe_core::marker::{self, Marker, HEIGHT, WIDTH};
 use retrofarm_probe_core::Probe;
 
@@ -131,4 +132,35 @@ fn a_core_that_turns_its_picture_is_heard() {
     // The picture itself is not turned: the page shows it turned.
     assert_eq!((av.base_width, av.base_height), (256, 240));
     assert!(!frames(&emu, Duration::from_millis(200)).is_empty());
+}
+
+/// The pixel at (x, y) of the newest frame, once frames come.
+fn pixel(emu: &Emulator, x: usize, y: usize) -> u32 {
+    let mut last = None;
+    let end = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < end {
+        if emu.wait_frame(Duration::from_millis(50)).unwrap() {
+            while let Some(f) = emu.next_frame() {
+                let m = *f.meta();
+                let at = y * m.stride as usize + x * 4;
+                last = Some(u32::from_le_bytes(f.data()[at..at + 4].try_into().unwrap()));
+            }
+        }
+    }
+    last.expect("frames came") & 0x00FF_FFFF
+}
+
+#[test]
+fn a_pointer_reaches_the_core_where_it_presses() {
+    let emu = spawn();
+    let (x, y) = (WIDTH * 3 / 4, HEIGHT * 3 / 4);
+    assert_ne!(pixel(&emu, x, y), 0x00FF_FFFF, "nothing there before a touch");
+    // Three quarters across and down: 0x3fff in libretro's -0x7fff..=0x7fff.
+    let touch = PortInput { pointer: Pointer { x: 0x3fff, y: 0x3fff, pressed: true }, ..PortInput::default() };
+    emu.set_port(1, touch).unwrap();
+    assert_eq!(pixel(&emu, x, y), 0x00FF_FFFF, "the touch shows where it was");
+    // Hovering is not touching; another player's pointer is not player 1's.
+    emu.set_port(1, PortInput { pointer: Pointer { pressed: false, ..touch.pointer }, ..touch }).unwrap();
+    emu.set_port(2, touch).unwrap();
+    assert_ne!(pixel(&emu, x, y), 0x00FF_FFFF);
 }

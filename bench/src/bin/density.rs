@@ -132,8 +132,9 @@ async fn join(ws_url: &str, game: &str, index: usize) -> Result<Viewer> {
             // The whole pad state every 100 ms, as the web page does.
             let frame = start.elapsed().as_millis() as u64 * 60 / 1000;
             seq = seq.wrapping_add(1);
-            let pad = PadState { seq, buttons: games::scripted_buttons(frame, offset), axes: [0; 4] };
-            peer.send_input(pad.encode().to_vec());
+            let pad =
+                PadState { seq, buttons: games::scripted_buttons(frame, offset), axes: [0; 4], ..Default::default() };
+            peer.send_input(pad.encode());
             for ev in peer.collect(Duration::from_millis(100)).await {
                 match ev {
                     RtcEvent::Media { kind: MediaKind::Video, data, .. } => {

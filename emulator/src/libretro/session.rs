@@ -45,6 +45,34 @@ pub struct SessionConfig {
     pub save_dir: PathBuf,
     /// Core option overrides (key, value).
     pub options: Vec<(String, String)>,
+    /// Devices other than the RetroPad by player port (1..=4), by the name or number the core
+    /// declares them with (`SET_CONTROLLER_INFO`).
+    pub port_devices: Vec<(u8, String)>,
+}
+
+/// A device the core offers on a port (`SET_CONTROLLER_INFO`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortDevice {
+    /// Its name, e.g. `Multitap`.
+    pub name: String,
+    /// The id `retro_set_controller_port_device` takes.
+    pub id: u32,
+}
+
+/// The device id for `wanted` (a name, case-insensitive, or a number) among what the core
+/// offers on that port; the error names what it offers.
+pub fn resolve_device(offered: &[PortDevice], wanted: &str) -> Result<u32, String> {
+    offered
+        .iter()
+        .find(|d| d.name.eq_ignore_ascii_case(wanted.trim()) || wanted.trim().parse() == Ok(d.id))
+        .map(|d| d.id)
+        .ok_or_else(|| {
+            let names: Vec<String> = offered.iter().map(|d| format!("{:?} ({})", d.name, d.id)).collect();
+            match names.is_empty() {
+                true => "the core declares no devices for it".into(),
+                false => format!("the core offers {}", names.join(", ")),
+            }
+        })
 }
 
 /// Why a game could not be started.
@@ -75,6 +103,18 @@ pub enum SessionError {
     /// A path contains a NUL byte.
     #[error("path contains a NUL byte: {0}")]
     Path(PathBuf),
+    /// A configured port device is not one the core offers.
+    #[error("core {core} has no device {device:?} for player {port}: {offered} (set port_devices to one of them)")]
+    PortDevice {
+        /// Core path.
+        core: PathBuf,
+        /// The player port, 1..=4.
+        port: u8,
+        /// What was asked for.
+        device: String,
+        /// What the core offers there.
+        offered: String,
+    },
     /// The core needs a BIOS file that is not in the system directory.
     #[error(transparent)]
     Bios(#[from] MissingBios),
@@ -235,6 +275,8 @@ struct State<I: Io> {
     av_changed: bool,
     /// The core's `SET_ROTATION`, kept apart: cores set it before the av info exists.
     rotation: u8,
+    /// The devices the core offers per port (`SET_CONTROLLER_INFO`), index 0 = player 1.
+    controllers: Vec<Vec<PortDevice>>,
     options: OptionStore,
     system_dir: CString,
     save_dir: CString,
@@ -355,6 +397,17 @@ impl<I: Io> Callbacks for State<I> {
                 env::GET_FASTFORWARDING | 49 => Self::put(data, false),
                 env::GET_TARGET_REFRESH_RATE | 50 => Self::put::<f32>(data, self.av.map_or(60.0, |a| a.fps as f32)),
                 env::GET_INPUT_BITMASKS | 51 => true,
+                env::SET_CONTROLLER_INFO => {
+                    if data.is_null() {
+                        return false;
+                    }
+                    self.controllers = controller_info(data.cast());
+                    true
+                }
+                env::GET_INPUT_DEVICE_CAPABILITIES => Self::put::<u64>(
+                    data,
+                    (1 << sys::DEVICE_JOYPAD) | (1 << sys::DEVICE_ANALOG) | (1 << sys::DEVICE_POINTER),
+                ),
                 env::GET_VARIABLE => {
                     if data.is_null() {
                         return false;
@@ -479,7 +532,6 @@ impl<I: Io> Callbacks for State<I> {
                 env::SET_ROTATION => !data.is_null() && self.rotate(*data.cast::<c_uint>()),
                 env::SET_PERFORMANCE_LEVEL
                 | env::SET_INPUT_DESCRIPTORS
-                | env::SET_CONTROLLER_INFO
                 | env::SET_SUBSYSTEM_INFO
                 | env::SET_MEMORY_MAPS
                 | env::SET_SUPPORT_ACHIEVEMENTS
@@ -527,6 +579,13 @@ impl<I: Io> Callbacks for State<I> {
                 ffi::DEVICE_INDEX_ANALOG_BUTTON if id < 16 && (input.buttons >> id) & 1 == 1 => 0x7fff,
                 _ => 0,
             },
+            // One pointer per port (index 0: no multi-touch).
+            sys::DEVICE_POINTER if index == 0 => match id {
+                sys::DEVICE_ID_POINTER_X => input.pointer.x,
+                sys::DEVICE_ID_POINTER_Y => input.pointer.y,
+                sys::DEVICE_ID_POINTER_PRESSED => i16::from(input.pointer.pressed),
+                _ => 0,
+            },
             _ => 0,
         }
     }
@@ -534,6 +593,31 @@ impl<I: Io> Callbacks for State<I> {
     fn pixel_format(&self) -> PixelFormat {
         self.pixel_format
     }
+}
+
+/// Copies a `SET_CONTROLLER_INFO` array (ended by an entry without types), at most 16 ports of
+/// 64 devices each.
+///
+/// # Safety
+/// `info` points at such an array whose descriptions are valid for the call.
+unsafe fn controller_info(info: *const sys::ControllerInfo) -> Vec<Vec<PortDevice>> {
+    let mut ports = Vec::new();
+    for i in 0..16 {
+        // SAFETY: the array goes on until its terminating entry (per the contract).
+        let port = unsafe { &*info.add(i) };
+        if port.types.is_null() {
+            break;
+        }
+        let devices = (0..port.num_types.min(64) as usize)
+            .filter_map(|j| {
+                // SAFETY: `num_types` descriptions follow `types`.
+                let d = unsafe { &*port.types.add(j) };
+                Some(PortDevice { name: c_str(d.desc)?.to_owned(), id: d.id })
+            })
+            .collect();
+        ports.push(devices);
+    }
+    ports
 }
 
 fn av_from_sys(info: &sys::SystemAvInfo, pixel_format: PixelFormat) -> Result<AvInfo, SessionError> {
@@ -612,6 +696,7 @@ impl<I: Io> Session<I> {
             av: None,
             av_changed: false,
             rotation: 0,
+            controllers: Vec::new(),
             options: OptionStore::new(config.options.iter().cloned()),
             system_dir,
             save_dir,
@@ -684,9 +769,22 @@ impl<I: Io> Session<I> {
             let _cur = session.enter(Stage::Other);
             // SAFETY: `raw` is a valid SystemAvInfo to fill; a game is loaded.
             unsafe { (f.get_system_av_info)(&mut raw) };
-            for port in 0..4 {
-                // SAFETY: plain call with valid port and device ids.
-                unsafe { (f.set_controller_port_device)(port, sys::DEVICE_JOYPAD) };
+            let offered = session.state_mut().controllers.clone();
+            for port in 1..=4u8 {
+                let device = match config.port_devices.iter().rev().find(|(p, _)| *p == port) {
+                    None => sys::DEVICE_JOYPAD,
+                    Some((_, wanted)) => {
+                        let here = offered.get(usize::from(port - 1)).map_or(&[][..], Vec::as_slice);
+                        resolve_device(here, wanted).map_err(|offered| SessionError::PortDevice {
+                            core: core_path.to_owned(),
+                            port,
+                            device: wanted.clone(),
+                            offered,
+                        })?
+                    }
+                };
+                // SAFETY: plain call with a valid port and a device id the core declared.
+                unsafe { (f.set_controller_port_device)(c_uint::from(port - 1), device) };
             }
         }
         let pf = session.state_mut().pixel_format;
@@ -737,6 +835,11 @@ impl<I: Io> Session<I> {
     /// What the core says about itself.
     pub fn system_info(&self) -> &SystemInfo {
         &self.info
+    }
+
+    /// The devices the core offers per player port (index 0 = player 1).
+    pub fn port_devices(&self) -> &[Vec<PortDevice>] {
+        &self.state().controllers
     }
 
     /// Current av info (updated by SET_GEOMETRY / SET_SYSTEM_AV_INFO / SET_PIXEL_FORMAT).

@@ -4,6 +4,8 @@
 
 use std::sync::atomic::{fence, Ordering};
 
+pub use retrofarm_proto::input::Pointer;
+
 use super::layout::{InputPort, MAX_PORTS};
 
 /// One player's controls.
@@ -13,7 +15,12 @@ pub struct PortInput {
     pub buttons: u16,
     /// Left x, left y, right x, right y, each -0x8000..=0x7fff.
     pub axes: [i16; 4],
+    /// The pointer (a touch screen).
+    pub pointer: Pointer,
 }
+
+/// Bit of [`InputPort::buttons`] above the RetroPad's: the pointer presses.
+const POINTER_PRESSED: u32 = 1 << 16;
 
 /// All ports' controls (index 0 = player 1).
 pub type InputSnapshot = [PortInput; MAX_PORTS];
@@ -31,8 +38,11 @@ pub fn write_port(port: &InputPort, input: PortInput) {
     let s = port.seq.load(Ordering::Relaxed);
     port.seq.store(s.wrapping_add(1) | 1, Ordering::Relaxed);
     fence(Ordering::Release);
-    port.buttons.store(u32::from(input.buttons), Ordering::Relaxed);
+    let pressed = if input.pointer.pressed { POINTER_PRESSED } else { 0 };
+    port.buttons.store(u32::from(input.buttons) | pressed, Ordering::Relaxed);
     port.axes.store(pack_axes(input.axes), Ordering::Relaxed);
+    let (x, y) = (input.pointer.x as u16, input.pointer.y as u16);
+    port.pointer.store(u32::from(x) | (u32::from(y) << 16), Ordering::Relaxed);
     port.seq.store((s | 1).wrapping_add(1), Ordering::Release);
 }
 
@@ -44,11 +54,14 @@ pub fn read_port(port: &InputPort) -> Option<PortInput> {
             std::hint::spin_loop();
             continue;
         }
-        let buttons = port.buttons.load(Ordering::Relaxed) as u16;
+        let bits = port.buttons.load(Ordering::Relaxed);
         let axes = unpack_axes(port.axes.load(Ordering::Relaxed));
+        let xy = port.pointer.load(Ordering::Relaxed);
         fence(Ordering::Acquire);
         if port.seq.load(Ordering::Relaxed) == s1 {
-            return Some(PortInput { buttons, axes });
+            let pointer =
+                Pointer { x: xy as u16 as i16, y: (xy >> 16) as u16 as i16, pressed: bits & POINTER_PRESSED != 0 };
+            return Some(PortInput { buttons: bits as u16, axes, pointer });
         }
     }
     None
@@ -69,14 +82,23 @@ mod tests {
     use std::sync::atomic::{AtomicU32, AtomicU64};
 
     fn port() -> InputPort {
-        InputPort { seq: AtomicU32::new(0), buttons: AtomicU32::new(0), axes: AtomicU64::new(0) }
+        InputPort {
+            seq: AtomicU32::new(0),
+            buttons: AtomicU32::new(0),
+            axes: AtomicU64::new(0),
+            pointer: AtomicU32::new(0),
+        }
     }
 
     #[test]
     fn round_trips() {
         let p = port();
         assert_eq!(read_port(&p), Some(PortInput::default()));
-        let v = PortInput { buttons: 0x8009, axes: [i16::MIN, -1, 0, i16::MAX] };
+        let v = PortInput {
+            buttons: 0x8009,
+            axes: [i16::MIN, -1, 0, i16::MAX],
+            pointer: Pointer { x: -0x7fff, y: 0x7fff, pressed: true },
+        };
         write_port(&p, v);
         assert_eq!(read_port(&p), Some(v));
         assert_eq!(p.seq.load(Ordering::Relaxed), 2);
@@ -91,8 +113,8 @@ mod tests {
         assert_eq!(read_port(&p), None);
         let ports = [port(), port(), port(), port()];
         ports[1].seq.store(7, Ordering::Relaxed);
-        write_port(&ports[0], PortInput { buttons: 1, axes: [0; 4] });
-        let mut snap = [PortInput { buttons: 9, axes: [0; 4] }; 4];
+        write_port(&ports[0], PortInput { buttons: 1, ..PortInput::default() });
+        let mut snap = [PortInput { buttons: 9, ..PortInput::default() }; 4];
         read_all(&ports, &mut snap);
         assert_eq!(snap[0].buttons, 1);
         assert_eq!(snap[1].buttons, 9, "unreadable port keeps its previous state");
@@ -106,7 +128,7 @@ mod tests {
             let p = p.clone();
             std::thread::spawn(move || {
                 for i in 0..20000u16 {
-                    write_port(&p, PortInput { buttons: i, axes: [i as i16; 4] });
+                    write_port(&p, PortInput { buttons: i, axes: [i as i16; 4], ..PortInput::default() });
                 }
             })
         };

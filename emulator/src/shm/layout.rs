@@ -162,6 +162,9 @@ pub struct InputPort {
     pub buttons: AtomicU32,
     /// Four i16 axes: left x, left y, right x, right y (little end first).
     pub axes: AtomicU64,
+    /// The pointer: x in the low 16 bits, y in the high ones (i16 each); whether it presses is
+    /// bit 16 of `buttons`.
+    pub pointer: AtomicU32,
 }
 
 /// Metadata of one frame slot, under a per-slot seqlock.
@@ -197,7 +200,7 @@ pub const FLAG_DUPLICATE: u32 = 1;
 
 const _: () = assert!(std::mem::size_of::<Header>() as u64 <= HEADER_LEN);
 const _: () = assert!(std::mem::size_of::<SlotEntry>() == 64);
-const _: () = assert!(std::mem::size_of::<InputPort>() == 16);
+const _: () = assert!(std::mem::size_of::<InputPort>() == 24);
 
 /// Errors in layout parameters.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -450,8 +450,14 @@ mod tests {
         assert_eq!(read_state(header_only.header()), Some(WriterState::Running));
         let r = ReaderShm::attach(fd.as_fd(), &header_only).unwrap();
         assert_eq!(r.av_info(), Some(av()));
-        r.set_input(2, PortInput { buttons: 0x10, axes: [1, 2, 3, 4] });
-        assert_eq!(w.poll_input()[2], PortInput { buttons: 0x10, axes: [1, 2, 3, 4] });
+        r.set_input(
+            2,
+            PortInput { buttons: 0x10, axes: [1, 2, 3, 4], pointer: input::Pointer { x: 5, y: -6, pressed: true } },
+        );
+        assert_eq!(
+            w.poll_input()[2],
+            PortInput { buttons: 0x10, axes: [1, 2, 3, 4], pointer: input::Pointer { x: 5, y: -6, pressed: true } }
+        );
         let px = vec![7u8; 240 * 160 * 2];
         w.stage_video(VideoInput::Pixels {
             data: &px,

@@ -17,7 +17,7 @@ use retrofarm_proto::control::*;
 use retrofarm_proto::frame;
 use retrofarm_proto::game::*;
 use retrofarm_proto::ids::{RoomId, SessionId, WorkerId};
-use retrofarm_proto::input::{button, PadState};
+use retrofarm_proto::input::{button, PadState, Pointer};
 use retrofarm_proto::ErrorCode;
 
 #[path = "../../../farm-worker/src/saves/format.rs"]
@@ -160,9 +160,9 @@ fn link(out: &Out) {
 fn input(out: &Out) {
     let pads = [
         PadState::default(),
-        PadState { seq: 0x0102, buttons: button::A | button::RIGHT, axes: [1, -1, 0, i16::MIN] },
-        PadState { seq: 65535, buttons: button::START, axes: [0; 4] },
-        PadState { seq: 7, buttons: u16::MAX, axes: [i16::MAX, i16::MIN, 300, -300] },
+        PadState { seq: 0x0102, buttons: button::A | button::RIGHT, axes: [1, -1, 0, i16::MIN], ..Default::default() },
+        PadState { seq: 65535, buttons: button::START, axes: [0; 4], ..Default::default() },
+        PadState { seq: 7, buttons: u16::MAX, axes: [i16::MAX, i16::MIN, 300, -300], pointer: Pointer { x: -0x7fff, y: 0x7fff, pressed: true } },
     ];
     for (i, p) in pads.iter().enumerate() {
         out.put("input_packet", &format!("pad-{i}"), p.encode());
@@ -170,7 +170,7 @@ fn input(out: &Out) {
     // A burst across the sequence wrap, with a reordered packet.
     let burst: Vec<u8> = [65534u16, 1, 65535, 2]
         .iter()
-        .flat_map(|&seq| PadState { seq, buttons: button::B, axes: [0; 4] }.encode())
+        .flat_map(|&seq| PadState { seq, buttons: button::B, axes: [0; 4], ..Default::default() }.encode())
         .collect();
     out.put("input_packet", "burst", burst);
 }
