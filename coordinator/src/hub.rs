@@ -62,6 +62,11 @@ struct Away {
     how: &'static str,
     /// What its sessions' browsers sent it meanwhile (a quit), delivered when it is back.
     pending: Vec<CoordMsg>,
+    /// The rooms it ran: a share link to one waits for it rather than resume a second copy.
+    rooms: Vec<RoomId>,
+    /// Browsers that opened a share link to one of its rooms meanwhile, with the room and when
+    /// they connected (their TURN credentials count from then).
+    waiting: Vec<(SessionId, RoomId, SystemTime)>,
 }
 
 /// Most messages kept for a worker that is away.
@@ -165,6 +170,14 @@ impl Hub {
                 let worker = worker.clone();
                 self.sessions.insert(id.clone(), session);
                 return self.init(&id, worker, Some(room), wall);
+            }
+            // Its worker is away: wait for it (or for its grace to end) rather than resume a
+            // second copy of the room elsewhere.
+            if let Some(away) = self.away.values_mut().find(|a| a.rooms.contains(&room)) {
+                debug!(session = %id, %room, "the room's worker is away: the session waits for it");
+                away.waiting.push((id.clone(), room, wall));
+                self.sessions.insert(id, session);
+                return;
             }
             // Not running: the nearest worker resumes it from its autosave, if it has one.
             self.stats.unknown_room += 1;
@@ -348,12 +361,12 @@ impl Hub {
                     );
                     return self.refuse(conn, reason);
                 }
-                let pending = match self.away.remove(&id) {
+                let (pending, waiting) = match self.away.remove(&id) {
                     Some(away) => {
                         info!(worker = %id, "worker back within its grace period: its sessions go on");
-                        away.pending
+                        (away.pending, away.waiting)
                     }
-                    None => Vec::new(),
+                    None => Default::default(),
                 };
                 info!(worker = %id, %zone, games = games.len(), rooms = rooms.len(), "worker registered");
                 let reg = Registration { id, zone, ping_url, games, rooms, load };
@@ -363,6 +376,7 @@ impl Hub {
                 let heartbeat_ms = self.cfg.heartbeat.as_millis() as u64;
                 self.out.push_back(Output::Worker(conn, CoordMsg::Registered { heartbeat_ms }));
                 self.out.extend(pending.into_iter().map(|m| Output::Worker(conn, m)));
+                self.stop_waiting(waiting);
             }
             (WorkerMsg::Register { .. }, Some(_)) => self.refuse(conn, "registered twice on one connection".into()),
             (_, None) => self.refuse(conn, "the first message must be register".into()),
@@ -433,6 +447,7 @@ impl Hub {
         for id in gone {
             let Some(away) = self.away.remove(&id) else { continue };
             warn!(worker = %id, "worker did not come back: telling its players");
+            self.stop_waiting(away.waiting);
             self.worker_gone(
                 &id,
                 |_| true,
@@ -452,7 +467,31 @@ impl Hub {
         }
         let early = format!("the game server {id} {how} before your game started; please start it again");
         self.worker_gone(&id, |p| *p == Phase::Starting, &early);
-        self.away.insert(id, Away { until: now + self.cfg.worker_grace, how, pending: Vec::new() });
+        let away = Away { until: now + self.cfg.worker_grace, how, pending: Vec::new(), rooms: d.rooms, waiting: Vec::new() };
+        self.away.insert(id, away);
+    }
+
+    /// The sessions that waited for an away worker's room: to that room if it runs again,
+    /// else to resume it from its autosave like any room that is not running.
+    fn stop_waiting(&mut self, waiting: Vec<(SessionId, RoomId, SystemTime)>) {
+        for (id, room, wall) in waiting {
+            if !self.sessions.contains_key(&id) {
+                continue;
+            }
+            match self.registry.room(&room) {
+                Some((worker, _)) => {
+                    let worker = worker.clone();
+                    self.init(&id, worker, Some(room), wall);
+                }
+                None => {
+                    self.stats.unknown_room += 1;
+                    if let Some(s) = self.sessions.get_mut(&id) {
+                        s.resume = Some(room);
+                    }
+                    self.check_latency(&id);
+                }
+            }
+        }
     }
 
     /// Tells the sessions of `worker` in a phase `which` accepts that it is lost.
@@ -740,6 +779,49 @@ mod tests {
         assert!(drain(&mut h).is_empty());
         h.tick(t + Duration::from_secs(10));
         assert_eq!(error_code(&drain(&mut h)[0]), Some(ErrorCode::WorkerLost));
+    }
+
+    #[test]
+    fn a_share_link_to_an_away_workers_room_waits_for_it_instead_of_resuming_a_copy() {
+        let t = Instant::now();
+        let mut h = hub();
+        register(&mut h, 1, "w1", "eu", 4, &["r1"], t);
+        register(&mut h, 2, "w2", "eu", 4, &["r2"], t);
+        register(&mut h, 3, "w3", "eu", 4, &[], t);
+        drain(&mut h);
+        h.worker_disconnected(ConnId(1), t);
+        h.worker_disconnected(ConnId(2), t);
+        let (r1, r2) = (RoomId::new("r1").unwrap(), RoomId::new("r2").unwrap());
+        // Both rooms' links are opened while their workers are away: nothing yet (w3, free,
+        // would otherwise resume a second copy of each).
+        h.browser_connected(sid("a"), Some(r1.clone()), None, W);
+        h.browser_connected(sid("b"), Some(r2.clone()), None, W);
+        h.browser_connected(sid("gone"), Some(r1.clone()), None, W);
+        h.browser_disconnected(&sid("gone"));
+        assert!(drain(&mut h).is_empty());
+
+        // w1 is back with its room: its waiting browser goes straight to it.
+        register(&mut h, 4, "w1", "eu", 4, &["r1"], t + Duration::from_secs(3));
+        let out = drain(&mut h);
+        let init = out.iter().find_map(|o| match o {
+            Output::Browser(s, ServerMsg::Init { worker, room, .. }) => Some((s.clone(), worker.id.clone(), room.clone())),
+            _ => None,
+        });
+        assert_eq!(init, Some((sid("a"), WorkerId::new("w1").unwrap(), Some(r1))), "{out:?}");
+        assert_eq!(out.iter().filter(|o| matches!(o, Output::Browser(..))).count(), 1, "{out:?}");
+
+        // w2 never comes back: its grace over, the room resumes from its autosave where the
+        // latency check leads.
+        for conn in [3, 4] {
+            let load = Load { rooms: 0, sessions: 0, free: 4 };
+            h.worker_message(ConnId(conn), t + Duration::from_secs(10), WorkerMsg::Heartbeat { load });
+        }
+        h.tick(t + Duration::from_secs(11));
+        let out = drain(&mut h);
+        assert!(
+            out.iter().any(|o| matches!(o, Output::Browser(s, ServerMsg::CheckLatency { .. }) if *s == sid("b"))),
+            "{out:?}"
+        );
     }
 
     #[test]
