@@ -467,7 +467,8 @@ impl Hub {
         }
         let early = format!("the game server {id} {how} before your game started; please start it again");
         self.worker_gone(&id, |p| *p == Phase::Starting, &early);
-        let away = Away { until: now + self.cfg.worker_grace, how, pending: Vec::new(), rooms: d.rooms, waiting: Vec::new() };
+        let away =
+            Away { until: now + self.cfg.worker_grace, how, pending: Vec::new(), rooms: d.rooms, waiting: Vec::new() };
         self.away.insert(id, away);
     }
 
@@ -804,7 +805,9 @@ mod tests {
         register(&mut h, 4, "w1", "eu", 4, &["r1"], t + Duration::from_secs(3));
         let out = drain(&mut h);
         let init = out.iter().find_map(|o| match o {
-            Output::Browser(s, ServerMsg::Init { worker, room, .. }) => Some((s.clone(), worker.id.clone(), room.clone())),
+            Output::Browser(s, ServerMsg::Init { worker, room, .. }) => {
+                Some((s.clone(), worker.id.clone(), room.clone()))
+            }
             _ => None,
         });
         assert_eq!(init, Some((sid("a"), WorkerId::new("w1").unwrap(), Some(r1))), "{out:?}");
