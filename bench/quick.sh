@@ -34,6 +34,8 @@ echo "== bench: network --quick (needs root: network namespaces; says SKIPPED ot
 "$bins/network" --quick
 echo "== bench: audio --quick"
 "$bins/audio" --quick
+echo "== bench: library --quick"
+"$bins/library" --quick
 echo "== bench: latency --quick"
 if command -v node >/dev/null; then
     node bench/latency/latency.mjs --quick --bin-dir "$bins"
