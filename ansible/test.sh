@@ -31,7 +31,8 @@ export ANSIBLE_NOCOLOR=1
 export ANSIBLE_FORCE_COLOR=0
 export PY_COLORS=0
 apt_opts=(-o DPkg::Lock::Timeout=900)
-mirror="${RETROFARM_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+# shellcheck source=../scripts/lib/debroot.sh
+. "$repo/scripts/lib/debroot.sh" # $mirror, debroot_workdir, debroot_make
 playbooks=(site.yml gpu_host.yml farm_worker.yml coordinator.yml node_exporter.yml monitoring.yml)
 
 sudo_cmd=()
@@ -93,26 +94,8 @@ if [ "$(id -u)" -ne 0 ]; then
     exit
 fi
 
-if [ -n "${RETROFARM_TEST_WORKDIR:-}" ]; then
-    work="$RETROFARM_TEST_WORKDIR"
-    mkdir -p "$work"
-    keep=1
-else
-    work="$(mktemp -d /tmp/retrofarm-ansible.XXXXXX)"
-    keep=0
-fi
+debroot_workdir ansible
 root="$work/root"
-cleanup() {
-    local m
-    # Anything a package script mounted inside the root, innermost first.
-    for m in $(awk -v r="$root" 'index($2, r) == 1 {print $2}' /proc/mounts | sort -r); do
-        umount -l "$m" 2>/dev/null || true
-    done
-    if [ "$keep" -eq 0 ]; then
-        rm -rf "$work"
-    fi
-}
-trap cleanup EXIT
 
 bin_dir="${RETROFARM_BIN_DIR:-$repo/target/debug}"
 binaries() {
@@ -130,21 +113,7 @@ binaries() {
     fi
 }
 
-debian_root() {
-    if [ ! -f "$work/base/.complete" ]; then
-        rm -rf "$work/base"
-        debootstrap --variant=minbase --include=python3,python3-apt,systemd bookworm "$work/base" "$mirror" \
-            >"$work/debootstrap.log" 2>&1 || { tail -20 "$work/debootstrap.log"; return 1; }
-        touch "$work/base/.complete"
-    fi
-    rm -rf "$root"
-    cp -a "$work/base" "$root"
-    rm -f "$root/.complete"
-    # Services cannot start in a chroot: tell package scripts so, as Debian's chroots do.
-    printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
-    chmod 755 "$root/usr/sbin/policy-rc.d"
-    cp /etc/resolv.conf "$root/etc/resolv.conf"
-}
+debian_root() { debroot_make "$root"; }
 
 inventory() {
     cat >"$work/inventory.yml" <<EOF

@@ -20,7 +20,8 @@ set -uo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 deb_dir="${1:-$repo/target/debian}"
-mirror="${RETROFARM_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+# shellcheck source=../scripts/lib/debroot.sh
+. "$repo/scripts/lib/debroot.sh" # $mirror, debroot_workdir, debroot_make
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "test-debs: SKIPPED (needs root for debootstrap and chroot)"
@@ -35,25 +36,8 @@ fi
 command -v debootstrap >/dev/null 2>&1 ||
     apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends debootstrap >/dev/null
 
-if [ -n "${RETROFARM_TEST_WORKDIR:-}" ]; then
-    work="$RETROFARM_TEST_WORKDIR"
-    mkdir -p "$work"
-    keep=1
-else
-    work="$(mktemp -d /tmp/retrofarm-debs.XXXXXX)"
-    keep=0
-fi
+debroot_workdir debs
 root="$work/debroot"
-cleanup() {
-    local m
-    for m in $(awk -v r="$root" 'index($2, r) == 1 {print $2}' /proc/mounts | sort -r); do
-        umount -l "$m" 2>/dev/null || true
-    done
-    if [ "$keep" -eq 0 ]; then
-        rm -rf "$work"
-    fi
-}
-trap cleanup EXIT
 
 passed=0
 failed=0
@@ -81,18 +65,7 @@ apt_in_root() {
 }
 
 echo "== Debian 12 root (debootstrap minbase)"
-if [ ! -f "$work/base/.complete" ]; then
-    rm -rf "$work/base"
-    debootstrap --variant=minbase --include=python3,python3-apt,systemd bookworm "$work/base" "$mirror" \
-        >"$work/debootstrap.log" 2>&1 || { tail -20 "$work/debootstrap.log"; exit 1; }
-    touch "$work/base/.complete"
-fi
-rm -rf "$root"
-cp -a "$work/base" "$root"
-rm -f "$root/.complete"
-printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
-chmod 755 "$root/usr/sbin/policy-rc.d"
-cp /etc/resolv.conf "$root/etc/resolv.conf"
+debroot_make "$root" || exit 1
 mkdir -p "$root/tmp/debs"
 : >"$work/apt.log"
 
