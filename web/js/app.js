@@ -10,7 +10,8 @@ import { describeError, COMMAND_ERRORS } from './errors.js';
 import { GameControl, SLOTS, formatSavedAt, playerId } from './saves.js';
 import {
   BUTTON_LABELS, FULLSCREEN_CODE, PAD_BUTTONS, VOLUME_KEY, bindableCode, buttonForCode, defaultBindings, keyLabel,
-  keyLookup, keysLabel, loadBindings, padLabel, padLookup, parseVolume, rebindKey, rebindPad, storeBindings,
+  keyLookup, keysLabel, loadBindings, padLabel, padLookup, parseVolume, readStorage, rebindKey, rebindPad, storeBindings,
+  writeStorage,
 } from './controls.js';
 import { FILTER_MIN_GAMES, PadNavigator, filterGames, letterIndex, moveIndex, sortGames } from './lobby.js';
 import { containedBox, fitScreen, parseScreen, pointerOnPicture, shownAspect } from './screen.js';
@@ -410,22 +411,6 @@ window.retrofarm.bindings = () => JSON.parse(JSON.stringify(bindings));
 
 /** The rebind in progress: `{button, held}` (held: gamepad buttons down when it began), or null. */
 let capture = null;
-
-function readStorage(key) {
-  try {
-    return globalThis.localStorage?.getItem(key) ?? null;
-  } catch {
-    return null;
-  }
-}
-
-function writeStorage(key, value) {
-  try {
-    globalThis.localStorage?.setItem(key, value);
-  } catch {
-    // No storage: the setting lasts as long as the page.
-  }
-}
 
 function openSettings(open) {
   if (!open) cancelCapture();

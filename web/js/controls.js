@@ -186,10 +186,30 @@ export function padLabel(index) {
   return PAD_NAMES[index] ?? `Button ${index}`;
 }
 
+/** `key`'s stored text, or null when there is none or storage is unavailable (or throws). */
+export function readStorage(key, storage = globalThis.localStorage) {
+  try {
+    return storage?.getItem(key) ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** Stores `value` under `key`; false when storage is unavailable (it then lasts as long as the page). */
+export function writeStorage(key, value, storage = globalThis.localStorage) {
+  try {
+    if (!storage) return false;
+    storage.setItem(key, value);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** The stored bindings (the defaults when there are none or storage is unavailable). */
 export function loadBindings(storage = globalThis.localStorage) {
   try {
-    return parseBindings(storage?.getItem(CONTROLS_KEY) ?? null);
+    return parseBindings(readStorage(CONTROLS_KEY, storage));
   } catch {
     return defaultBindings();
   }
@@ -197,13 +217,7 @@ export function loadBindings(storage = globalThis.localStorage) {
 
 /** Stores `bindings`; false when storage is unavailable (they then last as long as the page). */
 export function storeBindings(bindings, storage = globalThis.localStorage) {
-  try {
-    if (!storage) return false;
-    storage.setItem(CONTROLS_KEY, serializeBindings(bindings));
-    return true;
-  } catch {
-    return false;
-  }
+  return writeStorage(CONTROLS_KEY, serializeBindings(bindings), storage);
 }
 
 /** localStorage key of the volume. */
