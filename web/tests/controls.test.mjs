@@ -1,6 +1,6 @@
 // Issue 16 in a real Chromium: the picture at the core's shape (the worker's `screen` news), a key
-// remapped in the settings panel drives the game and stays after a reload, and the game list
-// works from the keyboard alone. The workers' games folder holds the homebrew game under three
+// remapped in the settings panel drives the game and stays after a reload, the game list
+// works from the keyboard alone or a gamepad, and on a touch screen the on-screen pad plays. The workers' games folder holds the homebrew game under three
 // names (copies in a temporary folder), so the list has entries to move between.
 
 import assert from 'node:assert/strict';
@@ -294,6 +294,85 @@ scenario('a gamepad moves through the game list and starts a game; a gamepad but
     await tap([0]); // bottom face button: start
     const s = await waitForState(page, (s) => s.phase === 'playing', { what: 'game_started from the gamepad' });
     assert.equal(s.game, GAME);
+  } finally {
+    await context.close();
+  }
+});
+
+scenario('on a touch screen the on-screen pad plays: the d-pad moves the block, L and the right stick are sent, two fingers at once', async (t) => {
+  const { page, context } = await openPage(browser, `${cluster.url}/`, {
+    name: 'touch player',
+    viewport: { width: 420, height: 900 },
+    device: { hasTouch: true, isMobile: true },
+  });
+  try {
+    await waitForState(page, (s) => s.phase === 'choosing', { what: 'lobby' });
+    await page.locator(`#games button[data-game="${GAME}"]`).tap();
+    await waitForState(page, (s) => s.phase === 'playing', { what: 'game_started from a tap' });
+    await waitForFrames(page);
+    await hideStats(page);
+    assert.ok(await page.locator('#touchpad').isVisible(), 'a touch screen shows the on-screen pad (pointer: coarse)');
+
+    // Raw touches through the DevTools protocol: a finger stays down as long as we hold it.
+    const cdp = await context.newCDPSession(page);
+    const touch = (type, points) => cdp.send('Input.dispatchTouchEvent', { type, touchPoints: points });
+    const centre = async (selector) => {
+      const el = page.locator(selector);
+      await el.scrollIntoViewIfNeeded();
+      const r = await el.boundingBox();
+      return { x: r.x + r.width / 2, y: r.y + r.height / 2, r };
+    };
+    const last = () => page.evaluate(() => window.retrofarm.inputLast());
+    const bit = (name) => 1 << { L: 10, RIGHT: 7, A: 8 }[name];
+
+    // The d-pad's right arrow, held: the block walks right as with the keyboard.
+    const start = await settledBlock(page, 'touch-start');
+    assert.ok(start && Math.abs(start.x - START.x) <= 3, `block at start: ${JSON.stringify(start)}`);
+    const right = await centre('#touchpad [data-button="RIGHT"]');
+    await touch('touchStart', [{ x: right.x, y: right.y, id: 1 }]);
+    await sleep(HOLD_MS);
+    await touch('touchEnd', []);
+    const moved = await settledBlock(page, 'touch-right');
+    const dx = moved.x - start.x;
+    t.diagnostic(`holding the touch pad's right arrow for ${HOLD_MS} ms moved the block ${dx.toFixed(1)} px`);
+    assert.ok(dx >= 40 && dx <= 100, `the touch pad's right arrow moved the block ${dx.toFixed(1)} px (expected ~84)`);
+    assert.equal((await last()).buttons, 0, 'released with the finger');
+
+    // L, then L and A with two fingers at once; lifting one keeps the other.
+    const l = await centre('#touchpad [data-button="L"]');
+    const a = await centre('#touchpad [data-button="A"]');
+    await touch('touchStart', [{ x: l.x, y: l.y, id: 1 }]);
+    await sleep(200);
+    assert.equal((await last()).buttons, bit('L'), 'L held');
+    await touch('touchStart', [{ x: l.x, y: l.y, id: 1 }, { x: a.x, y: a.y, id: 2 }]);
+    await sleep(200);
+    assert.equal((await last()).buttons, bit('L') | bit('A'), 'L and A held together');
+    await touch('touchEnd', [{ x: l.x, y: l.y, id: 1 }]);
+    await sleep(200);
+    assert.equal((await last()).buttons, bit('A'), 'the finger on L lifted, A still held');
+    await touch('touchEnd', []);
+    await sleep(200);
+    assert.equal((await last()).buttons, 0, 'both lifted');
+
+    // The right stick: a finger pushed right of its centre, then up; lifted, it centres.
+    const stick = await centre('#touchpad [data-stick="1"]');
+    // Inside the stick's circle, past its full-scale one (0.8 of the radius).
+    const reach = stick.r.width * 0.45;
+    await touch('touchStart', [{ x: stick.x + reach, y: stick.y, id: 1 }]);
+    await sleep(200);
+    let axes = (await last()).axes;
+    assert.ok(axes[2] > 30_000 && Math.abs(axes[3]) < 1000, `right stick pushed right: ${axes}`);
+    assert.deepEqual(axes.slice(0, 2), [0, 0], 'the left stick stays centred');
+    await touch('touchMove', [{ x: stick.x, y: stick.y - reach, id: 1 }]);
+    await sleep(200);
+    axes = (await last()).axes;
+    assert.ok(axes[3] < -30_000 && Math.abs(axes[2]) < 1000, `right stick pushed up: ${axes}`);
+    await touch('touchEnd', []);
+    await sleep(200);
+    assert.deepEqual((await last()).axes, [0, 0, 0, 0], 'lifted: centred');
+
+    const worker = [...cluster.workers.values()][0];
+    assert.ok(!worker.output.includes('ignoring bad input packet'), 'the worker took every packet');
   } finally {
     await context.close();
   }

@@ -291,8 +291,9 @@ export function launchBrowser({ args = [] } = {}) {
  * Opens `url` in a new context of `browser`. Camera/microphone are granted BEFORE the page loads:
  * without them Chromium hides its host candidates behind mDNS names the worker cannot resolve.
  */
-export async function openPage(browser, url, { name = 'page', viewport = { width: 900, height: 1100 }, initScript = null } = {}) {
-  const context = await browser.newContext({ viewport });
+export async function openPage(browser, url, { name = 'page', viewport = { width: 900, height: 1100 }, initScript = null, device = {} } = {}) {
+  // `device`: more of Playwright's context options (e.g. `hasTouch` for a phone).
+  const context = await browser.newContext({ viewport, ...device });
   await context.grantPermissions(['camera', 'microphone'], { origin: new URL(url).origin });
   // Runs in the page before its own scripts (e.g. to keep hold of its RTCPeerConnections).
   if (initScript) await context.addInitScript(initScript);
