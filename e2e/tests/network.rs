@@ -161,7 +161,6 @@ fn the_rate_cap_holds_a_blast_to_the_cap_and_changes_while_running() {
     let got = receive(&socket, Duration::from_millis(500));
     blast.wait().unwrap();
     script.join().unwrap().unwrap();
-    let s = Duration::from_secs;
     let ms = Duration::from_millis;
     // Skip the bucket's first burst and 200 ms either side of the change (the script's clock
     // and the first packet's arrival differ by tens of ms); 1200-byte payloads are 96.6 % of
