@@ -1,13 +1,15 @@
 // Issue 16 in a real Chromium: the picture at the core's shape (the worker's `screen` news), a key
-// remapped in the settings panel drives the game and stays after a reload, the game list
-// works from the keyboard alone or a gamepad, and on a touch screen the on-screen pad plays. The workers' games folder holds the homebrew game under three
-// names (copies in a temporary folder), so the list has entries to move between.
+// remapped in the settings panel drives the game and stays after a reload, the game list works
+// from the keyboard alone or a gamepad, and on a touch screen the on-screen pad plays. The
+// workers' games folder holds the homebrew game under three names (copies in a temporary
+// folder), so the list has entries to move between.
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before } from 'node:test';
 
+import { BUTTON } from '../js/input.js';
 import { GAME, GAMES_DIR, keepArtifact, launchBrowser, openPage, scenario, sleep, startCluster, testDir, waitForState } from './harness.mjs';
 import { blockPosition, decodePng, isWhite, videoFrame } from './pixels.mjs';
 
@@ -69,6 +71,11 @@ async function settledBlock(page, name) {
     prev = cur;
   }
   return prev;
+}
+
+/** The input state the page sent last ({buttons, axes, pointer}). */
+function sentLast(page) {
+  return page.evaluate(() => window.retrofarm.inputLast());
 }
 
 async function hold(page, key, ms) {
@@ -172,15 +179,15 @@ scenario('the picture is shown at the shape the core declares (screen news), not
     await page.mouse.move(r.x + r.width * 0.75, r.y + r.height * 0.75);
     await page.mouse.down();
     await sleep(300);
-    const down = (await page.evaluate(() => window.retrofarm.inputLast())).pointer;
+    const down = (await sentLast(page)).pointer;
     const nearQuarter = (v) => Math.abs(v - 0x3fff) < 200;
     assert.ok(down && down.pressed && nearQuarter(down.x) && nearQuarter(down.y), `pointer sent: ${JSON.stringify(down)}`);
     await page.mouse.up();
     await sleep(300);
-    assert.equal((await page.evaluate(() => window.retrofarm.inputLast())).pointer?.pressed, false, 'released');
+    assert.equal((await sentLast(page)).pointer?.pressed, false, 'released');
     await page.mouse.move(r.x - 20, r.y - 20);
     await sleep(300);
-    assert.equal((await page.evaluate(() => window.retrofarm.inputLast())).pointer, null, 'off the picture: none');
+    assert.equal((await sentLast(page)).pointer, null, 'off the picture: none');
     const worker = [...cluster.workers.values()][0];
     assert.ok(!worker.output.includes('ignoring bad input packet'), 'the worker took every packet');
   } finally {
@@ -322,8 +329,7 @@ scenario('on a touch screen the on-screen pad plays: the d-pad moves the block, 
       const r = await el.boundingBox();
       return { x: r.x + r.width / 2, y: r.y + r.height / 2, r };
     };
-    const last = () => page.evaluate(() => window.retrofarm.inputLast());
-    const bit = (name) => 1 << { L: 10, RIGHT: 7, A: 8 }[name];
+    const bit = (name) => 1 << BUTTON[name];
 
     // The d-pad's right arrow, held: the block walks right as with the keyboard.
     const start = await settledBlock(page, 'touch-start');
@@ -336,23 +342,23 @@ scenario('on a touch screen the on-screen pad plays: the d-pad moves the block, 
     const dx = moved.x - start.x;
     t.diagnostic(`holding the touch pad's right arrow for ${HOLD_MS} ms moved the block ${dx.toFixed(1)} px`);
     assert.ok(dx >= 40 && dx <= 100, `the touch pad's right arrow moved the block ${dx.toFixed(1)} px (expected ~84)`);
-    assert.equal((await last()).buttons, 0, 'released with the finger');
+    assert.equal((await sentLast(page)).buttons, 0, 'released with the finger');
 
     // L, then L and A with two fingers at once; lifting one keeps the other.
     const l = await centre('#touchpad [data-button="L"]');
     const a = await centre('#touchpad [data-button="A"]');
     await touch('touchStart', [{ x: l.x, y: l.y, id: 1 }]);
     await sleep(200);
-    assert.equal((await last()).buttons, bit('L'), 'L held');
+    assert.equal((await sentLast(page)).buttons, bit('L'), 'L held');
     await touch('touchStart', [{ x: l.x, y: l.y, id: 1 }, { x: a.x, y: a.y, id: 2 }]);
     await sleep(200);
-    assert.equal((await last()).buttons, bit('L') | bit('A'), 'L and A held together');
+    assert.equal((await sentLast(page)).buttons, bit('L') | bit('A'), 'L and A held together');
     await touch('touchEnd', [{ x: l.x, y: l.y, id: 1 }]);
     await sleep(200);
-    assert.equal((await last()).buttons, bit('A'), 'the finger on L lifted, A still held');
+    assert.equal((await sentLast(page)).buttons, bit('A'), 'the finger on L lifted, A still held');
     await touch('touchEnd', []);
     await sleep(200);
-    assert.equal((await last()).buttons, 0, 'both lifted');
+    assert.equal((await sentLast(page)).buttons, 0, 'both lifted');
 
     // The right stick: a finger pushed right of its centre, then up; lifted, it centres.
     const stick = await centre('#touchpad [data-stick="1"]');
@@ -360,16 +366,16 @@ scenario('on a touch screen the on-screen pad plays: the d-pad moves the block, 
     const reach = stick.r.width * 0.45;
     await touch('touchStart', [{ x: stick.x + reach, y: stick.y, id: 1 }]);
     await sleep(200);
-    let axes = (await last()).axes;
+    let axes = (await sentLast(page)).axes;
     assert.ok(axes[2] > 30_000 && Math.abs(axes[3]) < 1000, `right stick pushed right: ${axes}`);
     assert.deepEqual(axes.slice(0, 2), [0, 0], 'the left stick stays centred');
     await touch('touchMove', [{ x: stick.x, y: stick.y - reach, id: 1 }]);
     await sleep(200);
-    axes = (await last()).axes;
+    axes = (await sentLast(page)).axes;
     assert.ok(axes[3] < -30_000 && Math.abs(axes[2]) < 1000, `right stick pushed up: ${axes}`);
     await touch('touchEnd', []);
     await sleep(200);
-    assert.deepEqual((await last()).axes, [0, 0, 0, 0], 'lifted: centred');
+    assert.deepEqual((await sentLast(page)).axes, [0, 0, 0, 0], 'lifted: centred');
 
     const worker = [...cluster.workers.values()][0];
     assert.ok(!worker.output.includes('ignoring bad input packet'), 'the worker took every packet');
